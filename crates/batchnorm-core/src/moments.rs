@@ -1,0 +1,244 @@
+//! Per-channel count, mean and M2 (sum of squared deviations) in one read of the data.
+//!
+//! Accuracy scheme, and why: the naive single pass `E[x^2] - E[x]^2` in f32 loses every
+//! significant digit when the mean is large against the spread (x = 1e4 + N(0, 0.1) gives
+//! a variance of pure rounding noise). A textbook two-pass algorithm is accurate but reads
+//! the tensor twice from memory, and batch norm is memory-bound. So the data is cut into
+//! blocks small enough to stay in L1/L2 (8 KiB for contiguous planes, >= 16 rows for
+//! channels-last), and each block gets the *corrected two-pass* algorithm (Chan, Golub &
+//! LeVeque 1983): pass 1 takes the block mean `s` in f32, pass 2 sums `d = x - s` and `d^2`
+//! in f32 SIMD lanes, then `mean = s + sum(d)/n` and `M2 = sum(d^2) - sum(d)^2/n` are formed
+//! in f64. The second pass hits cache, not memory, so the cost is arithmetic only. Blocks
+//! are then combined in f64 with Chan et al.'s parallel formula, which is also what merges
+//! per-thread partials and, later, per-worker partials (SyncBN).
+
+use crate::dims::Dims;
+use crate::parallel;
+use crate::simd::{q, quads, F32x4};
+
+/// Count, mean and sum of squared deviations from the mean of a set of values.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Moments {
+    pub count: f64,
+    pub mean: f64,
+    pub m2: f64,
+}
+
+impl Moments {
+    pub const EMPTY: Moments = Moments { count: 0.0, mean: 0.0, m2: 0.0 };
+
+    /// Moments of a block from its shift `s` and the sums of `d = x - s` and `d^2`.
+    #[inline]
+    pub fn from_shifted(count: usize, shift: f32, sum_d: f32, sum_d2: f32) -> Moments {
+        let n = count as f64;
+        let (s1, s2) = (sum_d as f64, sum_d2 as f64);
+        Moments { count: n, mean: shift as f64 + s1 / n, m2: (s2 - s1 * s1 / n).max(0.0) }
+    }
+
+    /// Chan, Golub & LeVeque's pairwise combination: exact in exact arithmetic for any
+    /// split, including uneven ones.
+    #[inline]
+    pub fn merge(self, o: Moments) -> Moments {
+        if self.count == 0.0 {
+            return o;
+        }
+        if o.count == 0.0 {
+            return self;
+        }
+        let n = self.count + o.count;
+        let delta = o.mean - self.mean;
+        Moments {
+            count: n,
+            mean: self.mean + delta * (o.count / n),
+            m2: self.m2 + o.m2 + delta * delta * (self.count * o.count / n),
+        }
+    }
+
+    /// Population (biased) variance: what normalisation uses.
+    pub fn biased_var(&self) -> f64 {
+        self.m2 / self.count
+    }
+
+    /// Sample (unbiased) variance: what PyTorch's running variance tracks.
+    pub fn unbiased_var(&self) -> f64 {
+        self.m2 / (self.count - 1.0)
+    }
+}
+
+/// Merges two per-channel vectors of moments, channel by channel.
+pub fn merge_all(mut a: Vec<Moments>, b: Vec<Moments>) -> Vec<Moments> {
+    for (x, y) in a.iter_mut().zip(b) {
+        *x = x.merge(y);
+    }
+    a
+}
+
+/// Elements per block of a contiguous plane (8 KiB: L1-resident for the second look).
+const PLANE_BLOCK: usize = 2048;
+/// Target elements per block of channels-last rows; at least `MIN_BLOCK_ROWS` rows so the
+/// f64 merge (a dozen flops per channel) stays a small fraction of the work.
+const ROW_BLOCK_ELEMS: usize = 4096;
+const MIN_BLOCK_ROWS: usize = 16;
+
+pub(crate) fn rows_per_block(channels: usize) -> usize {
+    (ROW_BLOCK_ELEMS / channels).max(MIN_BLOCK_ROWS)
+}
+
+/// Per-channel moments of `x` laid out as `dims`.
+pub fn moments(x: &[f32], dims: Dims) -> Vec<Moments> {
+    let par = parallel::worth_it(x.len());
+    if dims.is_planar() {
+        parallel::map_collect(dims.channels, par, |c| planar_channel(x, dims, c))
+    } else {
+        let rows = dims.outer;
+        let block = rows_per_block(dims.channels);
+        let per_task = row_task_len(rows, block, par);
+        let tasks = rows.div_ceil(per_task);
+        parallel::map_reduce(
+            tasks,
+            par,
+            |t| {
+                let r0 = t * per_task;
+                let r1 = (r0 + per_task).min(rows);
+                rows_range(&x[r0 * dims.channels..r1 * dims.channels], dims.channels, block)
+            },
+            merge_all,
+        )
+        .unwrap_or_else(|| vec![Moments::EMPTY; dims.channels])
+    }
+}
+
+/// Rows per parallel task: a few tasks per thread for balance, whole blocks each.
+pub(crate) fn row_task_len(rows: usize, block: usize, par: bool) -> usize {
+    if !par {
+        return rows.max(1);
+    }
+    let want = rows.div_ceil(parallel::threads() * 4);
+    want.div_ceil(block).max(1) * block
+}
+
+fn planar_channel(x: &[f32], dims: Dims, c: usize) -> Moments {
+    let mut m = Moments::EMPTY;
+    for o in 0..dims.outer {
+        let start = (o * dims.channels + c) * dims.inner;
+        for blk in x[start..start + dims.inner].chunks(PLANE_BLOCK) {
+            m = m.merge(block_moments(blk));
+        }
+    }
+    m
+}
+
+/// Corrected two-pass moments of one cache-resident contiguous block.
+#[inline]
+fn block_moments(xs: &[f32]) -> Moments {
+    let shift = sum(xs) / xs.len() as f32;
+    let (sum_d, sum_d2) = centered_sums(xs, shift);
+    Moments::from_shifted(xs.len(), shift, sum_d, sum_d2)
+}
+
+/// Sum in four independent f32x4 accumulators (16 elements a step) for instruction-level
+/// parallelism.
+#[inline]
+pub(crate) fn sum(xs: &[f32]) -> f32 {
+    let mut acc = [F32x4::zero(); 4];
+    let steps = xs.chunks_exact(16);
+    let rest = steps.remainder();
+    for s in steps {
+        for k in 0..4 {
+            acc[k] = acc[k].add(F32x4::load(q(&s[4 * k..4 * k + 4])));
+        }
+    }
+    let (body, tail) = quads(rest);
+    for v in body {
+        acc[0] = acc[0].add(F32x4::load(q(v)));
+    }
+    let mut total = acc[0].add(acc[1]).add(acc[2].add(acc[3])).hsum();
+    for &v in tail {
+        total += v;
+    }
+    total
+}
+
+/// `(sum(x - s), sum((x - s)^2))` in f32x4 lanes.
+#[inline]
+fn centered_sums(xs: &[f32], shift: f32) -> (f32, f32) {
+    let s = F32x4::splat(shift);
+    let (mut a1, mut a2, mut b1, mut b2) = (F32x4::zero(), F32x4::zero(), F32x4::zero(), F32x4::zero());
+    let steps = xs.chunks_exact(8);
+    let rest = steps.remainder();
+    for st in steps {
+        let d0 = F32x4::load(q(&st[0..4])).sub(s);
+        let d1 = F32x4::load(q(&st[4..8])).sub(s);
+        a1 = a1.add(d0);
+        a2 = a2.add(d0.mul(d0));
+        b1 = b1.add(d1);
+        b2 = b2.add(d1.mul(d1));
+    }
+    let (mut s1, mut s2) = (a1.add(b1).hsum(), a2.add(b2).hsum());
+    for &v in rest {
+        let d = v - shift;
+        s1 += d;
+        s2 += d * d;
+    }
+    (s1, s2)
+}
+
+/// Moments of channels-last rows (`x.len() == rows * channels`), block by block.
+fn rows_range(x: &[f32], channels: usize, block_rows: usize) -> Vec<Moments> {
+    let mut out = vec![Moments::EMPTY; channels];
+    let mut shift = vec![0f32; channels];
+    let mut s1 = vec![0f32; channels];
+    let mut s2 = vec![0f32; channels];
+    for blk in x.chunks(block_rows * channels) {
+        let n = blk.len() / channels;
+        shift.fill(0.0);
+        for row in blk.chunks_exact(channels) {
+            add_into(&mut shift, row);
+        }
+        let inv_n = 1.0 / n as f32;
+        shift.iter_mut().for_each(|v| *v *= inv_n);
+        s1.fill(0.0);
+        s2.fill(0.0);
+        for row in blk.chunks_exact(channels) {
+            centered_into(&mut s1, &mut s2, row, &shift);
+        }
+        for c in 0..channels {
+            out[c] = out[c].merge(Moments::from_shifted(n, shift[c], s1[c], s2[c]));
+        }
+    }
+    out
+}
+
+/// `acc += row`, lane-wise across channels.
+#[inline]
+pub(crate) fn add_into(acc: &mut [f32], row: &[f32]) {
+    let (body, tail) = quads(row);
+    let mut acc_chunks = acc.chunks_exact_mut(4);
+    for (a, r) in (&mut acc_chunks).zip(body) {
+        let a = crate::simd::q_mut(a);
+        F32x4::load(a).add(F32x4::load(q(r))).store(a);
+    }
+    for (a, &r) in acc_chunks.into_remainder().iter_mut().zip(tail) {
+        *a += r;
+    }
+}
+
+/// `s1 += row - shift; s2 += (row - shift)^2`, lane-wise across channels.
+#[inline]
+fn centered_into(s1: &mut [f32], s2: &mut [f32], row: &[f32], shift: &[f32]) {
+    let (body, tail) = quads(row);
+    let (sh_body, sh_tail) = quads(shift);
+    let mut c1 = s1.chunks_exact_mut(4);
+    let mut c2 = s2.chunks_exact_mut(4);
+    for (((a, b), r), sh) in (&mut c1).zip(&mut c2).zip(body).zip(sh_body) {
+        let (a, b) = (crate::simd::q_mut(a), crate::simd::q_mut(b));
+        let d = F32x4::load(q(r)).sub(F32x4::load(q(sh)));
+        F32x4::load(a).add(d).store(a);
+        F32x4::load(b).add(d.mul(d)).store(b);
+    }
+    for (((a, b), &r), &sh) in c1.into_remainder().iter_mut().zip(c2.into_remainder()).zip(tail).zip(sh_tail) {
+        let d = r - sh;
+        *a += d;
+        *b += d * d;
+    }
+}

@@ -1,0 +1,132 @@
+//! A four-lane f32 vector with exactly the operations the kernels need.
+//!
+//! On `wasm32` with `+simd128` it is a `v128` and every method is one `f32x4.*`
+//! instruction; everywhere else (the scalar wasm build, native tests) it is a `[f32; 4]`
+//! that the compiler lowers to scalar ops, or to the host's SIMD. The kernels are written
+//! once against this type, so the scalar and SIMD builds cannot drift apart numerically:
+//! both perform the same f32 operations in the same order.
+
+#[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+mod imp {
+    use core::arch::wasm32::*;
+
+    #[derive(Clone, Copy)]
+    pub struct F32x4(v128);
+
+    impl F32x4 {
+        #[inline(always)]
+        pub fn splat(v: f32) -> Self {
+            Self(f32x4_splat(v))
+        }
+        #[inline(always)]
+        pub fn zero() -> Self {
+            Self(f32x4_splat(0.0))
+        }
+        #[inline(always)]
+        pub fn load(s: &[f32; 4]) -> Self {
+            // SAFETY: `s` is exactly 16 readable bytes; v128_load has no alignment requirement.
+            Self(unsafe { v128_load(s.as_ptr() as *const v128) })
+        }
+        #[inline(always)]
+        pub fn store(self, s: &mut [f32; 4]) {
+            // SAFETY: `s` is exactly 16 writable bytes; v128_store has no alignment requirement.
+            unsafe { v128_store(s.as_mut_ptr() as *mut v128, self.0) }
+        }
+        #[inline(always)]
+        pub fn add(self, o: Self) -> Self {
+            Self(f32x4_add(self.0, o.0))
+        }
+        #[inline(always)]
+        pub fn sub(self, o: Self) -> Self {
+            Self(f32x4_sub(self.0, o.0))
+        }
+        #[inline(always)]
+        pub fn mul(self, o: Self) -> Self {
+            Self(f32x4_mul(self.0, o.0))
+        }
+        #[inline(always)]
+        pub fn to_array(self) -> [f32; 4] {
+            [
+                f32x4_extract_lane::<0>(self.0),
+                f32x4_extract_lane::<1>(self.0),
+                f32x4_extract_lane::<2>(self.0),
+                f32x4_extract_lane::<3>(self.0),
+            ]
+        }
+    }
+}
+
+#[cfg(not(all(target_arch = "wasm32", target_feature = "simd128")))]
+mod imp {
+    #[derive(Clone, Copy)]
+    pub struct F32x4([f32; 4]);
+
+    impl F32x4 {
+        #[inline(always)]
+        pub fn splat(v: f32) -> Self {
+            Self([v; 4])
+        }
+        #[inline(always)]
+        pub fn zero() -> Self {
+            Self([0.0; 4])
+        }
+        #[inline(always)]
+        pub fn load(s: &[f32; 4]) -> Self {
+            Self(*s)
+        }
+        #[inline(always)]
+        pub fn store(self, s: &mut [f32; 4]) {
+            *s = self.0;
+        }
+        #[inline(always)]
+        fn zip(self, o: Self, f: impl Fn(f32, f32) -> f32) -> Self {
+            Self([f(self.0[0], o.0[0]), f(self.0[1], o.0[1]), f(self.0[2], o.0[2]), f(self.0[3], o.0[3])])
+        }
+        #[inline(always)]
+        pub fn add(self, o: Self) -> Self {
+            self.zip(o, |a, b| a + b)
+        }
+        #[inline(always)]
+        pub fn sub(self, o: Self) -> Self {
+            self.zip(o, |a, b| a - b)
+        }
+        #[inline(always)]
+        pub fn mul(self, o: Self) -> Self {
+            self.zip(o, |a, b| a * b)
+        }
+        #[inline(always)]
+        pub fn to_array(self) -> [f32; 4] {
+            self.0
+        }
+    }
+}
+
+pub use imp::F32x4;
+
+impl F32x4 {
+    /// Horizontal sum, lanes added pairwise.
+    #[inline(always)]
+    pub fn hsum(self) -> f32 {
+        let a = self.to_array();
+        (a[0] + a[1]) + (a[2] + a[3])
+    }
+}
+
+/// Splits a slice into its 4-aligned body (as `&[f32; 4]` chunks) and a scalar tail.
+#[inline(always)]
+pub fn quads(s: &[f32]) -> (core::slice::ChunksExact<'_, f32>, &[f32]) {
+    let c = s.chunks_exact(4);
+    let tail = c.remainder();
+    (c, tail)
+}
+
+/// `&[f32]` of length 4 to `&[f32; 4]`; the length check compiles away inside `chunks_exact(4)`.
+#[inline(always)]
+pub fn q(s: &[f32]) -> &[f32; 4] {
+    s.try_into().expect("chunk of 4")
+}
+
+#[inline(always)]
+pub fn q_mut(s: &mut [f32]) -> &mut [f32; 4] {
+    s.try_into().expect("chunk of 4")
+}

@@ -1,0 +1,195 @@
+//! wasm-bindgen exports of `batchnorm-core`.
+//!
+//! Tensors cross the boundary as *pointers into wasm memory* (byte offsets, `0` = absent),
+//! never as copied slices: the TypeScript layer owns allocation (`alloc_f32`/`free_f32`),
+//! keeps data resident for zero-copy calls, and validates shapes and lengths before it
+//! calls in (it has the user-facing error types). The kernel crate re-checks what it can.
+
+use batchnorm_core as bn;
+use std::alloc::{alloc_zeroed, dealloc, Layout as AllocLayout};
+use wasm_bindgen::prelude::*;
+
+#[cfg(feature = "threads")]
+pub use wasm_bindgen_rayon::init_thread_pool;
+
+/// 16-byte alignment so every f32x4 load of a tensor's body is aligned.
+const ALIGN: usize = 16;
+
+fn layout_for(len: usize) -> AllocLayout {
+    AllocLayout::from_size_align((len.max(1)) * 4, ALIGN).expect("allocation size overflows")
+}
+
+/// Allocates `len` zeroed f32s in wasm memory; returns the byte offset (never 0).
+#[wasm_bindgen]
+pub fn alloc_f32(len: usize) -> usize {
+    // SAFETY: the layout has non-zero size.
+    let p = unsafe { alloc_zeroed(layout_for(len)) };
+    if p.is_null() {
+        wasm_bindgen::throw_str("out of wasm memory");
+    }
+    p as usize
+}
+
+/// Frees memory from `alloc_f32(len)`.
+#[wasm_bindgen]
+pub fn free_f32(ptr: usize, len: usize) {
+    // SAFETY: the caller passes a pointer and length from alloc_f32, once.
+    unsafe { dealloc(ptr as *mut u8, layout_for(len)) }
+}
+
+/// Which flavour this binary is: "scalar", "simd" or "simd-threads".
+#[wasm_bindgen]
+pub fn build_name() -> String {
+    let simd = cfg!(target_feature = "simd128");
+    let threads = cfg!(feature = "threads");
+    match (simd, threads) {
+        (true, true) => "simd-threads",
+        (true, false) => "simd",
+        (false, true) => "scalar-threads",
+        (false, false) => "scalar",
+    }
+    .to_string()
+}
+
+/// Threads rayon's pool has (1 in single-threaded builds).
+#[wasm_bindgen]
+pub fn thread_count() -> usize {
+    bn::parallel::threads()
+}
+
+// SAFETY (for the three helpers below): the TypeScript caller guarantees that `ptr` is a
+// live allocation of at least `len` f32s in this module's memory, and that no output
+// overlaps any other argument (it rejects aliasing before calling).
+unsafe fn view<'a>(ptr: usize, len: usize) -> &'a [f32] {
+    std::slice::from_raw_parts(ptr as *const f32, len)
+}
+unsafe fn view_mut<'a>(ptr: usize, len: usize) -> &'a mut [f32] {
+    std::slice::from_raw_parts_mut(ptr as *mut f32, len)
+}
+unsafe fn opt<'a>(ptr: usize, len: usize) -> Option<&'a [f32]> {
+    (ptr != 0).then(|| view(ptr, len))
+}
+unsafe fn opt_mut<'a>(ptr: usize, len: usize) -> Option<&'a mut [f32]> {
+    (ptr != 0).then(|| view_mut(ptr, len))
+}
+
+fn dims(outer: usize, channels: usize, inner: usize) -> bn::Dims {
+    bn::Dims { outer, channels, inner }
+}
+
+fn js(e: bn::BnError) -> JsError {
+    JsError::new(&e.to_string())
+}
+
+/// Training forward; `convention`: 0 = PyTorch, 1 = ONNX. Running stats are updated when
+/// both pointers are non-zero.
+#[wasm_bindgen]
+#[allow(clippy::too_many_arguments)]
+pub fn train_forward(
+    x: usize,
+    y: usize,
+    outer: usize,
+    channels: usize,
+    inner: usize,
+    weight: usize,
+    bias: usize,
+    running_mean: usize,
+    running_var: usize,
+    momentum: f32,
+    convention: u8,
+    eps: f32,
+    save_mean: usize,
+    save_invstd: usize,
+) -> Result<(), JsError> {
+    let d = dims(outer, channels, inner);
+    let n = d.len();
+    unsafe {
+        let running = match (opt_mut(running_mean, channels), opt_mut(running_var, channels)) {
+            (Some(mean), Some(var)) => Some(bn::Running {
+                mean,
+                var,
+                momentum,
+                convention: if convention == 1 { bn::Convention::Onnx } else { bn::Convention::PyTorch },
+            }),
+            _ => None,
+        };
+        bn::train_forward(
+            view(x, n),
+            view_mut(y, n),
+            d,
+            bn::Affine { weight: opt(weight, channels), bias: opt(bias, channels) },
+            running,
+            eps,
+            view_mut(save_mean, channels),
+            view_mut(save_invstd, channels),
+        )
+        .map_err(js)
+    }
+}
+
+#[wasm_bindgen]
+#[allow(clippy::too_many_arguments)]
+pub fn eval_forward(
+    x: usize,
+    y: usize,
+    outer: usize,
+    channels: usize,
+    inner: usize,
+    weight: usize,
+    bias: usize,
+    running_mean: usize,
+    running_var: usize,
+    eps: f32,
+) -> Result<(), JsError> {
+    let d = dims(outer, channels, inner);
+    let n = d.len();
+    unsafe {
+        bn::eval_forward(
+            view(x, n),
+            view_mut(y, n),
+            d,
+            bn::Affine { weight: opt(weight, channels), bias: opt(bias, channels) },
+            view(running_mean, channels),
+            view(running_var, channels),
+            eps,
+        )
+        .map_err(js)
+    }
+}
+
+/// Backward. `training`: batch statistics (fused reductions) or constant statistics
+/// (`dx = dy * gamma * invstd`). `dweight` / `dbias` are written when non-zero.
+#[wasm_bindgen]
+#[allow(clippy::too_many_arguments)]
+pub fn backward(
+    dy: usize,
+    x: usize,
+    dx: usize,
+    outer: usize,
+    channels: usize,
+    inner: usize,
+    weight: usize,
+    mean: usize,
+    invstd: usize,
+    dweight: usize,
+    dbias: usize,
+    training: bool,
+) -> Result<(), JsError> {
+    let d = dims(outer, channels, inner);
+    let n = d.len();
+    let f = if training { bn::backward } else { bn::backward_eval };
+    unsafe {
+        f(
+            view(dy, n),
+            view(x, n),
+            view_mut(dx, n),
+            d,
+            opt(weight, channels),
+            view(mean, channels),
+            view(invstd, channels),
+            opt_mut(dweight, channels),
+            opt_mut(dbias, channels),
+        )
+        .map_err(js)
+    }
+}

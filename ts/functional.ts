@@ -1,0 +1,204 @@
+/**
+ * The functional API: one call per operation, PyTorch semantics by default.
+ *
+ * Every function validates all arguments first and throws a {@link BatchNormError}
+ * subclass on bad input before anything is written. Tensors may be `Float32Array`s
+ * (copied into wasm memory and back) or {@link WasmTensor}s (used in place: the fast path).
+ * @module
+ */
+import { getEngine } from "./loader.js";
+import { Staging } from "./staging.js";
+import { WasmTensor } from "./tensor.js";
+import {
+  checkConvention, checkData, checkEps, checkLayout, checkMomentum, checkNoAlias,
+  checkPerChannel, checkTrainable, dimsOf, required,
+  type Convention, type Layout, type TensorLike,
+} from "./validate.js";
+import { InvalidArgumentError } from "./errors.js";
+
+/** Output type: a `Float32Array`, unless the caller passed a {@link WasmTensor} as `out`. */
+export type Output = Float32Array | WasmTensor;
+
+export interface TrainOptions {
+  /** gamma, one per channel (default: all 1, as with `affine: false`). */
+  weight?: TensorLike;
+  /** beta, one per channel (default: all 0). */
+  bias?: TensorLike;
+  /** Running mean, updated in place. Give both running tensors or neither. */
+  runningMean?: TensorLike;
+  /** Running variance, updated in place. */
+  runningVar?: TensorLike;
+  /** Momentum of the running statistics, in [0, 1]. Default 0.1 (`"pytorch"`), 0.9 (`"onnx"`). */
+  momentum?: number;
+  /** Added to the variance before the square root; default 1e-5. */
+  eps?: number;
+  /** Default `"NCHW"` (channels-first at any rank). */
+  layout?: Layout;
+  /**
+   * `"pytorch"` (default): `new = (1 - m) * old + m * batch` with the unbiased batch variance.
+   * `"onnx"` (= Keras): `new = m * old + (1 - m) * batch` with the biased batch variance.
+   */
+  convention?: Convention;
+  /** Where to write `y` (a resident tensor makes the call copy-free). */
+  out?: TensorLike;
+}
+
+export interface TrainResult {
+  /** The normalised output. */
+  y: Output;
+  /** Per-channel batch mean (save it for backward). */
+  mean: Float32Array;
+  /** Per-channel `1 / sqrt(biased batch variance + eps)` (save it for backward). */
+  invStd: Float32Array;
+}
+
+const needBoth = (a: unknown, b: unknown) => {
+  if ((a === undefined) !== (b === undefined)) {
+    throw new InvalidArgumentError("runningMean and runningVar must be given together");
+  }
+};
+
+/**
+ * Training-mode forward: normalises each channel with its batch mean and biased
+ * variance, applies `weight`/`bias`, and updates `runningMean`/`runningVar` in place.
+ *
+ * @example
+ * const { y, mean, invStd } = batchNormTrain(x, [8, 3, 32, 32], { weight, bias, runningMean, runningVar });
+ */
+export function batchNormTrain(x: TensorLike, shape: readonly number[], opts: TrainOptions = {}): TrainResult {
+  const layout = checkLayout(opts.layout);
+  const convention = checkConvention(opts.convention);
+  const dims = dimsOf(shape, layout);
+  checkData("x", x, shape, dims);
+  if (opts.out !== undefined) checkData("out", opts.out, shape, dims);
+  checkPerChannel("weight", opts.weight, dims);
+  checkPerChannel("bias", opts.bias, dims);
+  needBoth(opts.runningMean, opts.runningVar);
+  checkPerChannel("runningMean", opts.runningMean, dims);
+  checkPerChannel("runningVar", opts.runningVar, dims);
+  const eps = checkEps(opts.eps);
+  const momentum = checkMomentum(opts.momentum, convention);
+  checkTrainable(shape, dims);
+  checkNoAlias("out", opts.out, { x, weight: opts.weight, bias: opts.bias, runningMean: opts.runningMean, runningVar: opts.runningVar });
+
+  const s = new Staging(getEngine());
+  try {
+    const y = s.output(dims.size, opts.out);
+    const mean = s.output(dims.channels);
+    const invStd = s.output(dims.channels);
+    s.engine.glue.train_forward(
+      s.input(x), y.ptr, dims.outer, dims.channels, dims.inner,
+      s.input(opts.weight), s.input(opts.bias), s.inout(opts.runningMean), s.inout(opts.runningVar),
+      momentum, convention === "onnx" ? 1 : 0, eps, mean.ptr, invStd.ptr,
+    );
+    s.commit();
+    return { y: y.result(), mean: mean.result() as Float32Array, invStd: invStd.result() as Float32Array };
+  } finally {
+    s.release();
+  }
+}
+
+export interface EvalOptions {
+  weight?: TensorLike;
+  bias?: TensorLike;
+  /** Running mean (required). */
+  runningMean: TensorLike;
+  /** Running variance (required). */
+  runningVar: TensorLike;
+  /** Default 1e-5. */
+  eps?: number;
+  /** Default `"NCHW"`. */
+  layout?: Layout;
+  /** Where to write `y`. */
+  out?: TensorLike;
+}
+
+/**
+ * Inference-mode forward with the running statistics:
+ * `y = (x - runningMean) * (weight / sqrt(runningVar + eps)) + bias`.
+ */
+export function batchNormEval(x: TensorLike, shape: readonly number[], opts: EvalOptions): Output {
+  if (opts === undefined) throw new InvalidArgumentError("batchNormEval needs options with runningMean and runningVar");
+  const layout = checkLayout(opts.layout);
+  const dims = dimsOf(shape, layout);
+  checkData("x", x, shape, dims);
+  if (opts.out !== undefined) checkData("out", opts.out, shape, dims);
+  checkPerChannel("weight", opts.weight, dims);
+  checkPerChannel("bias", opts.bias, dims);
+  checkPerChannel("runningMean", required("runningMean", opts.runningMean), dims);
+  checkPerChannel("runningVar", required("runningVar", opts.runningVar), dims);
+  const eps = checkEps(opts.eps);
+  checkNoAlias("out", opts.out, { x, weight: opts.weight, bias: opts.bias, runningMean: opts.runningMean, runningVar: opts.runningVar });
+
+  const s = new Staging(getEngine());
+  try {
+    const y = s.output(dims.size, opts.out);
+    s.engine.glue.eval_forward(
+      s.input(x), y.ptr, dims.outer, dims.channels, dims.inner,
+      s.input(opts.weight), s.input(opts.bias), s.input(opts.runningMean), s.input(opts.runningVar), eps,
+    );
+    return y.result();
+  } finally {
+    s.release();
+  }
+}
+
+export interface BackwardOptions {
+  /** gamma (default all 1). */
+  weight?: TensorLike;
+  /** The `mean` the forward pass returned (required). */
+  mean: TensorLike;
+  /** The `invStd` the forward pass returned (required). */
+  invStd: TensorLike;
+  /** Default `"NCHW"`. */
+  layout?: Layout;
+  /**
+   * `true` (default): the forward used batch statistics, so gradients flow through them.
+   * `false`: the statistics were constants (eval mode): `dx = dy * weight * invStd`.
+   */
+  training?: boolean;
+  /** Where to write `dx`. */
+  out?: TensorLike;
+}
+
+export interface BackwardResult {
+  dx: Output;
+  /** `sum(dy * x_hat)` per channel (computed whether or not `weight` was given). */
+  dWeight: Float32Array;
+  /** `sum(dy)` per channel. */
+  dBias: Float32Array;
+}
+
+/**
+ * Backward pass: `dx`, `dWeight`, `dBias` from one fused reduction over `dy` and `x`
+ * plus one elementwise pass.
+ */
+export function batchNormBackward(dy: TensorLike, x: TensorLike, shape: readonly number[], opts: BackwardOptions): BackwardResult {
+  if (opts === undefined) throw new InvalidArgumentError("batchNormBackward needs options with mean and invStd");
+  const layout = checkLayout(opts.layout);
+  const dims = dimsOf(shape, layout);
+  checkData("dy", dy, shape, dims);
+  checkData("x", x, shape, dims);
+  if (opts.out !== undefined) checkData("out", opts.out, shape, dims);
+  checkPerChannel("weight", opts.weight, dims);
+  checkPerChannel("mean", required("mean", opts.mean), dims);
+  checkPerChannel("invStd", required("invStd", opts.invStd), dims);
+  const training = opts.training ?? true;
+  if (typeof training !== "boolean") throw new InvalidArgumentError(`training must be a boolean, got ${String(training)}`);
+  if (training) checkTrainable(shape, dims);
+  checkNoAlias("out", opts.out, { dy, x, weight: opts.weight, mean: opts.mean, invStd: opts.invStd });
+
+  const s = new Staging(getEngine());
+  try {
+    const dx = s.output(dims.size, opts.out);
+    const dW = s.output(dims.channels);
+    const dB = s.output(dims.channels);
+    s.engine.glue.backward(
+      s.input(dy), s.input(x), dx.ptr, dims.outer, dims.channels, dims.inner,
+      s.input(opts.weight), s.input(opts.mean), s.input(opts.invStd), dW.ptr, dB.ptr, training,
+    );
+    return { dx: dx.result(), dWeight: dW.result() as Float32Array, dBias: dB.result() as Float32Array };
+  } finally {
+    s.release();
+  }
+}

@@ -1,0 +1,20 @@
+/**
+ * batchnorm-wasm: Batch Normalization in WebAssembly (Rust, SIMD, rayon threads).
+ *
+ * ```ts
+ * import { init, batchNormTrain, batchNormEval, batchNormBackward } from "batchnorm-wasm";
+ * await init();
+ * ```
+ * @module
+ */
+export { init, supportedBuilds, loaded, type BuildName, type InitOptions, type InitResult } from "./loader.js";
+export { WasmTensor } from "./tensor.js";
+export {
+  batchNormTrain, batchNormEval, batchNormBackward,
+  type TrainOptions, type TrainResult, type EvalOptions, type BackwardOptions, type BackwardResult, type Output,
+} from "./functional.js";
+export type { Layout, Convention, TensorLike } from "./validate.js";
+export {
+  BatchNormError, ShapeError, LengthMismatchError, ChannelMismatchError, TooFewValuesError,
+  InvalidOptionError, InvalidArgumentError, StateError,
+} from "./errors.js";

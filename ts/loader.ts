@@ -1,0 +1,198 @@
+/**
+ * Loading the best wasm build for this engine, once.
+ *
+ * Three builds ship in `pkg/`: `scalar` (any WebAssembly engine), `simd` (simd128) and
+ * `simd-threads` (simd128 + shared memory + a rayon pool in workers). `init()` picks the
+ * best one the environment supports, with wasm-feature-detect:
+ * - `simd-threads` needs wasm threads, a `SharedArrayBuffer`, and a context where
+ *   blocking is allowed: Node (the pool runs in worker_threads), or a *Web Worker* of a
+ *   cross-origin isolated page. A browser's main thread may not block (`Atomics.wait`
+ *   throws there), so it gets `simd`: run heavy work in a worker (see the README).
+ * - `simd` needs simd128; otherwise `scalar`.
+ * @module
+ */
+import { simd as hasSimd, threads as hasThreads } from "wasm-feature-detect";
+import { InvalidOptionError, StateError } from "./errors.js";
+
+/** A wasm build of the kernels. */
+export type BuildName = "scalar" | "simd" | "simd-threads";
+
+export interface InitOptions {
+  /** Which build to load; `"auto"` (default) picks the best supported one. */
+  build?: BuildName | "auto";
+  /** Size of the rayon pool for `simd-threads` (default: the number of logical cores). */
+  threads?: number;
+}
+
+/** What `init()` loaded. */
+export interface InitResult {
+  build: BuildName;
+  /** Threads the kernels may use (1 unless `simd-threads`). */
+  threads: number;
+}
+
+/** The raw exports of a build's wasm-bindgen glue (pointers are byte offsets). */
+export interface Glue {
+  default(input?: unknown): Promise<{ memory: WebAssembly.Memory }>;
+  alloc_f32(len: number): number;
+  free_f32(ptr: number, len: number): void;
+  build_name(): string;
+  thread_count(): number;
+  train_forward(
+    x: number, y: number, outer: number, channels: number, inner: number,
+    weight: number, bias: number, runningMean: number, runningVar: number,
+    momentum: number, convention: number, eps: number, saveMean: number, saveInvStd: number,
+  ): void;
+  eval_forward(
+    x: number, y: number, outer: number, channels: number, inner: number,
+    weight: number, bias: number, runningMean: number, runningVar: number, eps: number,
+  ): void;
+  backward(
+    dy: number, x: number, dx: number, outer: number, channels: number, inner: number,
+    weight: number, mean: number, invStd: number, dWeight: number, dBias: number, training: boolean,
+  ): void;
+  initThreadPool?(threads: number): Promise<unknown>;
+}
+
+/** A loaded build: its exports and its memory. */
+export interface Engine {
+  glue: Glue;
+  memory: WebAssembly.Memory;
+  build: BuildName;
+  threads: number;
+}
+
+// Literal import() paths so bundlers see and split each build.
+const glueOf: Record<BuildName, () => Promise<unknown>> = {
+  scalar: () => import("../pkg/scalar/batchnorm.js"),
+  simd: () => import("../pkg/simd/batchnorm.js"),
+  "simd-threads": () => import("../pkg/simd-threads/batchnorm.js"),
+};
+const wasmUrlOf: Record<BuildName, () => URL> = {
+  scalar: () => new URL("../pkg/scalar/batchnorm_bg.wasm", import.meta.url),
+  simd: () => new URL("../pkg/simd/batchnorm_bg.wasm", import.meta.url),
+  "simd-threads": () => new URL("../pkg/simd-threads/batchnorm_bg.wasm", import.meta.url),
+};
+
+const BUILDS: readonly BuildName[] = ["scalar", "simd", "simd-threads"];
+
+let engine: Engine | undefined;
+let loading: Promise<InitResult> | undefined;
+
+export const isNode = typeof process !== "undefined" && typeof process.versions?.node === "string";
+/** A browser window's main thread, where blocking on a lock is forbidden. */
+const isBrowserMainThread = typeof window !== "undefined" && typeof document !== "undefined";
+
+/** The builds this environment can run, best last. */
+export async function supportedBuilds(): Promise<BuildName[]> {
+  const out: BuildName[] = ["scalar"];
+  if (!(await hasSimd())) return out;
+  out.push("simd");
+  const isolated = isNode || (globalThis as { crossOriginIsolated?: boolean }).crossOriginIsolated === true;
+  if ((await hasThreads()) && typeof SharedArrayBuffer !== "undefined" && isolated && !isBrowserMainThread) {
+    out.push("simd-threads");
+  }
+  return out;
+}
+
+async function defaultThreads(): Promise<number> {
+  if (isNode) {
+    const os = await import("node:os");
+    return os.availableParallelism?.() ?? os.cpus().length;
+  }
+  return (globalThis as { navigator?: { hardwareConcurrency?: number } }).navigator?.hardwareConcurrency ?? 4;
+}
+
+/**
+ * Loads a wasm build (the best supported one by default). Call once before anything
+ * else; later calls return what is loaded. Asking for a different build or thread count
+ * after one is loaded throws: tensors belong to one build's memory.
+ */
+export async function init(opts: InitOptions = {}): Promise<InitResult> {
+  const want = opts.build ?? "auto";
+  if (want !== "auto" && !BUILDS.includes(want)) {
+    throw new InvalidOptionError(`build must be one of ${BUILDS.join(", ")} or "auto", got ${JSON.stringify(want)}`);
+  }
+  if (opts.threads !== undefined && !(Number.isSafeInteger(opts.threads) && opts.threads >= 1)) {
+    throw new InvalidOptionError(`threads must be a positive integer, got ${String(opts.threads)}`);
+  }
+  loading ??= load(want, opts.threads).catch((e: unknown) => {
+    loading = undefined; // a failed load may be retried
+    throw e;
+  });
+  const r = await loading;
+  const threadsDiffer = opts.threads !== undefined && r.build === "simd-threads" && r.threads !== opts.threads;
+  if ((want !== "auto" && r.build !== want) || threadsDiffer) {
+    throw new StateError(
+      `batchnorm-wasm is already initialised with ${r.build} (${r.threads} threads); ` +
+        `it cannot switch to ${want} (${opts.threads ?? "default"} threads) in the same realm`,
+    );
+  }
+  return r;
+}
+
+async function load(want: BuildName | "auto", threads: number | undefined): Promise<InitResult> {
+  const supported = await supportedBuilds();
+  const build = want === "auto" ? supported[supported.length - 1] : want;
+  if (!supported.includes(build)) {
+    throw new InvalidOptionError(`build "${build}" is not supported here (supported: ${supported.join(", ")})`);
+  }
+  const glue = (await importGlue(build)) as Glue;
+  const input = isNode ? { module_or_path: await (await import("node:fs/promises")).readFile(wasmUrlOf[build]()) } : undefined;
+  const { memory } = await glue.default(input);
+  let n = 1;
+  if (build === "simd-threads") {
+    n = threads ?? (await defaultThreads());
+    await startPool(glue, n);
+  }
+  engine = { glue, memory, build, threads: glue.thread_count() };
+  return { build, threads: engine.threads };
+}
+
+/**
+ * Imports a build's glue. The threads glue statically imports wasm-bindgen-rayon's worker
+ * script, which at module evaluation listens for messages on `self`; Node's main thread
+ * has no `self`, so it gets an inert EventTarget for the duration of the import.
+ */
+async function importGlue(build: BuildName): Promise<unknown> {
+  const g = globalThis as { self?: unknown };
+  if (build !== "simd-threads" || g.self !== undefined) return glueOf[build]();
+  g.self = new EventTarget();
+  try {
+    return await glueOf[build]();
+  } finally {
+    delete g.self;
+  }
+}
+
+async function startPool(glue: Glue, n: number): Promise<void> {
+  if (!isNode) {
+    await glue.initThreadPool!(n);
+    return;
+  }
+  // wasm-bindgen-rayon spawns `new Worker(url, { type: "module" })`; Node has no Web
+  // Worker, so lend it a worker_threads-backed one for exactly the spawning call.
+  const { NodeWebWorker } = await import("./node-worker.js");
+  const g = globalThis as { Worker?: unknown };
+  const saved = g.Worker;
+  g.Worker = NodeWebWorker;
+  try {
+    // startWorkers constructs every Worker synchronously before its first await.
+    const started = glue.initThreadPool!(n);
+    g.Worker = saved;
+    await started;
+  } finally {
+    g.Worker = saved;
+  }
+}
+
+/** The loaded build; throws {@link StateError} before `init()` has finished. */
+export function getEngine(): Engine {
+  if (!engine) throw new StateError("batchnorm-wasm is not initialised: call `await init()` first");
+  return engine;
+}
+
+/** What is loaded, or `undefined` before `init()`. */
+export function loaded(): InitResult | undefined {
+  return engine && { build: engine.build, threads: engine.threads };
+}
