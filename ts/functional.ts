@@ -6,7 +6,7 @@
  * (copied into wasm memory and back) or {@link WasmTensor}s (used in place: the fast path).
  * @module
  */
-import { getEngine } from "./loader.js";
+import { getEngine, type Engine } from "./loader.js";
 import { Staging } from "./staging.js";
 import { WasmTensor } from "./tensor.js";
 import {
@@ -66,6 +66,11 @@ const needBoth = (a: unknown, b: unknown) => {
  * const { y, mean, invStd } = batchNormTrain(x, [8, 3, 32, 32], { weight, bias, runningMean, runningVar });
  */
 export function batchNormTrain(x: TensorLike, shape: readonly number[], opts: TrainOptions = {}): TrainResult {
+  return batchNormTrainOn(getEngine(), x, shape, opts);
+}
+
+/** batchNormTrain on a given engine (see `createEngine`). */
+export function batchNormTrainOn(engine: Engine, x: TensorLike, shape: readonly number[], opts: TrainOptions = {}): TrainResult {
   const layout = checkLayout(opts.layout);
   const convention = checkConvention(opts.convention);
   const dims = dimsOf(shape, layout);
@@ -81,7 +86,7 @@ export function batchNormTrain(x: TensorLike, shape: readonly number[], opts: Tr
   checkTrainable(shape, dims);
   checkNoAlias("out", opts.out, { x, weight: opts.weight, bias: opts.bias, runningMean: opts.runningMean, runningVar: opts.runningVar });
 
-  const s = new Staging(getEngine());
+  const s = new Staging(engine);
   try {
     const y = s.output(dims.size, opts.out);
     const mean = s.output(dims.channels);
@@ -118,6 +123,11 @@ export interface EvalOptions {
  * `y = (x - runningMean) * (weight / sqrt(runningVar + eps)) + bias`.
  */
 export function batchNormEval(x: TensorLike, shape: readonly number[], opts: EvalOptions): Output {
+  return batchNormEvalOn(getEngine(), x, shape, opts);
+}
+
+/** batchNormEval on a given engine (see `createEngine`). */
+export function batchNormEvalOn(engine: Engine, x: TensorLike, shape: readonly number[], opts: EvalOptions): Output {
   if (opts === undefined) throw new InvalidArgumentError("batchNormEval needs options with runningMean and runningVar");
   const layout = checkLayout(opts.layout);
   const dims = dimsOf(shape, layout);
@@ -130,7 +140,7 @@ export function batchNormEval(x: TensorLike, shape: readonly number[], opts: Eva
   const eps = checkEps(opts.eps);
   checkNoAlias("out", opts.out, { x, weight: opts.weight, bias: opts.bias, runningMean: opts.runningMean, runningVar: opts.runningVar });
 
-  const s = new Staging(getEngine());
+  const s = new Staging(engine);
   try {
     const y = s.output(dims.size, opts.out);
     s.engine.glue.eval_forward(
@@ -174,6 +184,11 @@ export interface BackwardResult {
  * plus one elementwise pass.
  */
 export function batchNormBackward(dy: TensorLike, x: TensorLike, shape: readonly number[], opts: BackwardOptions): BackwardResult {
+  return batchNormBackwardOn(getEngine(), dy, x, shape, opts);
+}
+
+/** batchNormBackward on a given engine (see `createEngine`). */
+export function batchNormBackwardOn(engine: Engine, dy: TensorLike, x: TensorLike, shape: readonly number[], opts: BackwardOptions): BackwardResult {
   if (opts === undefined) throw new InvalidArgumentError("batchNormBackward needs options with mean and invStd");
   const layout = checkLayout(opts.layout);
   const dims = dimsOf(shape, layout);
@@ -188,7 +203,7 @@ export function batchNormBackward(dy: TensorLike, x: TensorLike, shape: readonly
   if (training) checkTrainable(shape, dims);
   checkNoAlias("out", opts.out, { dy, x, weight: opts.weight, mean: opts.mean, invStd: opts.invStd });
 
-  const s = new Staging(getEngine());
+  const s = new Staging(engine);
   try {
     const dx = s.output(dims.size, opts.out);
     const dW = s.output(dims.channels);

@@ -7,10 +7,10 @@
  * ```
  * @module
  */
-export { init, supportedBuilds, loaded, type BuildName, type InitOptions, type InitResult } from "./loader.js";
+export { init, supportedBuilds, loaded, createEngine, type Engine, type BuildName, type InitOptions, type InitResult } from "./loader.js";
 export { WasmTensor } from "./tensor.js";
 export {
-  batchNormTrain, batchNormEval, batchNormBackward,
+  batchNormTrain, batchNormEval, batchNormBackward, batchNormTrainOn, batchNormEvalOn, batchNormBackwardOn,
   type TrainOptions, type TrainResult, type EvalOptions, type BackwardOptions, type BackwardResult, type Output,
 } from "./functional.js";
 export type { Layout, Convention, TensorLike } from "./validate.js";

@@ -132,6 +132,16 @@ export async function init(opts: InitOptions = {}): Promise<InitResult> {
 }
 
 async function load(want: BuildName | "auto", threads: number | undefined): Promise<InitResult> {
+  engine = await createEngine(want, threads);
+  return { build: engine.build, threads: engine.threads };
+}
+
+/**
+ * Loads a separate instance of a build, with its own memory (and, for `simd-threads`,
+ * its own pool), independent of the default one that `init()` loads. Benchmarks and tests
+ * use it to compare builds in one process; most users never need it.
+ */
+export async function createEngine(want: BuildName | "auto" = "auto", threads?: number): Promise<Engine> {
   const supported = await supportedBuilds();
   const build = want === "auto" ? supported[supported.length - 1] : want;
   if (!supported.includes(build)) {
@@ -145,8 +155,7 @@ async function load(want: BuildName | "auto", threads: number | undefined): Prom
     n = threads ?? (await defaultThreads());
     await startPool(glue, n);
   }
-  engine = { glue, memory, build, threads: glue.thread_count() };
-  return { build, threads: engine.threads };
+  return { glue, memory, build, threads: glue.thread_count() };
 }
 
 /**

@@ -33,18 +33,18 @@ export class WasmTensor {
     registry.register(this, alloc, this);
   }
 
-  /** A zero-filled tensor of `length` f32 values in wasm memory. */
-  static alloc(length: number): WasmTensor {
+  /** A zero-filled tensor of `length` f32 values in wasm memory (of the build `init()`
+   * loaded, unless another engine is given). */
+  static alloc(length: number, engine: Engine = getEngine()): WasmTensor {
     if (!Number.isSafeInteger(length) || length < 0) {
       throw new InvalidArgumentError(`tensor length must be a non-negative integer, got ${String(length)}`);
     }
-    const engine = getEngine();
     return new WasmTensor({ engine, ptr: engine.glue.alloc_f32(length), length });
   }
 
   /** A tensor holding a copy of `data`. */
-  static from(data: ArrayLike<number>): WasmTensor {
-    const t = WasmTensor.alloc(data.length);
+  static from(data: ArrayLike<number>, engine: Engine = getEngine()): WasmTensor {
+    const t = WasmTensor.alloc(data.length, engine);
     t.view.set(data);
     return t;
   }

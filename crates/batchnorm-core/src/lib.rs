@@ -113,7 +113,10 @@ pub fn train_forward(
     if let Some(r) = running {
         running::update(r.mean, r.var, &m, r.momentum, r.convention);
     }
-    normalize(x, y, dims, affine, save_mean, save_invstd)
+    // The part of the f64 mean that the f32 save_mean lost (see affine.rs).
+    let mean_lo: Vec<f32> = m.iter().zip(save_mean.iter()).map(|(b, &hi)| (b.mean - hi as f64) as f32).collect();
+    normalize_split(x, y, dims, affine, save_mean, Some(&mean_lo), save_invstd);
+    Ok(())
 }
 
 /// `y = (x - mean) * invstd * gamma + beta` with given per-channel statistics: the second
@@ -125,10 +128,17 @@ pub fn normalize(x: &[f32], y: &mut [f32], dims: Dims, affine: Affine, mean: &[f
     check_affine(dims, affine)?;
     dims.check_channels("mean", mean.len())?;
     dims.check_channels("invStd", invstd.len())?;
-    let scale: Vec<f32> = (0..dims.channels).map(|c| invstd[c] * affine.weight.map_or(1.0, |w| w[c])).collect();
-    let offset: Vec<f32> = (0..dims.channels).map(|c| affine.bias.map_or(0.0, |b| b[c])).collect();
-    affine::affine_per_channel(x, y, dims, mean, &scale, &offset);
+    normalize_split(x, y, dims, affine, mean, None, invstd);
     Ok(())
+}
+
+/// `normalize` after validation, with an optional low part of the mean.
+fn normalize_split(x: &[f32], y: &mut [f32], dims: Dims, affine: Affine, mean: &[f32], mean_lo: Option<&[f32]>, invstd: &[f32]) {
+    // gamma * invstd in f64, rounded once.
+    let scale: Vec<f32> =
+        (0..dims.channels).map(|c| (invstd[c] as f64 * affine.weight.map_or(1.0, |w| w[c] as f64)) as f32).collect();
+    let offset: Vec<f32> = (0..dims.channels).map(|c| affine.bias.map_or(0.0, |b| b[c])).collect();
+    affine::affine_per_channel(x, y, dims, mean, mean_lo, &scale, &offset);
 }
 
 /// Inference forward with running statistics.
@@ -254,6 +264,6 @@ pub fn backward_eval(
     }
     let scale: Vec<f32> = (0..dims.channels).map(|c| invstd[c] * weight.map_or(1.0, |w| w[c])).collect();
     let zeros = vec![0f32; dims.channels];
-    affine::affine_per_channel(dy, dx, dims, &zeros, &scale, &zeros);
+    affine::affine_per_channel(dy, dx, dims, &zeros, None, &scale, &zeros);
     Ok(())
 }

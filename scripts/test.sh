@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# The test command (README, .ci/run): installs what is missing, builds, runs every test.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup.sh --browser
+BN_SKIP_SETUP=1 bash scripts/build.sh
+
+echo "== Rust kernel tests, native: single-threaded, then with rayon"
+cargo test -p batchnorm-core
+cargo test -p batchnorm-core --features parallel
+
+echo "== TypeScript tests: every wasm build, conformance, properties, errors, Chromium, packed tarball"
+npx vitest run
+
+if [ -f bench/run.mjs ]; then
+  echo "== Benchmark harness smoke run (correctness only, no timing asserts)"
+  node bench/run.mjs --smoke
+fi

@@ -1,0 +1,22 @@
+/** init(): picks the best build, is idempotent, and refuses to switch builds. */
+import { describe, expect, it } from "vitest";
+import { init, loaded, batchNormTrain, StateError, InvalidOptionError } from "../dist/index.js";
+
+describe("init", () => {
+  it("throws StateError before init", () => {
+    expect(loaded()).toBeUndefined();
+    expect(() => batchNormTrain(new Float32Array(4), [2, 2])).toThrow(StateError);
+    expect(() => batchNormTrain(new Float32Array(4), [2, 2])).toThrow(/call `await init\(\)` first/);
+  });
+  it("rejects an unknown build or a bad thread count", async () => {
+    await expect(init({ build: "gpu" as never })).rejects.toThrow(InvalidOptionError);
+    await expect(init({ threads: 0 })).rejects.toThrow(/threads must be a positive integer/);
+  });
+  it("loads simd-threads in Node by default, once", async () => {
+    const a = await init({ threads: 2 });
+    expect(a).toEqual({ build: "simd-threads", threads: 2 });
+    expect(await init()).toEqual(a);
+    expect(loaded()).toEqual(a);
+    await expect(init({ build: "scalar" })).rejects.toThrow(/already initialised with simd-threads/);
+  });
+});
