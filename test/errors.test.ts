@@ -105,3 +105,16 @@ describe("tensors", () => {
     expect(() => batchNormTrain(t, shape)).toThrow(StateError);
   });
 });
+
+describe("aliasing of running statistics", () => {
+  it("runningMean sharing memory with runningVar or an input is rejected before any write", () => {
+    const stats = WasmTensor.from([0.5, 0.5, 0.5]);
+    try {
+      expect(() => batchNormTrain(x(), shape, { runningMean: stats, runningVar: stats })).toThrow(/runningMean must not share memory with runningVar/);
+      expect(() => batchNormTrain(x(), shape, { runningMean: stats, runningVar: per(1), weight: stats })).toThrow(InvalidArgumentError);
+      expect(Array.from(stats.view)).toEqual([0.5, 0.5, 0.5]);
+    } finally {
+      stats.free();
+    }
+  });
+});

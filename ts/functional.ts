@@ -84,7 +84,11 @@ export function batchNormTrainOn(engine: Engine, x: TensorLike, shape: readonly 
   const eps = checkEps(opts.eps);
   const momentum = checkMomentum(opts.momentum, convention);
   checkTrainable(shape, dims);
-  checkNoAlias("out", opts.out, { x, weight: opts.weight, bias: opts.bias, runningMean: opts.runningMean, runningVar: opts.runningVar });
+  // Everything the kernel writes must be disjoint from everything else it touches.
+  const inputs = { x, weight: opts.weight, bias: opts.bias };
+  checkNoAlias("out", opts.out, { ...inputs, runningMean: opts.runningMean, runningVar: opts.runningVar });
+  checkNoAlias("runningMean", opts.runningMean, { ...inputs, runningVar: opts.runningVar });
+  checkNoAlias("runningVar", opts.runningVar, inputs);
 
   const s = new Staging(engine);
   try {
