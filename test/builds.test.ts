@@ -168,6 +168,7 @@ describe.each(builds)("build %s", (build: BuildName) => {
     [[4, 8, 64, 64], "NCHW"],
     [[4, 64, 64, 8], "NHWC"],
     [[4096, 24], "NCHW"],
+    [[64, 2, 32, 32], "NCHW"], // few channels: each channel's batch is split across tasks
   ] as const)("large tensor %j %s: resident tensors, forward and backward", (shape, layout) => {
     const r = rng(7);
     const size = shape.reduce((a, b) => a * b, 1);

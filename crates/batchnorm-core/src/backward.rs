@@ -9,7 +9,7 @@
 //! read of `dy` and `x` (f32 lanes within a cache-sized block, f64 across blocks).
 
 use crate::dims::Dims;
-use crate::moments::{row_task_len, rows_per_block};
+use crate::moments::{outer_split, row_task_len, rows_per_block, split_task};
 use crate::parallel;
 use crate::simd::{q, q_mut, quads, F32x4};
 
@@ -43,9 +43,11 @@ pub fn grad_sums(dy: &[f32], x: &[f32], dims: Dims, mean: &[f32]) -> GradSums {
     let par = parallel::worth_it(x.len());
     let ch = dims.channels;
     if dims.is_planar() {
-        let per: Vec<(f64, f64)> = parallel::map_collect(ch, par, |c| {
+        let split = outer_split(dims, par);
+        let parts: Vec<(f64, f64)> = parallel::map_collect(ch * split, par, |t| {
+            let (c, range) = split_task(dims, split, t);
             let (mut s_dy, mut s_dxm) = (0f64, 0f64);
-            for o in 0..dims.outer {
+            for o in range {
                 let start = (o * ch + c) * dims.inner;
                 let end = start + dims.inner;
                 for (d, v) in dy[start..end].chunks(PLANE_BLOCK).zip(x[start..end].chunks(PLANE_BLOCK)) {
@@ -56,6 +58,8 @@ pub fn grad_sums(dy: &[f32], x: &[f32], dims: Dims, mean: &[f32]) -> GradSums {
             }
             (s_dy, s_dxm)
         });
+        let per: Vec<(f64, f64)> =
+            parts.chunks(split).map(|p| p.iter().fold((0.0, 0.0), |a, b| (a.0 + b.0, a.1 + b.1))).collect();
         GradSums { sum_dy: per.iter().map(|p| p.0).collect(), sum_dy_xmu: per.iter().map(|p| p.1).collect() }
     } else {
         let rows = dims.outer;

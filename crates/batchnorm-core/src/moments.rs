@@ -88,7 +88,12 @@ pub(crate) fn rows_per_block(channels: usize) -> usize {
 pub fn moments(x: &[f32], dims: Dims) -> Vec<Moments> {
     let par = parallel::worth_it(x.len());
     if dims.is_planar() {
-        parallel::map_collect(dims.channels, par, |c| planar_channel(x, dims, c))
+        let split = outer_split(dims, par);
+        let parts = parallel::map_collect(dims.channels * split, par, |t| {
+            let (c, range) = split_task(dims, split, t);
+            planar_channel(x, dims, c, range)
+        });
+        parts.chunks(split).map(|p| p.iter().fold(Moments::EMPTY, |a, &b| a.merge(b))).collect()
     } else {
         let rows = dims.outer;
         let block = rows_per_block(dims.channels);
@@ -117,9 +122,27 @@ pub(crate) fn row_task_len(rows: usize, block: usize, par: bool) -> usize {
     want.div_ceil(block).max(1) * block
 }
 
-fn planar_channel(x: &[f32], dims: Dims, c: usize) -> Moments {
+/// Into how many ranges of the outer (batch) axis each channel's planes are split for
+/// parallel tasks: 1 when there are enough channels to keep every thread busy (several
+/// tasks per thread), more when there are few channels (e.g. C = 3 with large images).
+pub(crate) fn outer_split(dims: Dims, par: bool) -> usize {
+    if !par {
+        return 1;
+    }
+    let want_tasks = parallel::threads() * 4;
+    want_tasks.div_ceil(dims.channels).clamp(1, dims.outer)
+}
+
+/// Task `t` of `channels * split`: its channel and its range of the outer axis.
+pub(crate) fn split_task(dims: Dims, split: usize, t: usize) -> (usize, core::ops::Range<usize>) {
+    let (c, k) = (t / split, t % split);
+    let per = dims.outer.div_ceil(split);
+    (c, (k * per).min(dims.outer)..((k + 1) * per).min(dims.outer))
+}
+
+fn planar_channel(x: &[f32], dims: Dims, c: usize, outer: core::ops::Range<usize>) -> Moments {
     let mut m = Moments::EMPTY;
-    for o in 0..dims.outer {
+    for o in outer {
         let start = (o * dims.channels + c) * dims.inner;
         for blk in x[start..start + dims.inner].chunks(PLANE_BLOCK) {
             m = m.merge(block_moments(blk));
