@@ -76,12 +76,15 @@ pub fn merge_all(mut a: Vec<Moments>, b: Vec<Moments>) -> Vec<Moments> {
 /// Elements per block of a contiguous plane (8 KiB: L1-resident for the second look).
 const PLANE_BLOCK: usize = 2048;
 /// Target elements per block of channels-last rows; at least `MIN_BLOCK_ROWS` rows so the
-/// f64 merge (a dozen flops per channel) stays a small fraction of the work.
+/// f64 merge (a dozen flops per channel) stays a small fraction of the work, and at most
+/// `MAX_BLOCK_ROWS` so no f32 lane sums more than 256 values (with few channels a block
+/// of 4096 rows left ~2e-5 relative error in the variance; 256 leaves ~1e-6).
 const ROW_BLOCK_ELEMS: usize = 4096;
 const MIN_BLOCK_ROWS: usize = 16;
+const MAX_BLOCK_ROWS: usize = 256;
 
 pub(crate) fn rows_per_block(channels: usize) -> usize {
-    (ROW_BLOCK_ELEMS / channels).max(MIN_BLOCK_ROWS)
+    (ROW_BLOCK_ELEMS / channels).clamp(MIN_BLOCK_ROWS, MAX_BLOCK_ROWS)
 }
 
 /// Per-channel moments of `x` laid out as `dims`.
@@ -214,12 +217,18 @@ fn rows_range(x: &[f32], channels: usize, block_rows: usize) -> Vec<Moments> {
     let mut s2 = vec![0f32; channels];
     for blk in x.chunks(block_rows * channels) {
         let n = blk.len() / channels;
+        // Pass 1: the block mean as `first row + mean(row - first row)`. The differences are
+        // exact for nearby values and of the size of the spread, so their f32 sum keeps the
+        // digits that a running sum of the values loses when |mean| >> spread (a block has
+        // up to 4096 rows: summing 4096 values of ~1e6 in f32 put the shift ~30 standard
+        // deviations off, more than pass 2 can correct).
+        let first = &blk[..channels];
         shift.fill(0.0);
         for row in blk.chunks_exact(channels) {
-            add_into(&mut shift, row);
+            diff_into(&mut shift, row, first);
         }
         let inv_n = 1.0 / n as f32;
-        shift.iter_mut().for_each(|v| *v *= inv_n);
+        shift.iter_mut().zip(first).for_each(|(v, &f)| *v = f + *v * inv_n);
         s1.fill(0.0);
         s2.fill(0.0);
         for row in blk.chunks_exact(channels) {
@@ -232,17 +241,18 @@ fn rows_range(x: &[f32], channels: usize, block_rows: usize) -> Vec<Moments> {
     out
 }
 
-/// `acc += row`, lane-wise across channels.
+/// `acc += row - base`, lane-wise across channels.
 #[inline]
-pub(crate) fn add_into(acc: &mut [f32], row: &[f32]) {
+fn diff_into(acc: &mut [f32], row: &[f32], base: &[f32]) {
     let (body, tail) = quads(row);
+    let (b_body, b_tail) = quads(base);
     let mut acc_chunks = acc.chunks_exact_mut(4);
-    for (a, r) in (&mut acc_chunks).zip(body) {
+    for ((a, r), b) in (&mut acc_chunks).zip(body).zip(b_body) {
         let a = crate::simd::q_mut(a);
-        F32x4::load(a).add(F32x4::load(q(r))).store(a);
+        F32x4::load(a).add(F32x4::load(q(r)).sub(F32x4::load(q(b)))).store(a);
     }
-    for (a, &r) in acc_chunks.into_remainder().iter_mut().zip(tail) {
-        *a += r;
+    for ((a, &r), &b) in acc_chunks.into_remainder().iter_mut().zip(tail).zip(b_tail) {
+        *a += r - b;
     }
 }
 
