@@ -20,3 +20,14 @@ describe("init", () => {
     await expect(init({ build: "scalar" })).rejects.toThrow(/already initialised with simd-threads/);
   });
 });
+
+describe("createEngine", () => {
+  it("loads each build once per realm and refuses a second pool size", async () => {
+    const { createEngine } = await import("../dist/index.js");
+    const a = await createEngine("simd");
+    expect(await createEngine("simd")).toBe(a);
+    const t = await createEngine("simd-threads"); // the one init() loaded above
+    expect(t.threads).toBe(2);
+    await expect(createEngine("simd-threads", 3)).rejects.toThrow(/already loaded with 2 threads/);
+  });
+});

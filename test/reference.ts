@@ -134,7 +134,8 @@ export function worst(got: ArrayLike<number>, want: ArrayLike<number>, abs: numb
   let ratio = 0;
   let at = -1;
   for (let i = 0; i < want.length; i++) {
-    const r = Math.abs(got[i] - want[i]) / (abs + rel * Math.abs(want[i]));
+    const d = Math.abs(got[i] - want[i]);
+    const r = d === 0 ? 0 : d / (abs + rel * Math.abs(want[i])); // exact equality passes a zero tolerance
     if (!(r <= ratio)) {
       ratio = r;
       at = i;

@@ -18,3 +18,5 @@ export {
   BatchNormError, ShapeError, LengthMismatchError, ChannelMismatchError, TooFewValuesError,
   InvalidOptionError, InvalidArgumentError, StateError,
 } from "./errors.js";
+export { BatchNorm, BatchNorm1d, BatchNorm2d, BatchNorm3d, type BatchNormOptions, type StateDict } from "./module.js";
+export { readSafetensors, writeSafetensors, SafetensorsError, type NamedTensor, type DType } from "./safetensors.js";

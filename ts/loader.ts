@@ -136,25 +136,44 @@ async function load(want: BuildName | "auto", threads: number | undefined): Prom
   return { build: engine.build, threads: engine.threads };
 }
 
+// One instance per build: a wasm-bindgen glue module holds its instance in module state,
+// and the module is a singleton of this realm, so loading a build twice would hand back
+// the same instance (and a second thread pool could not start).
+const engines = new Map<BuildName, Promise<Engine>>();
+
 /**
- * Loads a separate instance of a build, with its own memory (and, for `simd-threads`,
- * its own pool), independent of the default one that `init()` loads. Benchmarks and tests
- * use it to compare builds in one process; most users never need it.
+ * Loads a build as an engine of its own (its own memory and, for `simd-threads`, its own
+ * pool), beside the one `init()` loaded. Benchmarks and tests use it to compare builds
+ * in one process. Each build loads once per realm: asking again returns the same engine,
+ * and asking for another pool size of a loaded `simd-threads` throws {@link StateError}.
  */
 export async function createEngine(want: BuildName | "auto" = "auto", threads?: number): Promise<Engine> {
   const supported = await supportedBuilds();
   const build = want === "auto" ? supported[supported.length - 1] : want;
+  if (!BUILDS.includes(build)) {
+    throw new InvalidOptionError(`build must be one of ${BUILDS.join(", ")} or "auto", got ${JSON.stringify(want)}`);
+  }
   if (!supported.includes(build)) {
     throw new InvalidOptionError(`build "${build}" is not supported here (supported: ${supported.join(", ")})`);
   }
+  let loading = engines.get(build);
+  if (!loading) {
+    loading = instantiate(build, threads);
+    engines.set(build, loading);
+    loading.catch(() => engines.delete(build)); // a failed load may be retried
+  }
+  const e = await loading;
+  if (build === "simd-threads" && threads !== undefined && e.threads !== threads) {
+    throw new StateError(`simd-threads is already loaded with ${e.threads} threads in this realm; it cannot also run ${threads}`);
+  }
+  return e;
+}
+
+async function instantiate(build: BuildName, threads: number | undefined): Promise<Engine> {
   const glue = (await importGlue(build)) as Glue;
   const input = isNode ? { module_or_path: await (await import("node:fs/promises")).readFile(wasmUrlOf[build]()) } : undefined;
   const { memory } = await glue.default(input);
-  let n = 1;
-  if (build === "simd-threads") {
-    n = threads ?? (await defaultThreads());
-    await startPool(glue, n);
-  }
+  if (build === "simd-threads") await startPool(glue, threads ?? (await defaultThreads()));
   return { glue, memory, build, threads: glue.thread_count() };
 }
 

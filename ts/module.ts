@@ -1,0 +1,389 @@
+/**
+ * `BatchNorm` modules in the shape of PyTorch's `nn.BatchNorm1d/2d/3d`: parameters,
+ * running statistics, train/eval modes, forward/backward with gradient accumulation, and
+ * state dicts with PyTorch's names.
+ *
+ * Buffer ownership: every tensor property (`weight`, `bias`, `runningMean`, `runningVar`,
+ * `weightGrad`, `biasGrad`) is a {@link WasmTensor} owned by the module. Read or write it
+ * through `.view` (re-read `.view` after any call: wasm memory may have grown), never
+ * `free()` it; `dispose()` frees them all. A module that is dropped without `dispose()`
+ * is freed by the tensors' FinalizationRegistry once it is garbage collected.
+ *
+ * The input of `forward` is kept for `backward`: a `Float32Array` input is copied into
+ * module-owned wasm memory (so the caller may reuse the array); a `WasmTensor` input is
+ * kept by reference, so do not modify or free it before `backward`.
+ * @module
+ */
+import { ChannelMismatchError, InvalidArgumentError, InvalidOptionError, ShapeError, StateError } from "./errors.js";
+import { batchNormBackwardOn, batchNormEvalOn, batchNormTrainOn, type Output } from "./functional.js";
+import { getEngine, type Engine } from "./loader.js";
+import { readSafetensors, writeSafetensors, SafetensorsError, type NamedTensor } from "./safetensors.js";
+import { WasmTensor } from "./tensor.js";
+import {
+  checkConvention, checkData, checkEps, checkLayout, checkNoAlias, checkTrainable, dimsOf,
+  type Convention, type Layout, type TensorLike,
+} from "./validate.js";
+
+export interface BatchNormOptions {
+  /** Default 1e-5. */
+  eps?: number;
+  /**
+   * Running-statistics momentum in [0, 1] (default 0.1 for `"pytorch"`, 0.9 for `"onnx"`),
+   * or `null` for a cumulative moving average (`1 / numBatchesTracked`), as in PyTorch.
+   */
+  momentum?: number | null;
+  /** Learnable `weight` and `bias` (default true). */
+  affine?: boolean;
+  /** Keep running statistics (default true). When false, eval mode uses batch statistics too. */
+  trackRunningStats?: boolean;
+  /** Default `"NCHW"`. */
+  layout?: Layout;
+  /** Default `"pytorch"`. */
+  convention?: Convention;
+  /** The build to run on (default: the one `init()` loaded). */
+  engine?: Engine;
+}
+
+/** PyTorch's state-dict entries for a batch-norm layer (absent ones are omitted). */
+export interface StateDict {
+  weight?: Float32Array;
+  bias?: Float32Array;
+  running_mean?: Float32Array;
+  running_var?: Float32Array;
+  num_batches_tracked?: bigint;
+}
+
+interface Saved {
+  x: WasmTensor;
+  shape: number[];
+  mean: WasmTensor;
+  invStd: WasmTensor;
+  /** true: batch statistics (gradients flow through them); false: running statistics. */
+  batchStats: boolean;
+}
+
+export class BatchNorm {
+  readonly numFeatures: number;
+  readonly eps: number;
+  readonly momentum: number | null;
+  readonly affine: boolean;
+  readonly trackRunningStats: boolean;
+  readonly layout: Layout;
+  readonly convention: Convention;
+  readonly engine: Engine;
+  /** Training mode (batch statistics, running statistics updated) or eval mode. */
+  training = true;
+  /** Training forward passes seen (PyTorch's `num_batches_tracked`). */
+  numBatchesTracked = 0;
+
+  #tensors: WasmTensor[] = [];
+  #weight?: WasmTensor;
+  #bias?: WasmTensor;
+  #runningMean?: WasmTensor;
+  #runningVar?: WasmTensor;
+  #weightGrad?: WasmTensor;
+  #biasGrad?: WasmTensor;
+  #savedMean: WasmTensor;
+  #savedInvStd: WasmTensor;
+  #inputCopy?: WasmTensor; // reused between steps while the size stays the same
+  #saved?: Saved;
+  #disposed = false;
+
+  constructor(numFeatures: number, opts: BatchNormOptions = {}) {
+    if (!Number.isSafeInteger(numFeatures) || numFeatures < 1) {
+      throw new InvalidArgumentError(`numFeatures must be a positive integer, got ${String(numFeatures)}`);
+    }
+    this.numFeatures = numFeatures;
+    this.eps = checkEps(opts.eps);
+    this.layout = checkLayout(opts.layout);
+    this.convention = checkConvention(opts.convention);
+    const m = opts.momentum === undefined ? (this.convention === "onnx" ? 0.9 : 0.1) : opts.momentum;
+    if (m !== null && !(typeof m === "number" && m >= 0 && m <= 1)) {
+      throw new InvalidOptionError(`momentum must be a number in [0, 1] or null, got ${String(m)}`);
+    }
+    this.momentum = m;
+    this.affine = opts.affine ?? true;
+    this.trackRunningStats = opts.trackRunningStats ?? true;
+    this.engine = opts.engine ?? getEngine();
+    const C = numFeatures;
+    if (this.affine) {
+      this.#weight = this.#own(WasmTensor.from(new Float32Array(C).fill(1), this.engine));
+      this.#bias = this.#own(WasmTensor.alloc(C, this.engine));
+      this.#weightGrad = this.#own(WasmTensor.alloc(C, this.engine));
+      this.#biasGrad = this.#own(WasmTensor.alloc(C, this.engine));
+    }
+    if (this.trackRunningStats) {
+      this.#runningMean = this.#own(WasmTensor.alloc(C, this.engine));
+      this.#runningVar = this.#own(WasmTensor.from(new Float32Array(C).fill(1), this.engine));
+    }
+    this.#savedMean = this.#own(WasmTensor.alloc(C, this.engine));
+    this.#savedInvStd = this.#own(WasmTensor.alloc(C, this.engine));
+  }
+
+  #own(t: WasmTensor): WasmTensor {
+    this.#tensors.push(t);
+    return t;
+  }
+
+  #live(): void {
+    if (this.#disposed) throw new StateError("this BatchNorm module was disposed");
+  }
+
+  get weight(): WasmTensor | undefined { this.#live(); return this.#weight; }
+  get bias(): WasmTensor | undefined { this.#live(); return this.#bias; }
+  get runningMean(): WasmTensor | undefined { this.#live(); return this.#runningMean; }
+  get runningVar(): WasmTensor | undefined { this.#live(); return this.#runningVar; }
+  /** Accumulated gradient of `weight` (summed over `backward` calls until `zeroGrad`). */
+  get weightGrad(): WasmTensor | undefined { this.#live(); return this.#weightGrad; }
+  get biasGrad(): WasmTensor | undefined { this.#live(); return this.#biasGrad; }
+  get disposed(): boolean { return this.#disposed; }
+
+  /** Training mode: batch statistics, running statistics updated. Returns `this`. */
+  train(mode = true): this {
+    this.#live();
+    this.training = mode;
+    return this;
+  }
+
+  /** Eval mode: running statistics (batch statistics if `trackRunningStats` is false). */
+  eval(): this {
+    return this.train(false);
+  }
+
+  /** Rank check of the concrete classes (BatchNorm1d/2d/3d); any rank >= 2 here. */
+  protected checkRank(shape: readonly number[]): void {
+    void shape;
+  }
+
+  /** Normalises `x` and keeps what `backward` needs. */
+  forward(x: TensorLike, shape: readonly number[], opts: { out?: TensorLike } = {}): Output {
+    this.#live();
+    if (!Array.isArray(shape)) throw new ShapeError("shape must be an array of integers");
+    this.checkRank(shape);
+    const dims = dimsOf(shape, this.layout);
+    if (dims.channels !== this.numFeatures) {
+      throw new ChannelMismatchError(`input has ${dims.channels} channels but the module has numFeatures = ${this.numFeatures}`);
+    }
+    const useBatchStats = this.training || !this.trackRunningStats;
+    const updateRunning = this.training && this.trackRunningStats;
+    // Everything that can reject the call is checked before the input copy is
+    // overwritten, so a rejected forward leaves the last one's saved state intact.
+    checkData("x", x, shape, dims);
+    if (opts.out !== undefined) checkData("out", opts.out, shape, dims);
+    checkNoAlias("out", opts.out, { x, ...this.#ownedByName() });
+    if (useBatchStats) checkTrainable(shape, dims);
+    const common = { weight: this.#weight, bias: this.#bias, eps: this.eps, layout: this.layout, out: opts.out };
+    const xs = this.#keepInput(x);
+    let y: Output;
+    if (useBatchStats) {
+      let momentum = this.momentum ?? 0;
+      if (updateRunning && this.momentum === null) {
+        // A cumulative average, as PyTorch: count this batch, give it weight 1 / count.
+        // (ONNX's momentum weighs the old value, so there it is 1 - 1 / count.)
+        const weightOfBatch = 1 / (this.numBatchesTracked + 1);
+        momentum = this.convention === "onnx" ? 1 - weightOfBatch : weightOfBatch;
+      }
+      const r = batchNormTrainOn(this.engine, xs, shape, {
+        ...common,
+        convention: this.convention,
+        momentum,
+        runningMean: updateRunning ? this.#runningMean : undefined,
+        runningVar: updateRunning ? this.#runningVar : undefined,
+      });
+      if (updateRunning) this.numBatchesTracked += 1;
+      this.#savedMean.view.set(r.mean);
+      this.#savedInvStd.view.set(r.invStd);
+      y = r.y;
+    } else {
+      y = batchNormEvalOn(this.engine, xs, shape, { ...common, runningMean: this.#runningMean!, runningVar: this.#runningVar! });
+      this.#savedMean.view.set(this.#runningMean!.view);
+      const rv = this.#runningVar!.view;
+      this.#savedInvStd.view.set(rv.map((v) => 1 / Math.sqrt(v + this.eps)));
+    }
+    this.#saved = { x: xs, shape: [...shape], mean: this.#savedMean, invStd: this.#savedInvStd, batchStats: useBatchStats };
+    return y;
+  }
+
+  #ownedByName(): Record<string, WasmTensor | undefined> {
+    return { weight: this.#weight, bias: this.#bias, runningMean: this.#runningMean, runningVar: this.#runningVar };
+  }
+
+  /** The (validated) input as a resident tensor: the caller's WasmTensor, or a module-owned copy. */
+  #keepInput(x: TensorLike): WasmTensor {
+    if (x instanceof WasmTensor) return x;
+    const size = x.length;
+    if (!this.#inputCopy || this.#inputCopy.length !== size) {
+      if (this.#inputCopy) {
+        this.#tensors = this.#tensors.filter((t) => t !== this.#inputCopy);
+        this.#inputCopy.free();
+      }
+      this.#inputCopy = this.#own(WasmTensor.alloc(size, this.engine));
+    }
+    this.#inputCopy.view.set(x);
+    return this.#inputCopy;
+  }
+
+  /**
+   * Gradient of the last `forward`'s output: returns `dx` and adds `dWeight`/`dBias` to
+   * `weightGrad`/`biasGrad`.
+   */
+  backward(dy: TensorLike, opts: { out?: TensorLike } = {}): Output {
+    this.#live();
+    const s = this.#saved;
+    if (!s) throw new StateError("backward() needs a forward() first");
+    if (s.x.freed) throw new StateError("the input of the last forward() was freed before backward()");
+    const r = batchNormBackwardOn(this.engine, dy, s.x, s.shape, {
+      weight: this.#weight, mean: s.mean, invStd: s.invStd, layout: this.layout, training: s.batchStats, out: opts.out,
+    });
+    if (this.affine) {
+      const wg = this.#weightGrad!.view;
+      const bg = this.#biasGrad!.view;
+      for (let c = 0; c < this.numFeatures; c++) {
+        wg[c] += r.dWeight[c];
+        bg[c] += r.dBias[c];
+      }
+    }
+    return r.dx;
+  }
+
+  /** Sets `weightGrad` and `biasGrad` to zero. */
+  zeroGrad(): void {
+    this.#live();
+    this.#weightGrad?.view.fill(0);
+    this.#biasGrad?.view.fill(0);
+  }
+
+  /** A copy of the state, with PyTorch's names. */
+  stateDict(): StateDict {
+    this.#live();
+    const sd: StateDict = {};
+    if (this.affine) {
+      sd.weight = this.#weight!.toArray();
+      sd.bias = this.#bias!.toArray();
+    }
+    if (this.trackRunningStats) {
+      sd.running_mean = this.#runningMean!.toArray();
+      sd.running_var = this.#runningVar!.toArray();
+      sd.num_batches_tracked = BigInt(this.numBatchesTracked);
+    }
+    return sd;
+  }
+
+  /** The keys this module's state dict has. */
+  stateKeys(): (keyof StateDict)[] {
+    const keys: (keyof StateDict)[] = [];
+    if (this.affine) keys.push("weight", "bias");
+    if (this.trackRunningStats) keys.push("running_mean", "running_var", "num_batches_tracked");
+    return keys;
+  }
+
+  /**
+   * Loads a state dict. Everything is checked first (with `strict`, the default: no missing
+   * and no unexpected keys; always: one value per channel), then copied in.
+   */
+  loadStateDict(sd: StateDict, { strict = true }: { strict?: boolean } = {}): void {
+    this.#live();
+    const expected = this.stateKeys();
+    const given = Object.keys(sd).filter((k) => (sd as Record<string, unknown>)[k] !== undefined);
+    if (strict) {
+      const missing = expected.filter((k) => !given.includes(k));
+      const unexpected = given.filter((k) => !(expected as string[]).includes(k));
+      if (missing.length || unexpected.length) {
+        throw new InvalidArgumentError(
+          `state dict does not match the module: missing [${missing.join(", ")}], unexpected [${unexpected.join(", ")}]`,
+        );
+      }
+    }
+    for (const k of ["weight", "bias", "running_mean", "running_var"] as const) {
+      const v = sd[k];
+      if (v === undefined || !(expected as string[]).includes(k)) continue;
+      if (!(v instanceof Float32Array)) throw new InvalidArgumentError(`state dict "${k}" must be a Float32Array`);
+      if (v.length !== this.numFeatures) {
+        throw new ChannelMismatchError(`state dict "${k}" has ${v.length} values but the module has numFeatures = ${this.numFeatures}`);
+      }
+    }
+    const nbt = sd.num_batches_tracked;
+    if (nbt !== undefined && (typeof nbt !== "bigint" || nbt < 0n)) {
+      throw new InvalidArgumentError(`state dict "num_batches_tracked" must be a non-negative bigint`);
+    }
+    if (sd.weight && this.#weight) this.#weight.view.set(sd.weight);
+    if (sd.bias && this.#bias) this.#bias.view.set(sd.bias);
+    if (sd.running_mean && this.#runningMean) this.#runningMean.view.set(sd.running_mean);
+    if (sd.running_var && this.#runningVar) this.#runningVar.view.set(sd.running_var);
+    if (nbt !== undefined && this.trackRunningStats) this.numBatchesTracked = Number(nbt);
+  }
+
+  /** The state as a safetensors file; `prefix` (e.g. `"bn1."`) is put before each name. */
+  toSafetensors(prefix = "", metadata?: Record<string, string>): Uint8Array {
+    const sd = this.stateDict();
+    const tensors: Record<string, NamedTensor> = {};
+    for (const k of this.stateKeys()) {
+      const v = sd[k]!;
+      tensors[prefix + k] =
+        typeof v === "bigint" ? { dtype: "I64", shape: [], data: BigInt64Array.of(v) } : { dtype: "F32", shape: [v.length], data: v };
+    }
+    return writeSafetensors(tensors, metadata);
+  }
+
+  /**
+   * Loads the entries named `prefix + key` from a safetensors file (F32 or F64 floats; I64
+   * `num_batches_tracked`). The file is validated in full before anything is loaded.
+   * Other tensors in the file (other layers) are ignored; a missing entry is an error
+   * when `strict` (default).
+   */
+  loadSafetensors(bytes: Uint8Array, { prefix = "", strict = true }: { prefix?: string; strict?: boolean } = {}): void {
+    const { tensors } = readSafetensors(bytes);
+    const sd: StateDict = {};
+    for (const k of this.stateKeys()) {
+      const t = tensors[prefix + k];
+      if (!t) continue;
+      if (k === "num_batches_tracked") {
+        if (t.dtype !== "I64" || t.data.length !== 1) throw new SafetensorsError(`"${prefix + k}" must be a single I64 value`);
+        sd.num_batches_tracked = (t.data as BigInt64Array)[0];
+      } else {
+        if (t.dtype === "I64") throw new SafetensorsError(`"${prefix + k}" must be F32 or F64, got I64`);
+        if (t.shape.length !== 1) throw new SafetensorsError(`"${prefix + k}" must have shape [${this.numFeatures}], got [${t.shape}]`);
+        sd[k] = Float32Array.from(t.data as Float32Array | Float64Array);
+      }
+    }
+    this.loadStateDict(sd, { strict });
+  }
+
+  /** Frees every wasm buffer of the module. Idempotent; later calls throw StateError. */
+  dispose(): void {
+    if (this.#disposed) return;
+    this.#disposed = true;
+    for (const t of this.#tensors) t.free();
+    this.#tensors = [];
+    this.#saved = undefined;
+  }
+
+  [Symbol.dispose](): void {
+    this.dispose();
+  }
+}
+
+function checkRankOf(name: string, ranks: number[], what: string, shape: readonly number[]): void {
+  if (!ranks.includes(shape.length)) throw new ShapeError(`${name}: expected ${what} input (got ${shape.length}D input)`);
+}
+
+/** Input (N, C) or (N, C, L); channels-last (N, C) or (N, L, C). */
+export class BatchNorm1d extends BatchNorm {
+  protected override checkRank(shape: readonly number[]): void {
+    checkRankOf("BatchNorm1d", [2, 3], "2D or 3D", shape);
+  }
+}
+
+/** Input (N, C, H, W); channels-last (N, H, W, C). */
+export class BatchNorm2d extends BatchNorm {
+  protected override checkRank(shape: readonly number[]): void {
+    checkRankOf("BatchNorm2d", [4], "4D", shape);
+  }
+}
+
+/** Input (N, C, D, H, W); channels-last (N, D, H, W, C). */
+export class BatchNorm3d extends BatchNorm {
+  protected override checkRank(shape: readonly number[]): void {
+    checkRankOf("BatchNorm3d", [5], "5D", shape);
+  }
+}
