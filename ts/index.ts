@@ -20,3 +20,9 @@ export {
 } from "./errors.js";
 export { BatchNorm, BatchNorm1d, BatchNorm2d, BatchNorm3d, type BatchNormOptions, type StateDict } from "./module.js";
 export { readSafetensors, writeSafetensors, SafetensorsError, type NamedTensor, type DType } from "./safetensors.js";
+export { BatchNormWorker, RemoteBatchNorm, WorkerError, type SendOptions } from "./remote.js";
+export { BatchNormPool, type PoolOptions } from "./pool.js";
+export {
+  shardMoments, mergeMoments, shardNormalize, shardGradSums, addGradSums, shardBackwardApply, updateRunning, invStdOf,
+  type ShardMoments, type ShardGradSums,
+} from "./shard.js";

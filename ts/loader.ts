@@ -52,6 +52,18 @@ export interface Glue {
     weight: number, mean: number, invStd: number, dWeight: number, dBias: number, training: boolean,
   ): void;
   initThreadPool?(threads: number): Promise<unknown>;
+  // Pieces of a training step for data-parallel training (f64 vectors: `alloc_f32(2n)`).
+  moments(x: number, outer: number, channels: number, inner: number, out: number): void;
+  normalize_f64_mean(
+    x: number, y: number, outer: number, channels: number, inner: number,
+    weight: number, bias: number, meanF64: number, invStd: number,
+  ): void;
+  grad_sums(dy: number, x: number, outer: number, channels: number, inner: number, mean: number, out: number): void;
+  backward_apply(
+    dy: number, x: number, dx: number, outer: number, channels: number, inner: number,
+    weight: number, mean: number, invStd: number, sums: number, count: number,
+  ): void;
+  update_running(runningMean: number, runningVar: number, channels: number, stats: number, count: number, momentum: number, convention: number): void;
 }
 
 /** A loaded build: its exports and its memory. */

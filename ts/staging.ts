@@ -70,6 +70,20 @@ export class Staging {
     };
   }
 
+  /** Pointer to `values` as f64 in scratch memory (0 when absent). */
+  inputF64(values: Float64Array | undefined): number {
+    if (values === undefined) return 0;
+    const ptr = this.#alloc(2 * values.length);
+    new Float64Array(this.engine.memory.buffer, ptr, values.length).set(values);
+    return ptr;
+  }
+
+  /** Scratch for the kernel to write `length` f64s to, and a reader for them. */
+  outputF64(length: number): { ptr: number; result: () => Float64Array } {
+    const ptr = this.#alloc(2 * length);
+    return { ptr, result: () => new Float64Array(this.engine.memory.buffer, ptr, length).slice() };
+  }
+
   /** Copies in-place-updated arrays back to their owners (after a successful kernel). */
   commit(): void {
     for (const f of this.#copyBack) f();

@@ -132,6 +132,20 @@ pub fn normalize(x: &[f32], y: &mut [f32], dims: Dims, affine: Affine, mean: &[f
     Ok(())
 }
 
+/// [`normalize`] with an f64 mean (e.g. merged from several shards' [`Moments`]): the mean
+/// is applied as two f32s, so outputs do not inherit the f32 rounding of the mean.
+pub fn normalize_f64_mean(x: &[f32], y: &mut [f32], dims: Dims, affine: Affine, mean: &[f64], invstd: &[f32]) -> Result<()> {
+    dims.check_len("x", x.len())?;
+    dims.check_len("y", y.len())?;
+    check_affine(dims, affine)?;
+    dims.check_channels("mean", mean.len())?;
+    dims.check_channels("invStd", invstd.len())?;
+    let hi: Vec<f32> = mean.iter().map(|&m| m as f32).collect();
+    let lo: Vec<f32> = mean.iter().zip(&hi).map(|(&m, &h)| (m - h as f64) as f32).collect();
+    normalize_split(x, y, dims, affine, &hi, Some(&lo), invstd);
+    Ok(())
+}
+
 /// `normalize` after validation, with an optional low part of the mean.
 fn normalize_split(x: &[f32], y: &mut [f32], dims: Dims, affine: Affine, mean: &[f32], mean_lo: Option<&[f32]>, invstd: &[f32]) {
     // gamma * invstd in f64, rounded once.

@@ -193,3 +193,110 @@ pub fn backward(
         .map_err(js)
     }
 }
+
+// ---- Pieces of the training step, for data-parallel (SyncBN) training -------------------
+// A pool of workers, each holding a shard of the batch, runs: `moments` on each shard ->
+// merge (Chan) -> `normalize_f64_mean` with the global statistics; `grad_sums` on each
+// shard -> add -> `backward_apply` with the global sums. f64 vectors live in wasm memory
+// as `alloc_f32(2 * len)` allocations.
+
+unsafe fn view_f64<'a>(ptr: usize, len: usize) -> &'a [f64] {
+    std::slice::from_raw_parts(ptr as *const f64, len)
+}
+unsafe fn view_f64_mut<'a>(ptr: usize, len: usize) -> &'a mut [f64] {
+    std::slice::from_raw_parts_mut(ptr as *mut f64, len)
+}
+
+/// Per-channel mean and M2 of `x`, written as f64 `[mean_0..mean_C, m2_0..m2_C]` to `out`.
+#[wasm_bindgen]
+pub fn moments(x: usize, outer: usize, channels: usize, inner: usize, out: usize) {
+    let d = dims(outer, channels, inner);
+    unsafe {
+        let m = bn::moments::moments(view(x, d.len()), d);
+        let o = view_f64_mut(out, 2 * channels);
+        for (c, mc) in m.iter().enumerate() {
+            o[c] = mc.mean;
+            o[channels + c] = mc.m2;
+        }
+    }
+}
+
+/// `y = (x - mean) * invstd * weight + bias` with an f64 mean.
+#[wasm_bindgen]
+#[allow(clippy::too_many_arguments)]
+pub fn normalize_f64_mean(
+    x: usize,
+    y: usize,
+    outer: usize,
+    channels: usize,
+    inner: usize,
+    weight: usize,
+    bias: usize,
+    mean_f64: usize,
+    invstd: usize,
+) -> Result<(), JsError> {
+    let d = dims(outer, channels, inner);
+    let n = d.len();
+    unsafe {
+        bn::normalize_f64_mean(
+            view(x, n),
+            view_mut(y, n),
+            d,
+            bn::Affine { weight: opt(weight, channels), bias: opt(bias, channels) },
+            view_f64(mean_f64, channels),
+            view(invstd, channels),
+        )
+        .map_err(js)
+    }
+}
+
+/// Per-channel `sum(dy)` and `sum(dy * (x - mean))`, written as f64 `[sum_dy.., sum_dy_xmu..]`.
+#[wasm_bindgen]
+#[allow(clippy::too_many_arguments)]
+pub fn grad_sums(dy: usize, x: usize, outer: usize, channels: usize, inner: usize, mean: usize, out: usize) {
+    let d = dims(outer, channels, inner);
+    unsafe {
+        let s = bn::backward::grad_sums(view(dy, d.len()), view(x, d.len()), d, view(mean, channels));
+        let o = view_f64_mut(out, 2 * channels);
+        o[..channels].copy_from_slice(&s.sum_dy);
+        o[channels..].copy_from_slice(&s.sum_dy_xmu);
+    }
+}
+
+/// The elementwise half of the training backward, from global sums over `count` values.
+#[wasm_bindgen]
+#[allow(clippy::too_many_arguments)]
+pub fn backward_apply(
+    dy: usize,
+    x: usize,
+    dx: usize,
+    outer: usize,
+    channels: usize,
+    inner: usize,
+    weight: usize,
+    mean: usize,
+    invstd: usize,
+    sums: usize,
+    count: f64,
+) -> Result<(), JsError> {
+    let d = dims(outer, channels, inner);
+    let n = d.len();
+    unsafe {
+        let s = view_f64(sums, 2 * channels);
+        let sums = bn::GradSums { sum_dy: s[..channels].to_vec(), sum_dy_xmu: s[channels..].to_vec() };
+        bn::backward_apply(view(dy, n), view(x, n), view_mut(dx, n), d, opt(weight, channels), view(mean, channels), view(invstd, channels), &sums, count)
+            .map_err(js)
+    }
+}
+
+/// Updates running statistics in place from batch statistics over `count` values per
+/// channel (f64 `[mean.., m2..]`, e.g. merged across shards).
+#[wasm_bindgen]
+pub fn update_running(running_mean: usize, running_var: usize, channels: usize, stats: usize, count: f64, momentum: f32, convention: u8) {
+    unsafe {
+        let s = view_f64(stats, 2 * channels);
+        let m: Vec<bn::Moments> = (0..channels).map(|c| bn::Moments { count, mean: s[c], m2: s[channels + c] }).collect();
+        let conv = if convention == 1 { bn::Convention::Onnx } else { bn::Convention::PyTorch };
+        bn::running::update(view_mut(running_mean, channels), view_mut(running_var, channels), &m, momentum, conv);
+    }
+}

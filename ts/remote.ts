@@ -1,0 +1,183 @@
+/**
+ * Running batch norm in workers: {@link BatchNormWorker} hosts modules in one worker
+ * (module Web Worker in browsers, worker_threads in Node), driven through comlink.
+ *
+ * Faults: a call whose worker throws rejects with the worker's error, re-created as the
+ * same {@link BatchNormError} subclass. A worker that dies (crashes or is terminated)
+ * rejects every pending call with {@link WorkerError}, and every later call at once: no
+ * call hangs. `terminate()` ends the worker.
+ *
+ * Data: `Float32Array` arguments are copied to the worker by structured clone, unless
+ * the call is given `{ transfer: true }` (the array's buffer moves to the worker and is
+ * detached here: no copy). Arrays backed by a `SharedArrayBuffer` are never copied: the
+ * worker reads them in place. Results are transferred back, never copied.
+ * @module
+ */
+import { transfer, wrap, type Remote } from "comlink";
+import * as errors from "./errors.js";
+import { BatchNormError, StateError } from "./errors.js";
+import { isNode, type InitOptions, type InitResult } from "./loader.js";
+import type { BatchNormOptions, StateDict } from "./module.js";
+import type { WorkerApi } from "./worker.js";
+
+/** The worker died, was terminated, or was disposed before or during the call. */
+export class WorkerError extends BatchNormError {}
+
+const errorClasses: Record<string, new (m: string) => Error> = { ...(errors as unknown as Record<string, new (m: string) => Error>), WorkerError };
+
+/** Re-creates an error thrown in the worker as its own class (comlink sends name + message). */
+function revive(e: unknown): unknown {
+  if (!(e instanceof Error)) return e;
+  const Cls = errorClasses[e.name];
+  const err: Error = e;
+  if (!Cls || (err as unknown) instanceof Cls) return err;
+  const r = new Cls(err.message);
+  r.stack = err.stack;
+  return r;
+}
+
+/** A live worker: its comlink proxy, plus death tracking so no call waits forever. */
+export class WorkerHandle {
+  readonly #api: Remote<WorkerApi>;
+  readonly #terminate: () => void;
+  #dead?: WorkerError;
+  #onDeath: Array<(e: WorkerError) => void> = [];
+
+  private constructor(api: Remote<WorkerApi>, terminate: () => void) {
+    this.#api = api;
+    this.#terminate = terminate;
+  }
+
+  /** Starts a worker running `worker.js` and loads a wasm build in it. */
+  static async spawn(opts: InitOptions = {}): Promise<{ handle: WorkerHandle; info: InitResult }> {
+    const url = new URL("./worker.js", import.meta.url);
+    let handle: WorkerHandle;
+    if (isNode) {
+      const { Worker } = await import("node:worker_threads");
+      const { default: nodeEndpoint } = await import("comlink/dist/esm/node-adapter.mjs");
+      const w = new Worker(url);
+      handle = new WorkerHandle(wrap<WorkerApi>(nodeEndpoint(w)), () => void w.terminate());
+      w.on("error", (e) => handle.#die(`the worker crashed: ${e.message}`));
+      w.on("exit", (code) => handle.#die(`the worker exited (code ${code})`));
+    } else {
+      const w = new Worker(url, { type: "module" });
+      handle = new WorkerHandle(wrap<WorkerApi>(w), () => w.terminate());
+      w.addEventListener("error", (e) => handle.#die(`the worker crashed: ${e.message}`));
+    }
+    const info = await handle.call((api) => api.init(opts));
+    return { handle, info };
+  }
+
+  #die(reason: string): void {
+    if (this.#dead) return;
+    this.#dead = new WorkerError(reason);
+    for (const f of this.#onDeath) f(this.#dead);
+    this.#onDeath = [];
+  }
+
+  get dead(): boolean {
+    return this.#dead !== undefined;
+  }
+
+  /** Runs `f` against the worker; rejects with WorkerError if it dies first. */
+  call<T>(f: (api: Remote<WorkerApi>) => Promise<T>): Promise<T> {
+    if (this.#dead) return Promise.reject(this.#dead);
+    return new Promise<T>((resolve, reject) => {
+      const onDeath = (e: WorkerError) => reject(e);
+      this.#onDeath.push(onDeath);
+      f(this.#api).then(
+        (v) => resolve(v),
+        (e) => reject(revive(e)),
+      ).finally(() => {
+        this.#onDeath = this.#onDeath.filter((g) => g !== onDeath);
+      });
+    });
+  }
+
+  /** Ends the worker; pending and later calls reject with WorkerError. */
+  terminate(reason = "the worker was terminated"): void {
+    this.#die(reason);
+    this.#terminate();
+  }
+}
+
+/** Transfers a Float32Array's buffer when asked to (it is detached on this side). */
+export function send(a: Float32Array, move: boolean | undefined): Float32Array {
+  const shared = typeof SharedArrayBuffer !== "undefined" && a.buffer instanceof SharedArrayBuffer;
+  return move && !shared ? transfer(a, [a.buffer as ArrayBuffer]) : a;
+}
+
+export interface SendOptions {
+  /** Move (transfer) the argument's buffer to the worker instead of copying it. */
+  transfer?: boolean;
+}
+
+/** A batch-norm module that lives in a worker; the same methods as `BatchNorm`, async. */
+export class RemoteBatchNorm {
+  #disposed = false;
+  constructor(readonly worker: BatchNormWorker, readonly id: number, readonly numFeatures: number) {}
+
+  #call<T>(f: (api: Remote<WorkerApi>) => Promise<T>): Promise<T> {
+    if (this.#disposed) return Promise.reject(new StateError("this module was disposed"));
+    return this.worker.handle.call(f);
+  }
+
+  forward(x: Float32Array, shape: number[], o: SendOptions = {}): Promise<Float32Array> {
+    return this.#call((api) => api.forward(this.id, send(x, o.transfer), shape));
+  }
+  backward(dy: Float32Array, o: SendOptions = {}): Promise<Float32Array> {
+    return this.#call((api) => api.backward(this.id, send(dy, o.transfer)));
+  }
+  /** forward + backward in one round trip. */
+  step(x: Float32Array, shape: number[], dy: Float32Array, o: SendOptions = {}): Promise<{ y: Float32Array; dx: Float32Array }> {
+    return this.#call((api) => api.step(this.id, send(x, o.transfer), shape, send(dy, o.transfer)));
+  }
+  grads(): Promise<{ weightGrad?: Float32Array; biasGrad?: Float32Array }> {
+    return this.#call((api) => api.grads(this.id));
+  }
+  zeroGrad(): Promise<void> {
+    return this.#call((api) => api.zeroGrad(this.id));
+  }
+  train(mode = true): Promise<void> {
+    return this.#call((api) => api.setTraining(this.id, mode));
+  }
+  eval(): Promise<void> {
+    return this.train(false);
+  }
+  stateDict(): Promise<StateDict> {
+    return this.#call((api) => api.stateDict(this.id));
+  }
+  loadStateDict(sd: StateDict, { strict = true } = {}): Promise<void> {
+    return this.#call((api) => api.loadStateDict(this.id, sd, strict));
+  }
+  async dispose(): Promise<void> {
+    if (this.#disposed) return;
+    this.#disposed = true;
+    if (!this.worker.handle.dead) await this.worker.handle.call((api) => api.disposeModule(this.id));
+  }
+}
+
+/** One worker hosting batch-norm modules. */
+export class BatchNormWorker {
+  private constructor(readonly handle: WorkerHandle, readonly info: InitResult) {}
+
+  /** Starts a worker and loads a wasm build there (`simd-threads` where allowed). */
+  static async spawn(opts: InitOptions = {}): Promise<BatchNormWorker> {
+    const { handle, info } = await WorkerHandle.spawn(opts);
+    return new BatchNormWorker(handle, info);
+  }
+
+  async createModule(numFeatures: number, opts: Omit<BatchNormOptions, "engine"> = {}): Promise<RemoteBatchNorm> {
+    const id = await this.handle.call((api) => api.createModule(numFeatures, opts));
+    return new RemoteBatchNorm(this, id, numFeatures);
+  }
+
+  /** Terminates the worker (and with it every module it hosts). */
+  terminate(): void {
+    this.handle.terminate("the worker was terminated by terminate()");
+  }
+
+  [Symbol.dispose](): void {
+    this.terminate();
+  }
+}
