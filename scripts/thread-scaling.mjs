@@ -15,34 +15,42 @@ const shapes = [
   [[256, 1024], "NCHW"],
 ];
 
-function median(f) {
-  const t = [];
-  for (let i = 0; i < 3; i++) f(); // warm-up
-  for (let i = 0; i < REPS; i++) {
-    const a = performance.now();
-    f();
-    t.push(performance.now() - a);
-  }
-  t.sort((a, b) => a - b);
-  return t[REPS >> 1] / 1e3;
-}
-
-function measure(engine, shape, layout) {
+/** Median seconds per call of each kernel on each engine, runs interleaved round-robin
+ * (engine A, engine B, A, B, ...) so drifting machine load hits both alike. */
+function measure(engines, shape, layout) {
   const n = shape.reduce((a, b) => a * b, 1);
   const C = layout === "NCHW" ? shape[1] : shape[shape.length - 1];
-  const x = WasmTensor.alloc(n, engine), y = WasmTensor.alloc(n, engine), dy = WasmTensor.alloc(n, engine), dx = WasmTensor.alloc(n, engine);
-  const xv = x.view, dyv = dy.view;
-  for (let i = 0; i < n; i++) { xv[i] = Math.sin(i) * 2 + 1; dyv[i] = Math.cos(i * 0.7); }
-  const rm = WasmTensor.alloc(C, engine), rv = WasmTensor.from(new Float32Array(C).fill(1), engine);
-  const w = WasmTensor.from(new Float32Array(C).fill(1), engine), b = WasmTensor.alloc(C, engine);
-  const { mean, invStd } = batchNormTrainOn(engine, x, shape, { layout });
-  const r = {
-    eval: n / median(() => batchNormEvalOn(engine, x, shape, { weight: w, bias: b, runningMean: rm, runningVar: rv, layout, out: y })) / 1e6,
-    train: n / median(() => batchNormTrainOn(engine, x, shape, { weight: w, bias: b, runningMean: rm, runningVar: rv, layout, out: y })) / 1e6,
-    backward: n / median(() => batchNormBackwardOn(engine, dy, x, shape, { weight: w, mean, invStd, layout, out: dx })) / 1e6,
-  };
-  for (const t of [x, y, dy, dx, rm, rv, w, b]) t.free();
-  return r;
+  const setups = engines.map((engine) => {
+    const x = WasmTensor.alloc(n, engine), y = WasmTensor.alloc(n, engine), dy = WasmTensor.alloc(n, engine), dx = WasmTensor.alloc(n, engine);
+    const xv = x.view, dyv = dy.view;
+    for (let i = 0; i < n; i++) { xv[i] = Math.sin(i) * 2 + 1; dyv[i] = Math.cos(i * 0.7); }
+    const rm = WasmTensor.alloc(C, engine), rv = WasmTensor.from(new Float32Array(C).fill(1), engine);
+    const w = WasmTensor.from(new Float32Array(C).fill(1), engine), b = WasmTensor.alloc(C, engine);
+    const { mean, invStd } = batchNormTrainOn(engine, x, shape, { layout });
+    return {
+      tensors: [x, y, dy, dx, rm, rv, w, b],
+      eval: () => batchNormEvalOn(engine, x, shape, { weight: w, bias: b, runningMean: rm, runningVar: rv, layout, out: y }),
+      train: () => batchNormTrainOn(engine, x, shape, { weight: w, bias: b, runningMean: rm, runningVar: rv, layout, out: y }),
+      backward: () => batchNormBackwardOn(engine, dy, x, shape, { weight: w, mean, invStd, layout, out: dx }),
+    };
+  });
+  const results = engines.map(() => ({}));
+  for (const k of ["eval", "train", "backward"]) {
+    const times = engines.map(() => []);
+    for (let rep = 0; rep < REPS + 3; rep++) {
+      setups.forEach((s, e) => {
+        const a = performance.now();
+        s[k]();
+        if (rep >= 3) times[e].push(performance.now() - a); // 3 warm-up rounds
+      });
+    }
+    times.forEach((t, e) => {
+      t.sort((a, b) => a - b);
+      results[e][k] = n / (t[t.length >> 1] / 1e3) / 1e6;
+    });
+  }
+  for (const s of setups) for (const t of s.tensors) t.free();
+  return results;
 }
 
 // One process per pool size: a build loads once per realm (see createEngine).
@@ -50,11 +58,14 @@ const child = process.env.BN_SCALING_THREADS;
 if (child) {
   const simd = await createEngine("simd");
   const threaded = await createEngine("simd-threads", Number(child));
-  const rows = shapes.map(([shape, layout]) => ({ shape, layout, simd: measure(simd, shape, layout), threads: measure(threaded, shape, layout) }));
+  const rows = shapes.map(([shape, layout]) => {
+    const [s, t] = measure([simd, threaded], shape, layout);
+    return { shape, layout, simd: s, threads: t };
+  });
   console.log(JSON.stringify(rows));
 } else {
   const { execFileSync } = await import("node:child_process");
-  console.log(`# ${os.cpus()[0]?.model}, ${os.availableParallelism()} logical cores, Node ${process.version}; Melem/s, median of ${REPS}; resident tensors`);
+  console.log(`# ${os.cpus()[0]?.model}, ${os.availableParallelism()} logical cores, Node ${process.version}; Melem/s, median of ${REPS}, builds interleaved; resident tensors`);
   console.log(`| shape | layout | build | eval | train fwd | backward | eval x simd | train x simd | backward x simd |`);
   console.log(`|---|---|---|---|---|---|---|---|---|`);
   const results = threadCounts.map((t) => [t, JSON.parse(execFileSync(process.execPath, [process.argv[1]], { env: { ...process.env, BN_SCALING_THREADS: String(t) }, encoding: "utf8" }))]);
