@@ -14,32 +14,15 @@
  * kept by reference, so do not modify or free it before `backward`.
  * @module
  */
-import { ChannelMismatchError, InvalidArgumentError, InvalidOptionError, ShapeError, StateError } from "./errors.js";
+import { ChannelMismatchError, InvalidArgumentError, ShapeError, StateError } from "./errors.js";
+import { resolveLayerOptions, stepMomentum, type LayerConfig, type LayerOptions } from "./options.js";
 import { batchNormBackwardOn, batchNormEvalOn, batchNormTrainOn, type Output } from "./functional.js";
 import { getEngine, type Engine } from "./loader.js";
 import { readSafetensors, writeSafetensors, SafetensorsError, type NamedTensor } from "./safetensors.js";
 import { WasmTensor } from "./tensor.js";
-import {
-  checkConvention, checkData, checkEps, checkLayout, checkNoAlias, checkTrainable, dimsOf,
-  type Convention, type Layout, type TensorLike,
-} from "./validate.js";
+import { checkData, checkNoAlias, checkTrainable, dimsOf, type Convention, type Layout, type TensorLike } from "./validate.js";
 
-export interface BatchNormOptions {
-  /** Default 1e-5. */
-  eps?: number;
-  /**
-   * Running-statistics momentum in [0, 1] (default 0.1 for `"pytorch"`, 0.9 for `"onnx"`),
-   * or `null` for a cumulative moving average (`1 / numBatchesTracked`), as in PyTorch.
-   */
-  momentum?: number | null;
-  /** Learnable `weight` and `bias` (default true). */
-  affine?: boolean;
-  /** Keep running statistics (default true). When false, eval mode uses batch statistics too. */
-  trackRunningStats?: boolean;
-  /** Default `"NCHW"`. */
-  layout?: Layout;
-  /** Default `"pytorch"`. */
-  convention?: Convention;
+export interface BatchNormOptions extends LayerOptions {
   /** The build to run on (default: the one `init()` loaded). */
   engine?: Engine;
 }
@@ -76,6 +59,7 @@ export class BatchNorm {
   /** Training forward passes seen (PyTorch's `num_batches_tracked`). */
   numBatchesTracked = 0;
 
+  readonly #config: LayerConfig;
   #tensors: WasmTensor[] = [];
   #weight?: WasmTensor;
   #bias?: WasmTensor;
@@ -90,20 +74,10 @@ export class BatchNorm {
   #disposed = false;
 
   constructor(numFeatures: number, opts: BatchNormOptions = {}) {
-    if (!Number.isSafeInteger(numFeatures) || numFeatures < 1) {
-      throw new InvalidArgumentError(`numFeatures must be a positive integer, got ${String(numFeatures)}`);
-    }
-    this.numFeatures = numFeatures;
-    this.eps = checkEps(opts.eps);
-    this.layout = checkLayout(opts.layout);
-    this.convention = checkConvention(opts.convention);
-    const m = opts.momentum === undefined ? (this.convention === "onnx" ? 0.9 : 0.1) : opts.momentum;
-    if (m !== null && !(typeof m === "number" && m >= 0 && m <= 1)) {
-      throw new InvalidOptionError(`momentum must be a number in [0, 1] or null, got ${String(m)}`);
-    }
-    this.momentum = m;
-    this.affine = opts.affine ?? true;
-    this.trackRunningStats = opts.trackRunningStats ?? true;
+    const cfg = resolveLayerOptions(numFeatures, opts);
+    ({ numFeatures: this.numFeatures, eps: this.eps, momentum: this.momentum, affine: this.affine } = cfg);
+    ({ trackRunningStats: this.trackRunningStats, layout: this.layout, convention: this.convention } = cfg);
+    this.#config = cfg;
     this.engine = opts.engine ?? getEngine();
     const C = numFeatures;
     if (this.affine) {
@@ -176,13 +150,7 @@ export class BatchNorm {
     const xs = this.#keepInput(x);
     let y: Output;
     if (useBatchStats) {
-      let momentum = this.momentum ?? 0;
-      if (updateRunning && this.momentum === null) {
-        // A cumulative average, as PyTorch: count this batch, give it weight 1 / count.
-        // (ONNX's momentum weighs the old value, so there it is 1 - 1 / count.)
-        const weightOfBatch = 1 / (this.numBatchesTracked + 1);
-        momentum = this.convention === "onnx" ? 1 - weightOfBatch : weightOfBatch;
-      }
+      const momentum = updateRunning ? stepMomentum(this.#config, this.numBatchesTracked) : 0;
       const r = batchNormTrainOn(this.engine, xs, shape, {
         ...common,
         convention: this.convention,

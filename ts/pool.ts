@@ -22,7 +22,8 @@ import type { InitOptions, InitResult } from "./loader.js";
 import type { BatchNormOptions, StateDict } from "./module.js";
 import { WorkerHandle, WorkerError, send } from "./remote.js";
 import { addGradSums, invStdOf, mergeMoments, type ShardGradSums, type ShardMoments } from "./shard.js";
-import { checkConvention, checkData, checkEps, checkLayout, checkTrainable, dimsOf, type Convention, type Layout } from "./validate.js";
+import { resolveLayerOptions, stepMomentum, type LayerConfig } from "./options.js";
+import { checkData, checkTrainable, dimsOf, type Convention, type Layout } from "./validate.js";
 
 export interface PoolOptions extends Omit<BatchNormOptions, "engine"> {
   /** Number of workers (default 2). */
@@ -59,6 +60,7 @@ export class BatchNormPool {
   readonly weightGrad?: Float32Array;
   readonly biasGrad?: Float32Array;
 
+  readonly #config: LayerConfig;
   #workers: WorkerHandle[];
   #initOpts: InitOptions;
   #healing?: Promise<void>;
@@ -67,16 +69,11 @@ export class BatchNormPool {
   /** What each worker loaded. */
   readonly info: InitResult;
 
-  private constructor(numFeatures: number, opts: PoolOptions, workers: WorkerHandle[], info: InitResult) {
-    this.numFeatures = numFeatures;
-    this.eps = checkEps(opts.eps);
-    this.layout = checkLayout(opts.layout);
-    this.convention = checkConvention(opts.convention);
-    const m = opts.momentum === undefined ? (this.convention === "onnx" ? 0.9 : 0.1) : opts.momentum;
-    if (m !== null && !(typeof m === "number" && m >= 0 && m <= 1)) throw new InvalidOptionError(`momentum must be in [0, 1] or null, got ${String(m)}`);
-    this.momentum = m;
-    this.affine = opts.affine ?? true;
-    this.trackRunningStats = opts.trackRunningStats ?? true;
+  private constructor(cfg: LayerConfig, opts: PoolOptions, workers: WorkerHandle[], info: InitResult) {
+    const numFeatures = cfg.numFeatures;
+    ({ numFeatures: this.numFeatures, eps: this.eps, momentum: this.momentum, affine: this.affine } = cfg);
+    ({ trackRunningStats: this.trackRunningStats, layout: this.layout, convention: this.convention } = cfg);
+    this.#config = cfg;
     if (this.affine) {
       this.weight = new Float32Array(numFeatures).fill(1);
       this.bias = new Float32Array(numFeatures);
@@ -94,14 +91,11 @@ export class BatchNormPool {
 
   /** Starts `opts.workers` workers (default 2) and loads a wasm build in each. */
   static async create(numFeatures: number, opts: PoolOptions = {}): Promise<BatchNormPool> {
-    if (!Number.isSafeInteger(numFeatures) || numFeatures < 1) throw new InvalidArgumentError(`numFeatures must be a positive integer, got ${String(numFeatures)}`);
+    const cfg = resolveLayerOptions(numFeatures, opts); // fail before starting workers
     const n = opts.workers ?? 2;
     if (!Number.isSafeInteger(n) || n < 1) throw new InvalidOptionError(`workers must be a positive integer, got ${String(n)}`);
-    checkEps(opts.eps); // fail before starting workers
-    checkLayout(opts.layout);
-    checkConvention(opts.convention);
     const started = await Promise.all(Array.from({ length: n }, () => WorkerHandle.spawn(opts.init ?? {})));
-    return new BatchNormPool(numFeatures, opts, started.map((s) => s.handle), started[0].info);
+    return new BatchNormPool(cfg, opts, started.map((s) => s.handle), started[0].info);
   }
 
   get size(): number {
@@ -177,11 +171,7 @@ export class BatchNormPool {
       w.call((api) => api.shardNormalize({ weight: this.weight, bias: this.bias, mean, invStd })),
     );
     if (updateRunning) {
-      let momentum = this.momentum ?? 0;
-      if (this.momentum === null) {
-        const weightOfBatch = 1 / (this.numBatchesTracked + 1);
-        momentum = this.convention === "onnx" ? 1 - weightOfBatch : weightOfBatch;
-      }
+      const momentum = stepMomentum(this.#config, this.numBatchesTracked);
       const r = await this.#each([workers[0]], (w) =>
         w.call((api) => api.updateRunning(this.runningMean!.slice(), this.runningVar!.slice(), merged!, momentum, this.convention)),
       );
