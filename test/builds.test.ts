@@ -5,7 +5,7 @@
 import { beforeAll, describe, expect, it } from "vitest";
 import fc from "fast-check";
 import {
-  createEngine, supportedBuilds, batchNormTrainOn, batchNormEvalOn, batchNormBackwardOn, WasmTensor,
+  createEngine, supportedBuilds, setParallelThreshold, parallelThreshold, batchNormTrainOn, batchNormEvalOn, batchNormBackwardOn, WasmTensor,
   type Engine, type BuildName, type Layout, type Convention,
 } from "../dist/index.js";
 import { loadConformance } from "./conformance.js";
@@ -75,6 +75,8 @@ describe.each(builds)("build %s", (build: BuildName) => {
   beforeAll(async () => {
     engine = await createEngine(build, 2);
     expect(engine.build).toBe(build);
+    expect(parallelThreshold(engine)).toBe(1 << 20);
+    setParallelThreshold(1 << 16, engine); // so the "large tensor" cases below run on the pool
   });
 
   it("loads with the expected thread count", () => {
@@ -163,7 +165,7 @@ describe.each(builds)("build %s", (build: BuildName) => {
     );
   });
 
-  // Above the kernels' 65,536-element threshold, so simd-threads runs on its pool.
+  // Above the 65,536-element threshold set above, so simd-threads runs on its pool.
   it.each([
     [[4, 8, 64, 64], "NCHW"],
     [[4, 64, 64, 8], "NHWC"],

@@ -7,7 +7,7 @@
  * ```
  * @module
  */
-export { init, supportedBuilds, loaded, createEngine, type Engine, type BuildName, type InitOptions, type InitResult } from "./loader.js";
+export { init, supportedBuilds, loaded, createEngine, setParallelThreshold, parallelThreshold, type Engine, type BuildName, type InitOptions, type InitResult } from "./loader.js";
 export { WasmTensor } from "./tensor.js";
 export {
   batchNormTrain, batchNormEval, batchNormBackward, batchNormTrainOn, batchNormEvalOn, batchNormBackwardOn,

@@ -35,9 +35,12 @@ export interface InitResult {
 export interface Glue {
   default(input?: unknown): Promise<{ memory: WebAssembly.Memory }>;
   alloc_f32(len: number): number;
+  alloc_f32_scratch(len: number): number;
   free_f32(ptr: number, len: number): void;
   build_name(): string;
   thread_count(): number;
+  set_min_parallel_elems(n: number): void;
+  min_parallel_elems(): number;
   train_forward(
     x: number, y: number, outer: number, channels: number, inner: number,
     weight: number, bias: number, runningMean: number, runningVar: number,
@@ -235,4 +238,22 @@ export function getEngine(): Engine {
 /** What is loaded, or `undefined` before `init()`. */
 export function loaded(): InitResult | undefined {
   return engine && { build: engine.build, threads: engine.threads };
+}
+
+/**
+ * Tensors with fewer elements than this run single-threaded in the `simd-threads` build
+ * (default 2^20 = 1,048,576; other builds are always single-threaded). The best value
+ * depends on the machine: measured here, two threads paid off only from a few MiB on a
+ * 2-core VM, earlier on 16 cores. `node scripts/thread-scaling.mjs` measures yours.
+ */
+export function setParallelThreshold(elems: number, engine: Engine = getEngine()): void {
+  if (!Number.isSafeInteger(elems) || elems < 0) {
+    throw new InvalidOptionError(`the parallel threshold must be a non-negative integer, got ${String(elems)}`);
+  }
+  engine.glue.set_min_parallel_elems(elems);
+}
+
+/** The current parallel threshold (see {@link setParallelThreshold}). */
+export function parallelThreshold(engine: Engine = getEngine()): number {
+  return engine.glue.min_parallel_elems();
 }

@@ -18,7 +18,9 @@ export class Staging {
   constructor(readonly engine: Engine) {}
 
   #alloc(length: number): number {
-    const ptr = this.engine.glue.alloc_f32(length);
+    // Not zeroed: every scratch buffer is fully written (copied in, or a kernel output)
+    // before anything reads it.
+    const ptr = this.engine.glue.alloc_f32_scratch(length);
     this.#scratch.push([ptr, length]);
     return ptr;
   }

@@ -1,6 +1,6 @@
 // Runs in the browser (page or module worker): loads batchnorm-wasm the way an app
 // would, runs the given cases, returns plain arrays for the test to check in Node.
-import { init, batchNormTrain, batchNormEval, WasmTensor } from "/dist/index.js";
+import { init, batchNormTrain, batchNormEval, WasmTensor, setParallelThreshold } from "/dist/index.js";
 
 export async function runCases(cases) {
   const info = await init({ threads: 2 });
@@ -19,7 +19,8 @@ export async function runCases(cases) {
     });
     return { y: Array.from(y) };
   });
-  // A tensor resident in wasm memory, large enough for the threaded kernels.
+  // A tensor resident in wasm memory, above a lowered threshold so the threaded kernels run.
+  setParallelThreshold(1 << 16);
   const n = 4 * 8 * 64 * 64;
   const x = WasmTensor.alloc(n);
   for (let i = 0; i < n; i++) x.view[i] = Math.sin(i * 0.37) * 3 + 1;

@@ -18,9 +18,6 @@ use crate::dims::Dims;
 use crate::parallel;
 use crate::simd::{q, q_mut, quads, F32x4};
 
-/// Planes gathered into one parallel task (keeps tasks >= ~32 KiB when planes are small).
-const MIN_TASK_ELEMS: usize = 8192;
-
 pub fn affine_per_channel(
     x: &[f32],
     y: &mut [f32],
@@ -41,7 +38,7 @@ fn run<const LO: bool>(x: &[f32], y: &mut [f32], dims: Dims, shift: &[f32], lo: 
     let ch = dims.channels;
     if dims.is_planar() {
         let inner = dims.inner;
-        let planes_per_task = (MIN_TASK_ELEMS / inner).max(1);
+        let planes_per_task = parallel::units_per_task(dims.outer * ch, inner, par);
         parallel::for_each_chunk_mut(y, planes_per_task * inner, par, |t, ys| {
             let first = t * planes_per_task;
             for (k, yp) in ys.chunks_mut(inner).enumerate() {
@@ -51,7 +48,7 @@ fn run<const LO: bool>(x: &[f32], y: &mut [f32], dims: Dims, shift: &[f32], lo: 
             }
         });
     } else {
-        let rows_per_task = (MIN_TASK_ELEMS / ch).max(1);
+        let rows_per_task = parallel::units_per_task(dims.outer, ch, par);
         parallel::for_each_chunk_mut(y, rows_per_task * ch, par, |t, ys| {
             let first = t * rows_per_task * ch;
             for (k, yr) in ys.chunks_mut(ch).enumerate() {

@@ -146,10 +146,9 @@ fn row_sums_into(s_dy: &mut [f32], s_dxm: &mut [f32], dy: &[f32], x: &[f32], mea
 pub fn dx_apply(dy: &[f32], x: &[f32], dx: &mut [f32], dims: Dims, k: &[f32], mean: &[f32], b: &[f32], c0: &[f32]) {
     let par = parallel::worth_it(x.len());
     let ch = dims.channels;
-    const MIN_TASK_ELEMS: usize = 8192;
     if dims.is_planar() {
         let inner = dims.inner;
-        let planes_per_task = (MIN_TASK_ELEMS / inner).max(1);
+        let planes_per_task = parallel::units_per_task(dims.outer * ch, inner, par);
         parallel::for_each_chunk_mut(dx, planes_per_task * inner, par, |t, out| {
             let first = t * planes_per_task;
             for (j, op) in out.chunks_mut(inner).enumerate() {
@@ -160,7 +159,7 @@ pub fn dx_apply(dy: &[f32], x: &[f32], dx: &mut [f32], dims: Dims, k: &[f32], me
             }
         });
     } else {
-        let rows_per_task = (MIN_TASK_ELEMS / ch).max(1);
+        let rows_per_task = parallel::units_per_task(dims.outer, ch, par);
         parallel::for_each_chunk_mut(dx, rows_per_task * ch, par, |t, out| {
             let first = t * rows_per_task * ch;
             for (j, orow) in out.chunks_mut(ch).enumerate() {

@@ -2,16 +2,44 @@
 //! `cfg` of their own. Without the `parallel` feature (the scalar and simd wasm builds)
 //! everything runs on the calling thread.
 
-/// Below this many elements a kernel stays on the calling thread: waking the pool costs
-/// more than it saves on data that fits in L2 (measured with `bench/`, see README).
-pub const PAR_MIN_ELEMS: usize = 1 << 16;
+/// Default for [`min_parallel_elems`]: below 2^20 elements (4 MiB of f32) a kernel stays
+/// on the calling thread. Measured with `bench/` on 2 and 16 cores: below it, waking the
+/// pool and splitting the work cost more than another core saves (the kernels run at
+/// memory speed; a 1-4 MiB tensor takes 0.1-0.5 ms on one core).
+pub const DEFAULT_MIN_PARALLEL_ELEMS: usize = 1 << 20;
+
+static MIN_PARALLEL_ELEMS: core::sync::atomic::AtomicUsize = core::sync::atomic::AtomicUsize::new(DEFAULT_MIN_PARALLEL_ELEMS);
+
+/// Tensors with fewer elements run single-threaded.
+pub fn min_parallel_elems() -> usize {
+    MIN_PARALLEL_ELEMS.load(core::sync::atomic::Ordering::Relaxed)
+}
+
+/// Sets [`min_parallel_elems`]: lower it on machines with many cores and fast wake-ups,
+/// raise it where threads do not pay; tests lower it to reach the parallel code on small
+/// tensors. Results do not depend on it beyond f32 rounding of partial sums.
+pub fn set_min_parallel_elems(n: usize) {
+    MIN_PARALLEL_ELEMS.store(n, core::sync::atomic::Ordering::Relaxed);
+}
+
+/// Units (planes or rows of `unit_len` elements) per parallel task: about four tasks per
+/// thread for balance, never fewer than `MIN_TASK_ELEMS` elements. Without `par`, one
+/// task holds everything.
+pub fn units_per_task(units: usize, unit_len: usize, par: bool) -> usize {
+    const MIN_TASK_ELEMS: usize = 8192;
+    let min_units = (MIN_TASK_ELEMS / unit_len.max(1)).max(1);
+    if !par {
+        return units.max(1);
+    }
+    units.div_ceil(threads() * 4).max(min_units)
+}
 
 /// Whether a kernel over `elems` elements should use the pool.
 #[inline]
 pub fn worth_it(elems: usize) -> bool {
     #[cfg(feature = "parallel")]
     {
-        elems >= PAR_MIN_ELEMS && rayon::current_num_threads() > 1
+        elems >= min_parallel_elems() && rayon::current_num_threads() > 1
     }
     #[cfg(not(feature = "parallel"))]
     {

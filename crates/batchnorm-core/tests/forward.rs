@@ -203,11 +203,11 @@ fn normalize_with_given_stats() {
 
 #[test]
 fn forward_large_shapes() {
-    // Above parallel::PAR_MIN_ELEMS: with `--features parallel` these run the rayon paths
+    // Above the tests' parallel threshold: with `--features parallel` these run the rayon paths
     // (on a 4-thread pool, so the work is split even on a 2-core machine).
     let mut seed = 9000;
     for sh in large_shapes() {
-        assert!(sh.len() >= parallel::PAR_MIN_ELEMS);
+        assert!(sh.len() >= TEST_MIN_PARALLEL_ELEMS);
         seed += 1;
         on_pool(|| {
             assert_eq!(parallel::worth_it(sh.len()), cfg!(feature = "parallel"));

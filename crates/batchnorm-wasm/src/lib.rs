@@ -30,7 +30,19 @@ pub fn alloc_f32(len: usize) -> usize {
     p as usize
 }
 
-/// Frees memory from `alloc_f32(len)`.
+/// Allocates `len` f32s without zeroing them: scratch that is fully written before it is
+/// read (staged inputs, kernel outputs). Zeroing would be one more pass over the data.
+#[wasm_bindgen]
+pub fn alloc_f32_scratch(len: usize) -> usize {
+    // SAFETY: the layout has non-zero size.
+    let p = unsafe { std::alloc::alloc(layout_for(len)) };
+    if p.is_null() {
+        wasm_bindgen::throw_str("out of wasm memory");
+    }
+    p as usize
+}
+
+/// Frees memory from `alloc_f32(len)` or `alloc_f32_scratch(len)`.
 #[wasm_bindgen]
 pub fn free_f32(ptr: usize, len: usize) {
     // SAFETY: the caller passes a pointer and length from alloc_f32, once.
@@ -49,6 +61,17 @@ pub fn build_name() -> String {
         (false, false) => "scalar",
     }
     .to_string()
+}
+
+/// Tensors with fewer elements than this run single-threaded (threads build only).
+#[wasm_bindgen]
+pub fn set_min_parallel_elems(n: usize) {
+    bn::parallel::set_min_parallel_elems(n);
+}
+
+#[wasm_bindgen]
+pub fn min_parallel_elems() -> usize {
+    bn::parallel::min_parallel_elems()
 }
 
 /// Threads rayon's pool has (1 in single-threaded builds).

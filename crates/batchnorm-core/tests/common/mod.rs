@@ -464,6 +464,8 @@ pub fn channel_data(rng: &mut Rng, sh: &Shape) -> Vec<f32> {
 /// Runs `f` on a dedicated 4-thread rayon pool so that, with the `parallel` feature, the
 /// parallel kernels run (and split work several ways) even on a machine with few cores.
 pub fn on_pool<R: Send>(f: impl FnOnce() -> R + Send) -> R {
+    // The default threshold (2^20 elements) would keep these test shapes single-threaded.
+    batchnorm_core::parallel::set_min_parallel_elems(TEST_MIN_PARALLEL_ELEMS);
     static POOL: std::sync::OnceLock<rayon::ThreadPool> = std::sync::OnceLock::new();
     POOL.get_or_init(|| rayon::ThreadPoolBuilder::new().num_threads(4).build().unwrap()).install(f)
 }
@@ -531,7 +533,10 @@ pub fn small_shapes() -> Vec<Shape> {
     cf.iter().map(|d| Shape::cf(d)).chain(cl.iter().map(|d| Shape::cl(d))).collect()
 }
 
-/// Shapes above the 65536-element parallel threshold, both layouts, odd sizes.
+/// Parallel threshold the tests set, so that `large_shapes` reach the rayon paths.
+pub const TEST_MIN_PARALLEL_ELEMS: usize = 1 << 16;
+
+/// Shapes above the tests' parallel threshold, both layouts, odd sizes.
 pub fn large_shapes() -> Vec<Shape> {
     vec![
         Shape::cf(&[8, 3, 67, 53]),    // 85,224: planes of 3551 (> one 2048 block)
