@@ -215,7 +215,10 @@ async function startPool(glue: Glue, n: number): Promise<void> {
   }
   // wasm-bindgen-rayon spawns `new Worker(url, { type: "module" })`; Node has no Web
   // Worker, so lend it a worker_threads-backed one for exactly the spawning call.
-  const { NodeWebWorker } = await import("./node-worker.js");
+  // A variable specifier keeps bundlers from pulling this Node-only module (it imports
+  // node:worker_threads) into browser bundles; Node resolves it relative to this file.
+  const shim = "./node-worker.js";
+  const { NodeWebWorker } = (await import(/* @vite-ignore */ /* webpackIgnore: true */ shim)) as typeof import("./node-worker.js");
   const g = globalThis as { Worker?: unknown };
   const saved = g.Worker;
   g.Worker = NodeWebWorker;

@@ -50,17 +50,17 @@ export class WorkerHandle {
 
   /** Starts a worker running `worker.js` and loads a wasm build in it. */
   static async spawn(opts: InitOptions = {}): Promise<{ handle: WorkerHandle; info: InitResult }> {
-    const url = new URL("./worker.js", import.meta.url);
     let handle: WorkerHandle;
     if (isNode) {
       const { Worker } = await import("node:worker_threads");
       const { default: nodeEndpoint } = await import("comlink/dist/esm/node-adapter.mjs");
-      const w = new Worker(url);
+      const w = new Worker(new URL("./worker.js", import.meta.url));
       handle = new WorkerHandle(wrap<WorkerApi>(nodeEndpoint(w)), () => void w.terminate());
       w.on("error", (e) => handle.#die(`the worker crashed: ${e.message}`));
       w.on("exit", (code) => handle.#die(`the worker exited (code ${code})`));
     } else {
-      const w = new Worker(url, { type: "module" });
+      // Written in one piece, as bundlers (Vite, webpack) need to find and bundle the worker.
+      const w = new Worker(new URL("./worker.js", import.meta.url), { type: "module" });
       handle = new WorkerHandle(wrap<WorkerApi>(w), () => w.terminate());
       w.addEventListener("error", (e) => handle.#die(`the worker crashed: ${e.message}`));
     }

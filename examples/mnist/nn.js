@@ -1,0 +1,265 @@
+// A small training stack for the MNIST example (not part of batchnorm-wasm's API):
+// seeded PRNG, dense layers (plain JS, Float32Array), ReLU, softmax cross-entropy, SGD with
+// momentum. Batch norm is batchnorm-wasm's: BatchNorm1d on this thread, or BatchNormPool
+// (data-parallel SyncBN over worker threads).
+import { BatchNorm1d, BatchNormPool } from "batchnorm-wasm";
+
+/** mulberry32: a tiny deterministic PRNG. */
+export class Rng {
+  constructor(seed) {
+    this.s = seed >>> 0;
+  }
+  /** Uniform in [0, 1). */
+  next() {
+    let t = (this.s = (this.s + 0x6d2b79f5) >>> 0);
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  }
+  /** Standard normal (Box-Muller). */
+  normal() {
+    const u = 1 - this.next(), v = this.next();
+    return Math.sqrt(-2 * Math.log(u)) * Math.cos(2 * Math.PI * v);
+  }
+  /** Fisher-Yates in place. */
+  shuffle(a) {
+    for (let i = a.length - 1; i > 0; i--) {
+      const j = Math.floor(this.next() * (i + 1));
+      const t = a[i]; a[i] = a[j]; a[j] = t;
+    }
+    return a;
+  }
+}
+
+/** dst[d..d+len) += a * src[s..s+len), unrolled by 4 (V8 does not vectorise). */
+function axpy(dst, d, a, src, s, len) {
+  let j = 0;
+  for (; j + 4 <= len; j += 4) {
+    dst[d + j] += a * src[s + j];
+    dst[d + j + 1] += a * src[s + j + 1];
+    dst[d + j + 2] += a * src[s + j + 2];
+    dst[d + j + 3] += a * src[s + j + 3];
+  }
+  for (; j < len; j++) dst[d + j] += a * src[s + j];
+}
+
+/** y = x W + b, W stored [in][out] so the inner loops run over contiguous memory. */
+export class Dense {
+  constructor(inF, outF, rng, { inputGrad = true } = {}) {
+    this.inF = inF;
+    this.outF = outF;
+    this.inputGrad = inputGrad;
+    this.W = new Float32Array(inF * outF);
+    const std = Math.sqrt(2 / inF); // He initialisation (ReLU follows)
+    for (let i = 0; i < this.W.length; i++) this.W[i] = rng.normal() * std;
+    this.b = new Float32Array(outF);
+    this.gW = new Float32Array(inF * outF);
+    this.gb = new Float32Array(outF);
+  }
+  forward(x, n) {
+    const { inF, outF, W, b } = this;
+    this.x = x;
+    this.n = n;
+    const y = new Float32Array(n * outF);
+    const acc = new Float32Array(outF);
+    for (let i = 0; i < n; i++) {
+      const xo = i * inF;
+      acc.set(b);
+      for (let k = 0; k < inF; k++) {
+        const xv = x[xo + k];
+        if (xv === 0) continue; // MNIST pixels and ReLU outputs are mostly zero
+        axpy(acc, 0, xv, W, k * outF, outF);
+      }
+      y.set(acc, i * outF);
+    }
+    return y;
+  }
+  /** Accumulates gW, gb; returns dx (or null for the first layer). */
+  backward(dy) {
+    const { inF, outF, W, gW, gb, x, n } = this;
+    for (let i = 0; i < n; i++) {
+      const xo = i * inF, yo = i * outF;
+      for (let j = 0; j < outF; j++) gb[j] += dy[yo + j];
+      for (let k = 0; k < inF; k++) {
+        const xv = x[xo + k];
+        if (xv === 0) continue;
+        axpy(gW, k * outF, xv, dy, yo, outF);
+      }
+    }
+    if (!this.inputGrad) return null;
+    const dx = new Float32Array(n * inF);
+    for (let i = 0; i < n; i++) {
+      const xo = i * inF, yo = i * outF;
+      for (let k = 0; k < inF; k++) {
+        const wo = k * outF;
+        let s = 0;
+        for (let j = 0; j < outF; j++) s += dy[yo + j] * W[wo + j];
+        dx[xo + k] = s;
+      }
+    }
+    return dx;
+  }
+  params() {
+    return [
+      { name: "W", value: () => this.W, grad: () => this.gW },
+      { name: "b", value: () => this.b, grad: () => this.gb },
+    ];
+  }
+  zeroGrad() {
+    this.gW.fill(0);
+    this.gb.fill(0);
+  }
+}
+
+export class ReLU {
+  forward(x) {
+    this.x = x;
+    const y = new Float32Array(x.length);
+    for (let i = 0; i < x.length; i++) y[i] = x[i] > 0 ? x[i] : 0;
+    return y;
+  }
+  backward(dy) {
+    const x = this.x, dx = new Float32Array(dy.length);
+    for (let i = 0; i < dy.length; i++) dx[i] = x[i] > 0 ? dy[i] : 0;
+    return dx;
+  }
+}
+
+/** batchnorm-wasm's BatchNorm1d on this thread (synchronous, parameters in wasm memory). */
+class LocalBN {
+  constructor(features) {
+    this.bn = new BatchNorm1d(features);
+  }
+  forward(x, n) {
+    return this.bn.forward(x, [n, this.bn.numFeatures]);
+  }
+  backward(dy) {
+    return this.bn.backward(dy);
+  }
+  params() {
+    // Re-read .view on every use: wasm memory may grow and detach old views.
+    return [
+      { name: "gamma", value: () => this.bn.weight.view, grad: () => this.bn.weightGrad.view },
+      { name: "beta", value: () => this.bn.bias.view, grad: () => this.bn.biasGrad.view },
+    ];
+  }
+  zeroGrad() { this.bn.zeroGrad(); }
+  train(mode) { this.bn.train(mode); }
+  dispose() { this.bn.dispose(); }
+}
+
+/** batchnorm-wasm's BatchNormPool: the batch split across worker threads, exact global statistics. */
+class PoolBN {
+  static async create(features, workers) {
+    const p = new PoolBN();
+    // One kernel thread per pool worker: the pool is the parallelism here.
+    p.pool = await BatchNormPool.create(features, { workers, init: { threads: 1 } });
+    return p;
+  }
+  forward(x, n) { return this.pool.forward(x, [n, this.pool.numFeatures]); }
+  backward(dy) { return this.pool.backward(dy); }
+  params() {
+    return [
+      { name: "gamma", value: () => this.pool.weight, grad: () => this.pool.weightGrad },
+      { name: "beta", value: () => this.pool.bias, grad: () => this.pool.biasGrad },
+    ];
+  }
+  zeroGrad() { this.pool.zeroGrad(); }
+  train(mode) { this.pool.train(mode); }
+  dispose() { this.pool.dispose(); }
+}
+
+/** Mean softmax cross-entropy over the batch; gradient w.r.t. the logits. */
+export function softmaxCrossEntropy(logits, labels, n, k) {
+  const dl = new Float32Array(n * k);
+  let loss = 0, correct = 0;
+  for (let i = 0; i < n; i++) {
+    const o = i * k;
+    let max = -Infinity, arg = 0;
+    for (let j = 0; j < k; j++) if (logits[o + j] > max) { max = logits[o + j]; arg = j; }
+    let sum = 0;
+    for (let j = 0; j < k; j++) sum += Math.exp(logits[o + j] - max);
+    const y = labels[i];
+    loss += Math.log(sum) - (logits[o + y] - max);
+    if (arg === y) correct++;
+    for (let j = 0; j < k; j++) dl[o + j] = Math.exp(logits[o + j] - max) / sum / n;
+    dl[o + y] -= 1 / n;
+  }
+  return { loss: loss / n, correct, dlogits: dl };
+}
+
+/**
+ * An MLP: 784 -> [Dense -> (BN) -> ReLU] per hidden size -> Dense -> 10.
+ * `bn`: "none", "local" (BatchNorm1d) or "pool" (BatchNormPool with `workers` workers).
+ * The dense weights depend only on `seed`, so every variant starts from the same weights.
+ */
+export class Mlp {
+  static async create({ seed = 1, hidden = [128, 64], bn = "local", workers = 2, inputs = 784, classes = 10 } = {}) {
+    const m = new Mlp();
+    const rng = new Rng(seed);
+    m.classes = classes;
+    m.inputs = inputs;
+    m.layers = [];
+    let inF = inputs;
+    for (const h of hidden) {
+      m.layers.push(new Dense(inF, h, rng, { inputGrad: inF !== inputs }));
+      if (bn === "local") m.layers.push(new LocalBN(h));
+      else if (bn === "pool") m.layers.push(await PoolBN.create(h, workers));
+      m.layers.push(new ReLU());
+      inF = h;
+    }
+    m.layers.push(new Dense(inF, classes, rng));
+    /** What the BatchNormPool workers loaded (bn: "pool" only). */
+    m.poolInfo = m.layers.find((l) => l instanceof PoolBN)?.pool.info;
+    m.params = m.layers.flatMap((l) => (l.params ? l.params() : []));
+    m.velocity = m.params.map((p) => new Float32Array(p.value().length));
+    return m;
+  }
+
+  async forward(x, n) {
+    let h = x;
+    for (const l of this.layers) h = await l.forward(h, n);
+    return h;
+  }
+
+  train(mode = true) {
+    for (const l of this.layers) l.train?.(mode);
+  }
+
+  /** One SGD step on a batch; returns the batch loss and accuracy (before the update). */
+  async step(x, labels, n, { lr = 0.05, momentum = 0.9, weightDecay = 0 } = {}) {
+    this.train(true);
+    const logits = await this.forward(x, n);
+    const { loss, correct, dlogits } = softmaxCrossEntropy(logits, labels, n, this.classes);
+    for (const l of this.layers) l.zeroGrad?.();
+    let g = dlogits;
+    for (let i = this.layers.length - 1; i >= 0 && g; i--) g = await this.layers[i].backward(g);
+    this.params.forEach((p, i) => {
+      const w = p.value(), dw = p.grad(), v = this.velocity[i];
+      for (let j = 0; j < w.length; j++) {
+        v[j] = momentum * v[j] + dw[j] + weightDecay * w[j];
+        w[j] -= lr * v[j];
+      }
+    });
+    return { loss, acc: correct / n };
+  }
+
+  /** Loss and accuracy in eval mode (BN uses its running statistics). */
+  async evaluate(xs, labels, count, batch = 500) {
+    this.train(false);
+    let loss = 0, correct = 0;
+    for (let s = 0; s < count; s += batch) {
+      const n = Math.min(batch, count - s);
+      const logits = await this.forward(xs.subarray(s * this.inputs, (s + n) * this.inputs), n);
+      const r = softmaxCrossEntropy(logits, labels.subarray(s, s + n), n, this.classes);
+      loss += r.loss * n;
+      correct += r.correct;
+    }
+    this.train(true);
+    return { loss: loss / count, acc: correct / count };
+  }
+
+  dispose() {
+    for (const l of this.layers) l.dispose?.();
+  }
+}
