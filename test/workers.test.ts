@@ -163,6 +163,27 @@ describe("BatchNormPool faults", () => {
     expect(Date.now() - t0).toBeLessThan(1000);
   });
 
+  it("loadStateDict: a state from a module runs the same in the pool; bad states load nothing", async () => {
+    const pool = await BatchNormPool.create(4, { workers: 2, init: { build: "simd" } });
+    try {
+      using single = new BatchNorm(4);
+      const x = rng(5).normals(6 * 4 * 9, 3, 2);
+      single.forward(x, [6, 4, 3, 3]);
+      single.weight!.view.set([1, 2, 3, 4]);
+      const sd = single.stateDict();
+      pool.loadStateDict(sd);
+      expect(pool.stateDict()).toEqual(sd);
+      pool.eval();
+      single.eval();
+      expectClose("eval y", await pool.forward(x, [6, 4, 3, 3]), single.forward(x, [6, 4, 3, 3]) as Float32Array, 1e-6, 1e-6);
+      expect(() => pool.loadStateDict({ ...sd, bias: new Float32Array(3) })).toThrow(/"bias" has 3 values but the pool has numFeatures = 4/);
+      expect(() => pool.loadStateDict({ weight: sd.weight })).toThrow(/missing \[bias, running_mean, running_var, num_batches_tracked\]/);
+      expect(pool.stateDict()).toEqual(sd);
+    } finally {
+      pool.dispose();
+    }
+  });
+
   it("rejects bad input before touching the workers", async () => {
     const pool = await BatchNormPool.create(4, { workers: 2, init: { build: "simd" } });
     await expect(pool.forward(new Float32Array(10), [2, 4, 2])).rejects.toThrow(LengthMismatchError);

@@ -14,8 +14,9 @@
  * kept by reference, so do not modify or free it before `backward`.
  * @module
  */
-import { ChannelMismatchError, InvalidArgumentError, ShapeError, StateError } from "./errors.js";
+import { ChannelMismatchError, ShapeError, StateError } from "./errors.js";
 import { resolveLayerOptions, stepMomentum, type LayerConfig, type LayerOptions } from "./options.js";
+import { checkStateDict, makeStateDict, stateKeysOf, type StateDict } from "./state.js";
 import { batchNormBackwardOn, batchNormEvalOn, batchNormTrainOn, type Output } from "./functional.js";
 import { getEngine, type Engine } from "./loader.js";
 import { readSafetensors, writeSafetensors, SafetensorsError, type NamedTensor } from "./safetensors.js";
@@ -25,15 +26,6 @@ import { checkData, checkNoAlias, checkTrainable, dimsOf, type Convention, type 
 export interface BatchNormOptions extends LayerOptions {
   /** The build to run on (default: the one `init()` loaded). */
   engine?: Engine;
-}
-
-/** PyTorch's state-dict entries for a batch-norm layer (absent ones are omitted). */
-export interface StateDict {
-  weight?: Float32Array;
-  bias?: Float32Array;
-  running_mean?: Float32Array;
-  running_var?: Float32Array;
-  num_batches_tracked?: bigint;
 }
 
 interface Saved {
@@ -224,25 +216,15 @@ export class BatchNorm {
   /** A copy of the state, with PyTorch's names. */
   stateDict(): StateDict {
     this.#live();
-    const sd: StateDict = {};
-    if (this.affine) {
-      sd.weight = this.#weight!.toArray();
-      sd.bias = this.#bias!.toArray();
-    }
-    if (this.trackRunningStats) {
-      sd.running_mean = this.#runningMean!.toArray();
-      sd.running_var = this.#runningVar!.toArray();
-      sd.num_batches_tracked = BigInt(this.numBatchesTracked);
-    }
-    return sd;
+    return makeStateDict(this.#config, {
+      weight: this.#weight?.view, bias: this.#bias?.view, runningMean: this.#runningMean?.view,
+      runningVar: this.#runningVar?.view, numBatchesTracked: this.numBatchesTracked,
+    });
   }
 
   /** The keys this module's state dict has. */
   stateKeys(): (keyof StateDict)[] {
-    const keys: (keyof StateDict)[] = [];
-    if (this.affine) keys.push("weight", "bias");
-    if (this.trackRunningStats) keys.push("running_mean", "running_var", "num_batches_tracked");
-    return keys;
+    return stateKeysOf(this.#config);
   }
 
   /**
@@ -251,34 +233,12 @@ export class BatchNorm {
    */
   loadStateDict(sd: StateDict, { strict = true }: { strict?: boolean } = {}): void {
     this.#live();
-    const expected = this.stateKeys();
-    const given = Object.keys(sd).filter((k) => (sd as Record<string, unknown>)[k] !== undefined);
-    if (strict) {
-      const missing = expected.filter((k) => !given.includes(k));
-      const unexpected = given.filter((k) => !(expected as string[]).includes(k));
-      if (missing.length || unexpected.length) {
-        throw new InvalidArgumentError(
-          `state dict does not match the module: missing [${missing.join(", ")}], unexpected [${unexpected.join(", ")}]`,
-        );
-      }
-    }
-    for (const k of ["weight", "bias", "running_mean", "running_var"] as const) {
-      const v = sd[k];
-      if (v === undefined || !(expected as string[]).includes(k)) continue;
-      if (!(v instanceof Float32Array)) throw new InvalidArgumentError(`state dict "${k}" must be a Float32Array`);
-      if (v.length !== this.numFeatures) {
-        throw new ChannelMismatchError(`state dict "${k}" has ${v.length} values but the module has numFeatures = ${this.numFeatures}`);
-      }
-    }
-    const nbt = sd.num_batches_tracked;
-    if (nbt !== undefined && (typeof nbt !== "bigint" || nbt < 0n)) {
-      throw new InvalidArgumentError(`state dict "num_batches_tracked" must be a non-negative bigint`);
-    }
+    checkStateDict(sd, this.#config, strict, "module");
     if (sd.weight && this.#weight) this.#weight.view.set(sd.weight);
     if (sd.bias && this.#bias) this.#bias.view.set(sd.bias);
     if (sd.running_mean && this.#runningMean) this.#runningMean.view.set(sd.running_mean);
     if (sd.running_var && this.#runningVar) this.#runningVar.view.set(sd.running_var);
-    if (nbt !== undefined && this.trackRunningStats) this.numBatchesTracked = Number(nbt);
+    if (sd.num_batches_tracked !== undefined && this.trackRunningStats) this.numBatchesTracked = Number(sd.num_batches_tracked);
   }
 
   /** The state as a safetensors file; `prefix` (e.g. `"bn1."`) is put before each name. */
@@ -355,3 +315,5 @@ export class BatchNorm3d extends BatchNorm {
     checkRankOf("BatchNorm3d", [5], "5D", shape);
   }
 }
+
+export type { StateDict };

@@ -19,7 +19,8 @@
  */
 import { ChannelMismatchError, InvalidArgumentError, InvalidOptionError, StateError } from "./errors.js";
 import type { InitOptions, InitResult } from "./loader.js";
-import type { BatchNormOptions, StateDict } from "./module.js";
+import type { BatchNormOptions } from "./module.js";
+import { checkStateDict, makeStateDict, type StateDict } from "./state.js";
 import { WorkerHandle, WorkerError, send } from "./remote.js";
 import { addGradSums, invStdOf, mergeMoments, type ShardGradSums, type ShardMoments } from "./shard.js";
 import { resolveLayerOptions, stepMomentum, type LayerConfig } from "./options.js";
@@ -220,13 +221,20 @@ export class BatchNormPool {
     this.biasGrad?.fill(0);
   }
 
+  /** A copy of the state, with PyTorch's names. */
   stateDict(): StateDict {
-    const sd: StateDict = {};
-    if (this.affine) Object.assign(sd, { weight: this.weight!.slice(), bias: this.bias!.slice() });
-    if (this.trackRunningStats) {
-      Object.assign(sd, { running_mean: this.runningMean!.slice(), running_var: this.runningVar!.slice(), num_batches_tracked: BigInt(this.numBatchesTracked) });
-    }
-    return sd;
+    return makeStateDict(this.#config, this);
+  }
+
+  /** Loads a state dict, checked in full first (as `BatchNorm.loadStateDict`). */
+  loadStateDict(sd: StateDict, { strict = true }: { strict?: boolean } = {}): void {
+    if (this.#disposed) throw new StateError("this BatchNormPool was disposed");
+    checkStateDict(sd, this.#config, strict, "pool");
+    if (sd.weight && this.weight) this.weight.set(sd.weight);
+    if (sd.bias && this.bias) this.bias.set(sd.bias);
+    if (sd.running_mean && this.runningMean) this.runningMean.set(sd.running_mean);
+    if (sd.running_var && this.runningVar) this.runningVar.set(sd.running_var);
+    if (sd.num_batches_tracked !== undefined && this.trackRunningStats) this.numBatchesTracked = Number(sd.num_batches_tracked);
   }
 
   /** Terminates every worker; later calls reject with StateError at once. */
