@@ -9,10 +9,9 @@ echo "== Rust kernel tests, native: single-threaded, then with rayon"
 cargo test -p batchnorm-core
 cargo test -p batchnorm-core --features parallel
 
-echo "== TypeScript tests: every wasm build, conformance, properties, errors, Chromium, packed tarball"
-npx vitest run
+echo "== Benchmark harness smoke run (correctness only, no timing asserts)"
+node bench/run.mjs --smoke
 
-if [ -f bench/run.mjs ]; then
-  echo "== Benchmark harness smoke run (correctness only, no timing asserts)"
-  node bench/run.mjs --smoke
-fi
+# Last, so its summary closes the output.
+echo "== TypeScript tests: every wasm build, conformance, properties, errors, modules, workers, Chromium, MNIST, packed tarball"
+npx vitest run
