@@ -46,17 +46,28 @@ pub fn grad_sums(dy: &[f32], x: &[f32], dims: Dims, mean: &[f32]) -> GradSums {
         let split = outer_split(dims, par);
         let parts: Vec<(f64, f64)> = parallel::map_collect(ch * split, par, |t| {
             let (c, range) = split_task(dims, split, t);
+            // Lane sums carry across this channel's planes and go to f64 every
+            // PLANE_BLOCK elements: short planes (e.g. 64 elements) would otherwise pay
+            // two horizontal sums and an f64 flush each.
+            let mut acc = PlaneSums::new(mean[c]);
+            let mut pending = 0;
             let (mut s_dy, mut s_dxm) = (0f64, 0f64);
             for o in range {
                 let start = (o * ch + c) * dims.inner;
                 let end = start + dims.inner;
                 for (d, v) in dy[start..end].chunks(PLANE_BLOCK).zip(x[start..end].chunks(PLANE_BLOCK)) {
-                    let (a, b) = plane_sums(d, v, mean[c]);
-                    s_dy += a as f64;
-                    s_dxm += b as f64;
+                    acc.add(d, v);
+                    pending += d.len();
+                    if pending >= PLANE_BLOCK {
+                        let (a, b) = acc.take();
+                        s_dy += a as f64;
+                        s_dxm += b as f64;
+                        pending = 0;
+                    }
                 }
             }
-            (s_dy, s_dxm)
+            let (a, b) = acc.take();
+            (s_dy + a as f64, s_dxm + b as f64)
         });
         let per: Vec<(f64, f64)> =
             parts.chunks(split).map(|p| p.iter().fold((0.0, 0.0), |a, b| (a.0 + b.0, a.1 + b.1))).collect();
@@ -79,27 +90,50 @@ pub fn grad_sums(dy: &[f32], x: &[f32], dims: Dims, mean: &[f32]) -> GradSums {
     }
 }
 
-#[inline]
-fn plane_sums(dy: &[f32], x: &[f32], mean: f32) -> (f32, f32) {
-    let m = F32x4::splat(mean);
-    let (mut a, mut b, mut a2, mut b2) = (F32x4::zero(), F32x4::zero(), F32x4::zero(), F32x4::zero());
-    let dsteps = dy.chunks_exact(8);
-    let xsteps = x.chunks_exact(8);
-    let (dr, xr) = (dsteps.remainder(), xsteps.remainder());
-    for (d, v) in dsteps.zip(xsteps) {
-        let d0 = F32x4::load(q(&d[0..4]));
-        let d1 = F32x4::load(q(&d[4..8]));
-        a = a.add(d0);
-        a2 = a2.add(d1);
-        b = b.add(d0.mul(F32x4::load(q(&v[0..4])).sub(m)));
-        b2 = b2.add(d1.mul(F32x4::load(q(&v[4..8])).sub(m)));
+/// `sum(dy)` and `sum(dy * (x - mean))` of one channel, accumulated in f32x4 lanes over
+/// several contiguous runs, read out (and reset) by `take`.
+struct PlaneSums {
+    mean: f32,
+    a: F32x4,
+    a2: F32x4,
+    b: F32x4,
+    b2: F32x4,
+    tail_dy: f32,
+    tail_dxm: f32,
+}
+
+impl PlaneSums {
+    fn new(mean: f32) -> Self {
+        let z = F32x4::zero();
+        PlaneSums { mean, a: z, a2: z, b: z, b2: z, tail_dy: 0.0, tail_dxm: 0.0 }
     }
-    let (mut s_dy, mut s_dxm) = (a.add(a2).hsum(), b.add(b2).hsum());
-    for (&d, &v) in dr.iter().zip(xr) {
-        s_dy += d;
-        s_dxm += d * (v - mean);
+
+    #[inline]
+    fn add(&mut self, dy: &[f32], x: &[f32]) {
+        let m = F32x4::splat(self.mean);
+        let dsteps = dy.chunks_exact(8);
+        let xsteps = x.chunks_exact(8);
+        let (dr, xr) = (dsteps.remainder(), xsteps.remainder());
+        for (d, v) in dsteps.zip(xsteps) {
+            let d0 = F32x4::load(q(&d[0..4]));
+            let d1 = F32x4::load(q(&d[4..8]));
+            self.a = self.a.add(d0);
+            self.a2 = self.a2.add(d1);
+            self.b = self.b.add(d0.mul(F32x4::load(q(&v[0..4])).sub(m)));
+            self.b2 = self.b2.add(d1.mul(F32x4::load(q(&v[4..8])).sub(m)));
+        }
+        for (&d, &v) in dr.iter().zip(xr) {
+            self.tail_dy += d;
+            self.tail_dxm += d * (v - self.mean);
+        }
     }
-    (s_dy, s_dxm)
+
+    #[inline]
+    fn take(&mut self) -> (f32, f32) {
+        let r = (self.a.add(self.a2).hsum() + self.tail_dy, self.b.add(self.b2).hsum() + self.tail_dxm);
+        *self = PlaneSums::new(self.mean);
+        r
+    }
 }
 
 fn rows_sums(dy: &[f32], x: &[f32], mean: &[f32], block_rows: usize) -> GradSums {
