@@ -224,15 +224,24 @@ fn rows_range(x: &[f32], channels: usize, block_rows: usize) -> Vec<Moments> {
         // deviations off, more than pass 2 can correct).
         let first = &blk[..channels];
         shift.fill(0.0);
-        for row in blk.chunks_exact(channels) {
-            diff_into(&mut shift, row, first);
+        // Rows in pairs: each accumulator load and store serves two rows.
+        let mut pairs = blk.chunks_exact(2 * channels);
+        for p in &mut pairs {
+            diff2_into(&mut shift, &p[..channels], &p[channels..], first);
+        }
+        if !pairs.remainder().is_empty() {
+            diff_into(&mut shift, pairs.remainder(), first);
         }
         let inv_n = 1.0 / n as f32;
         shift.iter_mut().zip(first).for_each(|(v, &f)| *v = f + *v * inv_n);
         s1.fill(0.0);
         s2.fill(0.0);
-        for row in blk.chunks_exact(channels) {
-            centered_into(&mut s1, &mut s2, row, &shift);
+        let mut pairs = blk.chunks_exact(2 * channels);
+        for p in &mut pairs {
+            centered2_into(&mut s1, &mut s2, &p[..channels], &p[channels..], &shift);
+        }
+        if !pairs.remainder().is_empty() {
+            centered_into(&mut s1, &mut s2, pairs.remainder(), &shift);
         }
         for c in 0..channels {
             out[c] = out[c].merge(Moments::from_shifted(n, shift[c], s1[c], s2[c]));
@@ -273,5 +282,47 @@ fn centered_into(s1: &mut [f32], s2: &mut [f32], row: &[f32], shift: &[f32]) {
         let d = r - sh;
         *a += d;
         *b += d * d;
+    }
+}
+
+/// `acc += (r0 - base) + (r1 - base)`, lane-wise across channels.
+#[inline]
+fn diff2_into(acc: &mut [f32], r0: &[f32], r1: &[f32], base: &[f32]) {
+    let (b0, t0) = quads(r0);
+    let (b1, t1) = quads(r1);
+    let (bb, bt) = quads(base);
+    let mut acc_chunks = acc.chunks_exact_mut(4);
+    for (((a, x0), x1), b) in (&mut acc_chunks).zip(b0).zip(b1).zip(bb) {
+        let a = crate::simd::q_mut(a);
+        let bv = F32x4::load(q(b));
+        let d = F32x4::load(q(x0)).sub(bv).add(F32x4::load(q(x1)).sub(bv));
+        F32x4::load(a).add(d).store(a);
+    }
+    for (((a, &x0), &x1), &b) in acc_chunks.into_remainder().iter_mut().zip(t0).zip(t1).zip(bt) {
+        *a += (x0 - b) + (x1 - b);
+    }
+}
+
+/// `centered_into` for two rows at once.
+#[inline]
+fn centered2_into(s1: &mut [f32], s2: &mut [f32], r0: &[f32], r1: &[f32], shift: &[f32]) {
+    let (b0, t0) = quads(r0);
+    let (b1, t1) = quads(r1);
+    let (sh_body, sh_tail) = quads(shift);
+    let mut c1 = s1.chunks_exact_mut(4);
+    let mut c2 = s2.chunks_exact_mut(4);
+    for ((((a, b), x0), x1), sh) in (&mut c1).zip(&mut c2).zip(b0).zip(b1).zip(sh_body) {
+        let (a, b) = (crate::simd::q_mut(a), crate::simd::q_mut(b));
+        let shv = F32x4::load(q(sh));
+        let d0 = F32x4::load(q(x0)).sub(shv);
+        let d1 = F32x4::load(q(x1)).sub(shv);
+        F32x4::load(a).add(d0.add(d1)).store(a);
+        F32x4::load(b).add(d0.mul(d0).add(d1.mul(d1))).store(b);
+    }
+    let tails = c1.into_remainder().iter_mut().zip(c2.into_remainder()).zip(t0).zip(t1).zip(sh_tail);
+    for ((((a, b), &x0), &x1), &sh) in tails {
+        let (d0, d1) = (x0 - sh, x1 - sh);
+        *a += d0 + d1;
+        *b += d0 * d0 + d1 * d1;
     }
 }
