@@ -51,9 +51,15 @@ fn run<const LO: bool>(x: &[f32], y: &mut [f32], dims: Dims, shift: &[f32], lo: 
         let rows_per_task = parallel::units_per_task(dims.outer, ch, par);
         parallel::for_each_chunk_mut(y, rows_per_task * ch, par, |t, ys| {
             let first = t * rows_per_task * ch;
-            for (k, yr) in ys.chunks_mut(ch).enumerate() {
-                let start = first + k * ch;
-                row::<LO>(&x[start..start + ch], yr, shift, lo, scale, offset);
+            let xs = &x[first..first + ys.len()];
+            // Rows in pairs: each parameter load serves two rows.
+            for (yp, xp) in ys.chunks_mut(2 * ch).zip(xs.chunks(2 * ch)) {
+                if yp.len() == 2 * ch {
+                    let (y0, y1) = yp.split_at_mut(ch);
+                    row2::<LO>(&xp[..ch], &xp[ch..], y0, y1, shift, lo, scale, offset);
+                } else {
+                    row::<LO>(xp, yp, shift, lo, scale, offset);
+                }
             }
         });
     }
@@ -98,5 +104,30 @@ fn row<const LO: bool>(x: &[f32], y: &mut [f32], shift: &[f32], lo: &[f32], scal
     for (yv, ((((&xv, &sv), &lv), &av), &bv)) in yc.into_remainder().iter_mut().zip(tails) {
         let d = if LO { (xv - sv) - lv } else { xv - sv };
         *yv = d * av + bv;
+    }
+}
+
+/// `row` for two rows at once.
+#[inline]
+#[allow(clippy::too_many_arguments)]
+fn row2<const LO: bool>(x0: &[f32], x1: &[f32], y0: &mut [f32], y1: &mut [f32], shift: &[f32], lo: &[f32], scale: &[f32], offset: &[f32]) {
+    let body = shift.len() / 4 * 4;
+    for c in (0..body).step_by(4) {
+        let (s, l) = (F32x4::load(q(&shift[c..c + 4])), F32x4::load(q(&lo[c..c + 4])));
+        let (a, b) = (F32x4::load(q(&scale[c..c + 4])), F32x4::load(q(&offset[c..c + 4])));
+        let mut d0 = F32x4::load(q(&x0[c..c + 4])).sub(s);
+        let mut d1 = F32x4::load(q(&x1[c..c + 4])).sub(s);
+        if LO {
+            d0 = d0.sub(l);
+            d1 = d1.sub(l);
+        }
+        d0.mul(a).add(b).store(q_mut(&mut y0[c..c + 4]));
+        d1.mul(a).add(b).store(q_mut(&mut y1[c..c + 4]));
+    }
+    for c in body..shift.len() {
+        for (x, y) in [(x0[c], &mut y0[c]), (x1[c], &mut y1[c])] {
+            let d = if LO { (x - shift[c]) - lo[c] } else { x - shift[c] };
+            *y = d * scale[c] + offset[c];
+        }
     }
 }
