@@ -106,28 +106,41 @@ pub fn train_forward(
         check_momentum(r.momentum)?;
     }
     let m = moments::moments(x, dims);
-    for ((sm, si), b) in save_mean.iter_mut().zip(save_invstd.iter_mut()).zip(&m) {
-        *sm = b.mean as f32;
+    for (si, b) in save_invstd.iter_mut().zip(&m) {
         *si = inv_std(b.biased_var(), eps);
     }
     if let Some(r) = running {
         running::update(r.mean, r.var, &m, r.momentum, r.convention);
     }
-    // The part of the f64 mean that the f32 save_mean lost (see affine.rs).
-    let mean_lo: Vec<f32> = m.iter().zip(save_mean.iter()).map(|(b, &hi)| (b.mean - hi as f64) as f32).collect();
-    normalize_split(x, y, dims, affine, save_mean, Some(&mean_lo), save_invstd);
+    let (hi, lo) = split_mean(m.iter().map(|b| b.mean));
+    save_mean.copy_from_slice(&hi);
+    normalize_split(x, y, dims, affine, &hi, Some(&lo), save_invstd);
     Ok(())
+}
+
+/// An f64 mean as the unevaluated sum of two f32s: `hi` (the rounded mean, what is saved)
+/// and `lo` (what rounding lost), subtracted one after the other (see affine.rs).
+fn split_mean(mean: impl Iterator<Item = f64>) -> (Vec<f32>, Vec<f32>) {
+    mean.map(|m| {
+        let hi = m as f32;
+        (hi, (m - hi as f64) as f32)
+    })
+    .unzip()
+}
+
+fn check_normalize(x: &[f32], y: &[f32], dims: Dims, affine: Affine, mean_len: usize, invstd_len: usize) -> Result<()> {
+    dims.check_len("x", x.len())?;
+    dims.check_len("y", y.len())?;
+    check_affine(dims, affine)?;
+    dims.check_channels("mean", mean_len)?;
+    dims.check_channels("invStd", invstd_len)
 }
 
 /// `y = (x - mean) * invstd * gamma + beta` with given per-channel statistics: the second
 /// half of a training forward (used on its own by data-parallel training, where the
 /// statistics come from several shards).
 pub fn normalize(x: &[f32], y: &mut [f32], dims: Dims, affine: Affine, mean: &[f32], invstd: &[f32]) -> Result<()> {
-    dims.check_len("x", x.len())?;
-    dims.check_len("y", y.len())?;
-    check_affine(dims, affine)?;
-    dims.check_channels("mean", mean.len())?;
-    dims.check_channels("invStd", invstd.len())?;
+    check_normalize(x, y, dims, affine, mean.len(), invstd.len())?;
     normalize_split(x, y, dims, affine, mean, None, invstd);
     Ok(())
 }
@@ -135,13 +148,8 @@ pub fn normalize(x: &[f32], y: &mut [f32], dims: Dims, affine: Affine, mean: &[f
 /// [`normalize`] with an f64 mean (e.g. merged from several shards' [`Moments`]): the mean
 /// is applied as two f32s, so outputs do not inherit the f32 rounding of the mean.
 pub fn normalize_f64_mean(x: &[f32], y: &mut [f32], dims: Dims, affine: Affine, mean: &[f64], invstd: &[f32]) -> Result<()> {
-    dims.check_len("x", x.len())?;
-    dims.check_len("y", y.len())?;
-    check_affine(dims, affine)?;
-    dims.check_channels("mean", mean.len())?;
-    dims.check_channels("invStd", invstd.len())?;
-    let hi: Vec<f32> = mean.iter().map(|&m| m as f32).collect();
-    let lo: Vec<f32> = mean.iter().zip(&hi).map(|(&m, &h)| (m - h as f64) as f32).collect();
+    check_normalize(x, y, dims, affine, mean.len(), invstd.len())?;
+    let (hi, lo) = split_mean(mean.iter().copied());
     normalize_split(x, y, dims, affine, &hi, Some(&lo), invstd);
     Ok(())
 }

@@ -100,6 +100,20 @@ fn dims(outer: usize, channels: usize, inner: usize) -> bn::Dims {
     bn::Dims { outer, channels, inner }
 }
 
+/// Convention codes of the exports: 0 = PyTorch, 1 = ONNX.
+fn convention_of(code: u8) -> bn::Convention {
+    if code == 1 {
+        bn::Convention::Onnx
+    } else {
+        bn::Convention::PyTorch
+    }
+}
+
+/// Optional gamma/beta pointers (0 = absent) as the kernels' `Affine`.
+unsafe fn affine<'a>(weight: usize, bias: usize, channels: usize) -> bn::Affine<'a> {
+    bn::Affine { weight: opt(weight, channels), bias: opt(bias, channels) }
+}
+
 fn js(e: bn::BnError) -> JsError {
     JsError::new(&e.to_string())
 }
@@ -132,7 +146,7 @@ pub fn train_forward(
                 mean,
                 var,
                 momentum,
-                convention: if convention == 1 { bn::Convention::Onnx } else { bn::Convention::PyTorch },
+                convention: convention_of(convention),
             }),
             _ => None,
         };
@@ -140,7 +154,7 @@ pub fn train_forward(
             view(x, n),
             view_mut(y, n),
             d,
-            bn::Affine { weight: opt(weight, channels), bias: opt(bias, channels) },
+            affine(weight, bias, channels),
             running,
             eps,
             view_mut(save_mean, channels),
@@ -171,7 +185,7 @@ pub fn eval_forward(
             view(x, n),
             view_mut(y, n),
             d,
-            bn::Affine { weight: opt(weight, channels), bias: opt(bias, channels) },
+            affine(weight, bias, channels),
             view(running_mean, channels),
             view(running_var, channels),
             eps,
@@ -265,7 +279,7 @@ pub fn normalize_f64_mean(
             view(x, n),
             view_mut(y, n),
             d,
-            bn::Affine { weight: opt(weight, channels), bias: opt(bias, channels) },
+            affine(weight, bias, channels),
             view_f64(mean_f64, channels),
             view(invstd, channels),
         )
@@ -319,7 +333,6 @@ pub fn update_running(running_mean: usize, running_var: usize, channels: usize, 
     unsafe {
         let s = view_f64(stats, 2 * channels);
         let m: Vec<bn::Moments> = (0..channels).map(|c| bn::Moments { count, mean: s[c], m2: s[channels + c] }).collect();
-        let conv = if convention == 1 { bn::Convention::Onnx } else { bn::Convention::PyTorch };
-        bn::running::update(view_mut(running_mean, channels), view_mut(running_var, channels), &m, momentum, conv);
+        bn::running::update(view_mut(running_mean, channels), view_mut(running_var, channels), &m, momentum, convention_of(convention));
     }
 }
