@@ -21,7 +21,7 @@ import { ChannelMismatchError, InvalidArgumentError, InvalidOptionError, StateEr
 import type { InitOptions, InitResult } from "./loader.js";
 import type { BatchNormOptions } from "./module.js";
 import { checkStateDict, makeStateDict, type StateDict } from "./state.js";
-import { WorkerHandle, WorkerError, send } from "./remote.js";
+import { WorkerHandle, WorkerError, isShared, send } from "./remote.js";
 import { addGradSums, invStdOf, mergeMoments, type ShardGradSums, type ShardMoments } from "./shard.js";
 import { resolveLayerOptions, stepMomentum, type LayerConfig } from "./options.js";
 import { checkData, checkTrainable, dimsOf, type Convention, type Layout } from "./validate.js";
@@ -33,13 +33,19 @@ export interface PoolOptions extends Omit<BatchNormOptions, "engine"> {
   init?: InitOptions;
 }
 
+/** One worker's slice of the batch: elements `[start, start + len)`, `rows` along axis 0. */
+interface Shard {
+  start: number;
+  len: number;
+  rows: number;
+}
+
 interface Saved {
-  shards: number;
+  shards: Shard[];
   count: number;
   mean: Float32Array;
   invStd: Float32Array;
   batchStats: boolean;
-  shardLens: number[];
   size: number;
 }
 
@@ -149,13 +155,9 @@ export class BatchNormPool {
     const N = shape[0];
     const k = Math.min(all.length, N);
     const workers = all.slice(0, k);
-    const per = dims.size / N;
-    const rows = Array.from({ length: k }, (_, i) => Math.floor(N / k) + (i < N % k ? 1 : 0));
-    const starts = rows.map((_, i) => rows.slice(0, i).reduce((a, b) => a + b, 0) * per);
-    const shardOf = (i: number) => (isShared(x) ? x.subarray(starts[i], starts[i] + rows[i] * per) : x.slice(starts[i], starts[i] + rows[i] * per));
-
+    const shards = splitBatch(N, k, dims.size / N);
     const parts: ShardMoments[] = await this.#each(workers, (w, i) =>
-      w.call((api) => api.shardMoments(send(shardOf(i), true), [rows[i], ...shape.slice(1)], this.layout)),
+      w.call((api) => api.shardMoments(send(shardData(x, shards[i]), true), [shards[i].rows, ...shape.slice(1)], this.layout)),
     );
     let mean: Float64Array;
     let invStd: Float32Array;
@@ -181,11 +183,8 @@ export class BatchNormPool {
       this.numBatchesTracked += 1;
     }
     const y = new Float32Array(dims.size);
-    ys.forEach((part, i) => y.set(part, starts[i]));
-    this.#saved = {
-      shards: k, count: dims.perChannel, mean: Float32Array.from(mean), invStd, batchStats,
-      shardLens: rows.map((r) => r * per), size: dims.size,
-    };
+    ys.forEach((part, i) => y.set(part, shards[i].start));
+    this.#saved = { shards, count: dims.perChannel, mean: Float32Array.from(mean), invStd, batchStats, size: dims.size };
     return y;
   }
 
@@ -197,10 +196,8 @@ export class BatchNormPool {
     if (!(dy instanceof Float32Array) || dy.length !== s.size) {
       throw new InvalidArgumentError(`dy must be a Float32Array of ${s.size} elements`);
     }
-    const workers = all.slice(0, s.shards);
-    const starts = s.shardLens.map((_, i) => s.shardLens.slice(0, i).reduce((a, b) => a + b, 0));
-    const shardOf = (i: number) => (isShared(dy) ? dy.subarray(starts[i], starts[i] + s.shardLens[i]) : dy.slice(starts[i], starts[i] + s.shardLens[i]));
-    const parts: ShardGradSums[] = await this.#each(workers, (w, i) => w.call((api) => api.shardGradSums(send(shardOf(i), true))));
+    const workers = all.slice(0, s.shards.length);
+    const parts: ShardGradSums[] = await this.#each(workers, (w, i) => w.call((api) => api.shardGradSums(send(shardData(dy, s.shards[i]), true))));
     const total = addGradSums(parts);
     // Eval-mode statistics are constants: dx = dy * weight * invStd (zero sums in the fold).
     const sums = s.batchStats ? total : { sumDy: new Float64Array(this.numFeatures), sumDyXmu: new Float64Array(this.numFeatures) };
@@ -212,7 +209,7 @@ export class BatchNormPool {
       }
     }
     const dx = new Float32Array(s.size);
-    dxs.forEach((part, i) => dx.set(part, starts[i]));
+    dxs.forEach((part, i) => dx.set(part, s.shards[i].start));
     return dx;
   }
 
@@ -254,8 +251,22 @@ export class BatchNormPool {
   }
 }
 
-function isShared(a: Float32Array): boolean {
-  return typeof SharedArrayBuffer !== "undefined" && a.buffer instanceof SharedArrayBuffer;
+/** `n` rows of `per` elements over `k` shards whose row counts differ by at most one. */
+function splitBatch(n: number, k: number, per: number): Shard[] {
+  const shards: Shard[] = [];
+  let row = 0;
+  for (let i = 0; i < k; i++) {
+    const rows = Math.floor(n / k) + (i < n % k ? 1 : 0);
+    shards.push({ start: row * per, len: rows * per, rows });
+    row += rows;
+  }
+  return shards;
+}
+
+/** A shard's data: a view when `a` is shared (the worker reads it in place), otherwise a
+ * copy whose buffer can be transferred. */
+function shardData(a: Float32Array, s: Shard): Float32Array {
+  return isShared(a) ? a.subarray(s.start, s.start + s.len) : a.slice(s.start, s.start + s.len);
 }
 
 export { WorkerError };

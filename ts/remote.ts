@@ -101,10 +101,14 @@ export class WorkerHandle {
   }
 }
 
+/** Whether `a` lives on a SharedArrayBuffer (workers then read it in place, no copy). */
+export function isShared(a: Float32Array): boolean {
+  return typeof SharedArrayBuffer !== "undefined" && a.buffer instanceof SharedArrayBuffer;
+}
+
 /** Transfers a Float32Array's buffer when asked to (it is detached on this side). */
 export function send(a: Float32Array, move: boolean | undefined): Float32Array {
-  const shared = typeof SharedArrayBuffer !== "undefined" && a.buffer instanceof SharedArrayBuffer;
-  return move && !shared ? transfer(a, [a.buffer as ArrayBuffer]) : a;
+  return move && !isShared(a) ? transfer(a, [a.buffer as ArrayBuffer]) : a;
 }
 
 export interface SendOptions {
