@@ -7,22 +7,22 @@
  * ```
  * @module
  */
-export { init, supportedBuilds, loaded, createEngine, setParallelThreshold, parallelThreshold, type Engine, type BuildName, type InitOptions, type InitResult } from "./loader.js";
-export { WasmTensor } from "./tensor.js";
+export { init, supportedBuilds, loaded, createEngine, setParallelThreshold, parallelThreshold, type Engine, type BuildName, type InitOptions, type InitResult } from "./engine/loader.js";
+export { WasmTensor } from "./engine/tensor.js";
 export {
   batchNormTrain, batchNormEval, batchNormBackward, batchNormTrainOn, batchNormEvalOn, batchNormBackwardOn,
   type TrainOptions, type TrainResult, type EvalOptions, type BackwardOptions, type BackwardResult, type Output,
-} from "./functional.js";
-export type { Layout, Convention, TensorLike } from "./validate.js";
+} from "./layers/functional.js";
+export type { Layout, Convention, TensorLike } from "./engine/validate.js";
 export {
   BatchNormError, ShapeError, LengthMismatchError, ChannelMismatchError, TooFewValuesError,
   InvalidOptionError, InvalidArgumentError, StateError,
-} from "./errors.js";
-export { BatchNorm, BatchNorm1d, BatchNorm2d, BatchNorm3d, type BatchNormOptions, type StateDict } from "./module.js";
-export { readSafetensors, writeSafetensors, SafetensorsError, type NamedTensor, type DType } from "./safetensors.js";
-export { BatchNormWorker, RemoteBatchNorm, WorkerError, type SendOptions } from "./remote.js";
-export { BatchNormPool, type PoolOptions } from "./pool.js";
+} from "./engine/errors.js";
+export { BatchNorm, BatchNorm1d, BatchNorm2d, BatchNorm3d, type BatchNormOptions, type StateDict } from "./layers/batchnorm.js";
+export { readSafetensors, writeSafetensors, SafetensorsError, type NamedTensor, type DType } from "./layers/safetensors.js";
+export { BatchNormWorker, RemoteBatchNorm, WorkerError, type SendOptions } from "./parallel/remote.js";
+export { BatchNormPool, type PoolOptions } from "./parallel/pool.js";
 export {
   shardMoments, mergeMoments, shardNormalize, shardGradSums, addGradSums, shardBackwardApply, updateRunning, invStdOf,
   type ShardMoments, type ShardGradSums,
-} from "./shard.js";
+} from "./parallel/shard.js";

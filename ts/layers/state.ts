@@ -3,7 +3,7 @@
  * layer has, building one, and checking one before anything is loaded.
  * @module
  */
-import { ChannelMismatchError, InvalidArgumentError } from "./errors.js";
+import { ChannelMismatchError, InvalidArgumentError } from "../engine/errors.js";
 import type { LayerConfig } from "./options.js";
 
 /** PyTorch's state-dict entries for a batch-norm layer (absent ones are omitted). */

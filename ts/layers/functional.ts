@@ -6,15 +6,15 @@
  * (copied into wasm memory and back) or {@link WasmTensor}s (used in place: the fast path).
  * @module
  */
-import { getEngine, type Engine } from "./loader.js";
-import { Staging } from "./staging.js";
-import { WasmTensor } from "./tensor.js";
+import { getEngine, type Engine } from "../engine/loader.js";
+import { Staging } from "../engine/staging.js";
+import { WasmTensor } from "../engine/tensor.js";
 import {
   checkConvention, checkData, checkEps, checkLayout, checkMomentum, checkNoAlias,
   checkPerChannel, checkTrainable, dimsOf, required,
   type Convention, type Layout, type TensorLike,
-} from "./validate.js";
-import { InvalidArgumentError } from "./errors.js";
+} from "../engine/validate.js";
+import { InvalidArgumentError } from "../engine/errors.js";
 
 /** Output type: a `Float32Array`, unless the caller passed a {@link WasmTensor} as `out`. */
 export type Output = Float32Array | WasmTensor;

@@ -79,14 +79,14 @@ export interface Engine {
 
 // Literal import() paths so bundlers see and split each build.
 const glueOf: Record<BuildName, () => Promise<unknown>> = {
-  scalar: () => import("../pkg/scalar/batchnorm.js"),
-  simd: () => import("../pkg/simd/batchnorm.js"),
-  "simd-threads": () => import("../pkg/simd-threads/batchnorm.js"),
+  scalar: () => import("../../pkg/scalar/batchnorm.js"),
+  simd: () => import("../../pkg/simd/batchnorm.js"),
+  "simd-threads": () => import("../../pkg/simd-threads/batchnorm.js"),
 };
 const wasmUrlOf: Record<BuildName, () => URL> = {
-  scalar: () => new URL("../pkg/scalar/batchnorm_bg.wasm", import.meta.url),
-  simd: () => new URL("../pkg/simd/batchnorm_bg.wasm", import.meta.url),
-  "simd-threads": () => new URL("../pkg/simd-threads/batchnorm_bg.wasm", import.meta.url),
+  scalar: () => new URL("../../pkg/scalar/batchnorm_bg.wasm", import.meta.url),
+  simd: () => new URL("../../pkg/simd/batchnorm_bg.wasm", import.meta.url),
+  "simd-threads": () => new URL("../../pkg/simd-threads/batchnorm_bg.wasm", import.meta.url),
 };
 
 const BUILDS: readonly BuildName[] = ["scalar", "simd", "simd-threads"];

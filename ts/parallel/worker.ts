@@ -8,15 +8,15 @@
  * @module
  */
 import { expose, transfer } from "comlink";
-import { init, getEngine, isNode, type InitOptions, type InitResult } from "./loader.js";
-import { BatchNorm, type BatchNormOptions, type StateDict } from "./module.js";
-import { WasmTensor } from "./tensor.js";
-import { StateError } from "./errors.js";
+import { init, getEngine, isNode, type InitOptions, type InitResult } from "../engine/loader.js";
+import { BatchNorm, type BatchNormOptions, type StateDict } from "../layers/batchnorm.js";
+import { WasmTensor } from "../engine/tensor.js";
+import { StateError } from "../engine/errors.js";
 import {
   shardBackwardApply, shardGradSums, shardMoments, shardNormalize, updateRunning,
   type ShardGradSums, type ShardMoments,
 } from "./shard.js";
-import type { Convention, Layout } from "./validate.js";
+import type { Convention, Layout } from "../engine/validate.js";
 
 const modules = new Map<number, BatchNorm>();
 let nextId = 1;

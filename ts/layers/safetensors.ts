@@ -8,7 +8,7 @@
  * throws {@link SafetensorsError} naming the problem; nothing is partially loaded.
  * @module
  */
-import { BatchNormError } from "./errors.js";
+import { BatchNormError } from "../engine/errors.js";
 
 /** A safetensors file is malformed, truncated, or does not hold what was expected. */
 export class SafetensorsError extends BatchNormError {}

@@ -8,9 +8,9 @@
  * for people who build their own coordination.
  * @module
  */
-import type { Engine } from "./loader.js";
-import { Staging } from "./staging.js";
-import { dimsOf, type Convention, type Layout, type TensorLike } from "./validate.js";
+import type { Engine } from "../engine/loader.js";
+import { Staging } from "../engine/staging.js";
+import { dimsOf, type Convention, type Layout, type TensorLike } from "../engine/validate.js";
 
 /** Per-channel count, mean and M2 (sum of squared deviations) of a shard. */
 export interface ShardMoments {

@@ -14,10 +14,10 @@
  * @module
  */
 import { transfer, wrap, type Remote } from "comlink";
-import * as errors from "./errors.js";
-import { BatchNormError, StateError } from "./errors.js";
-import { isNode, type InitOptions, type InitResult } from "./loader.js";
-import type { BatchNormOptions, StateDict } from "./module.js";
+import * as errors from "../engine/errors.js";
+import { BatchNormError, StateError } from "../engine/errors.js";
+import { isNode, type InitOptions, type InitResult } from "../engine/loader.js";
+import type { BatchNormOptions, StateDict } from "../layers/batchnorm.js";
 import type { WorkerApi } from "./worker.js";
 
 /** The worker died, was terminated, or was disposed before or during the call. */

@@ -3,8 +3,8 @@
  * one place, and the momentum rule of a training step.
  * @module
  */
-import { InvalidArgumentError, InvalidOptionError } from "./errors.js";
-import { checkConvention, checkEps, checkLayout, type Convention, type Layout } from "./validate.js";
+import { InvalidArgumentError, InvalidOptionError } from "../engine/errors.js";
+import { checkConvention, checkEps, checkLayout, type Convention, type Layout } from "../engine/validate.js";
 
 export interface LayerOptions {
   /** Default 1e-5. */

@@ -17,14 +17,14 @@
  * next call. After `dispose()` every call rejects at once.
  * @module
  */
-import { ChannelMismatchError, InvalidArgumentError, InvalidOptionError, StateError } from "./errors.js";
-import type { InitOptions, InitResult } from "./loader.js";
-import type { BatchNormOptions } from "./module.js";
-import { checkStateDict, makeStateDict, type StateDict } from "./state.js";
+import { ChannelMismatchError, InvalidArgumentError, InvalidOptionError, StateError } from "../engine/errors.js";
+import type { InitOptions, InitResult } from "../engine/loader.js";
+import type { BatchNormOptions } from "../layers/batchnorm.js";
+import { checkStateDict, makeStateDict, type StateDict } from "../layers/state.js";
 import { WorkerHandle, WorkerError, isShared, send } from "./remote.js";
 import { addGradSums, invStdOf, mergeMoments, type ShardGradSums, type ShardMoments } from "./shard.js";
-import { resolveLayerOptions, stepMomentum, type LayerConfig } from "./options.js";
-import { checkData, checkTrainable, dimsOf, type Convention, type Layout } from "./validate.js";
+import { resolveLayerOptions, stepMomentum, type LayerConfig } from "../layers/options.js";
+import { checkData, checkTrainable, dimsOf, type Convention, type Layout } from "../engine/validate.js";
 
 export interface PoolOptions extends Omit<BatchNormOptions, "engine"> {
   /** Number of workers (default 2). */

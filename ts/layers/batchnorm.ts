@@ -14,14 +14,14 @@
  * kept by reference, so do not modify or free it before `backward`.
  * @module
  */
-import { ChannelMismatchError, ShapeError, StateError } from "./errors.js";
+import { ChannelMismatchError, ShapeError, StateError } from "../engine/errors.js";
 import { resolveLayerOptions, stepMomentum, type LayerConfig, type LayerOptions } from "./options.js";
 import { checkStateDict, makeStateDict, stateKeysOf, type StateDict } from "./state.js";
 import { batchNormBackwardOn, batchNormEvalOn, batchNormTrainOn, type Output } from "./functional.js";
-import { getEngine, type Engine } from "./loader.js";
+import { getEngine, type Engine } from "../engine/loader.js";
 import { readSafetensors, writeSafetensors, SafetensorsError, type NamedTensor } from "./safetensors.js";
-import { WasmTensor } from "./tensor.js";
-import { checkData, checkNoAlias, checkTrainable, dimsOf, type Convention, type Layout, type TensorLike } from "./validate.js";
+import { WasmTensor } from "../engine/tensor.js";
+import { checkData, checkNoAlias, checkTrainable, dimsOf, type Convention, type Layout, type TensorLike } from "../engine/validate.js";
 
 export interface BatchNormOptions extends LayerOptions {
   /** The build to run on (default: the one `init()` loaded). */
