@@ -2,7 +2,7 @@
 # Installs what building and testing need, each step skipped when already done
 # (idempotent; caches: apt, ~/.cache/batchnorm-wasm for wasm-bindgen-cli, node_modules).
 #   scripts/setup.sh            toolchain + npm dependencies
-#   scripts/setup.sh --browser  also Debian's chromium, for the browser tests
+#   scripts/setup.sh --browser  also Debian's chromium and firefox-esr, for the browser tests
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # shellcheck source=scripts/toolchain.env
@@ -15,9 +15,9 @@ SUDO=""
 [ "$(id -u)" = 0 ] || SUDO=sudo
 
 # 1. Debian packages: the wasm-capable rustc (rustc-web 1.96 from the security archive),
-#    std sources for -Zbuild-std, lld; chromium for browser tests.
+#    std sources for -Zbuild-std, lld; chromium and firefox-esr for browser tests.
 packages="$APT_PACKAGES"
-[ $want_browser = 1 ] && packages="$packages chromium"
+[ $want_browser = 1 ] && packages="$packages chromium firefox-esr"
 missing=""
 for p in $packages; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"
