@@ -3,7 +3,7 @@ import { beforeAll, describe, expect, it } from "vitest";
 import {
   init, batchNormTrain, batchNormEval, batchNormBackward, WasmTensor,
   BatchNormError, ShapeError, LengthMismatchError, ChannelMismatchError, TooFewValuesError,
-  InvalidOptionError, InvalidArgumentError, StateError,
+  InvalidOptionError, InvalidArgumentError, StateError, BatchNorm2d, BatchNorm1d,
 } from "../dist/index.js";
 
 beforeAll(async () => {
@@ -16,17 +16,54 @@ const per = (v = 0) => new Float32Array(3).fill(v);
 
 type Ctor = new (...a: never[]) => BatchNormError;
 
-/** Runs a training call that must throw `kind` with a message matching `msg`, and checks
- * that the running statistics it was given are untouched. */
-function rejectsTrain(kind: Ctor, msg: RegExp, xs: unknown, shp: unknown, opts: Record<string, unknown> = {}) {
-  const runningMean = per(0.5);
-  const runningVar = per(2);
-  const call = () => batchNormTrain(xs as Float32Array, shp as number[], { runningMean, runningVar, ...opts });
+/** Bit patterns of tensors, to compare after a rejected call (NaN-safe, -0-safe). */
+const bits = (...ts: WasmTensor[]) => ts.map((t) => Array.from(new Uint32Array(t.view.buffer, t.view.byteOffset, t.length)));
+
+/** Resident tensors filled with values no kernel would write, freed after `body`. */
+function withResident(lengths: number[], body: (...ts: WasmTensor[]) => void): void {
+  const ts = lengths.map((n, i) => WasmTensor.from(Float32Array.from({ length: n }, (_, j) => 1000 + 10 * i + j / 7)));
+  try {
+    body(...ts);
+  } finally {
+    for (const t of ts) t.free();
+  }
+}
+
+/** `call` must throw `kind` (a BatchNormError) with a message matching `msg`. */
+function expectThrows(call: () => unknown, kind: Ctor, msg: RegExp): void {
   expect(call).toThrow(kind);
   expect(call).toThrow(msg);
   expect(call).toThrow(BatchNormError);
+}
+
+/**
+ * Runs a training call that must throw `kind` with a message matching `msg`, twice: with
+ * Float32Array running statistics, and with running statistics and `out` resident in wasm
+ * memory, where a partial kernel write would be visible. Both must be bit-identical after.
+ */
+function rejectsTrain(kind: Ctor, msg: RegExp, xs: unknown, shp: unknown, opts: Record<string, unknown> = {}) {
+  const runningMean = per(0.5);
+  const runningVar = per(2);
+  expectThrows(() => batchNormTrain(xs as Float32Array, shp as number[], { runningMean, runningVar, ...opts }), kind, msg);
   expect(Array.from(runningMean)).toEqual([0.5, 0.5, 0.5]);
   expect(Array.from(runningVar)).toEqual([2, 2, 2]);
+
+  const n = xs instanceof Float32Array || xs instanceof WasmTensor ? xs.length : 24;
+  withResident([3, 3, n], (rm, rv, out) => {
+    const before = bits(rm, rv, out);
+    const call = () => batchNormTrain(xs as Float32Array, shp as number[], { runningMean: rm, runningVar: rv, out, ...opts });
+    expectThrows(call, kind, msg);
+    expect(bits(rm, rv, out)).toEqual(before);
+  });
+}
+
+/** An eval or backward call that must throw, with a resident `out` that must stay bit-identical. */
+function rejectsWithOut(kind: Ctor, msg: RegExp, call: (out: WasmTensor) => unknown, n = 24) {
+  withResident([n], (out) => {
+    const before = bits(out);
+    expectThrows(() => call(out), kind, msg);
+    expect(bits(out)).toEqual(before);
+  });
 }
 
 describe("training forward rejects", () => {
@@ -75,24 +112,69 @@ describe("training forward rejects", () => {
   });
 });
 
-describe("eval and backward reject", () => {
-  it("missing running statistics", () => {
-    expect(() => batchNormEval(x(), shape, { runningMean: per() } as never)).toThrow(/runningVar is required/);
+describe("eval and backward reject, leaving a resident out untouched", () => {
+  const evalWith = (opts: Record<string, unknown>) => (out: WasmTensor) => batchNormEval(x(), shape, { out, ...opts } as never);
+  const backwardWith = (dy: Float32Array, opts: Record<string, unknown>) => (out: WasmTensor) =>
+    batchNormBackward(dy, x(), shape, { out, ...opts } as never);
+  it("missing running statistics", () =>
+    rejectsWithOut(InvalidArgumentError, /runningVar is required/, evalWith({ runningMean: per() })));
+  it("running statistics with the wrong channel count", () =>
+    rejectsWithOut(ChannelMismatchError, /runningVar has 2 elements/, evalWith({ runningMean: per(), runningVar: new Float32Array(2) })));
+  it("eval with negative eps", () =>
+    rejectsWithOut(InvalidOptionError, /eps must be a finite number >= 0/, evalWith({ runningMean: per(), runningVar: per(1), eps: -1 })));
+  it("eval with a wrong-length x", () =>
+    rejectsWithOut(LengthMismatchError, /x has 23 elements/, (out) =>
+      batchNormEval(new Float32Array(23), shape, { runningMean: per(), runningVar: per(1), out })));
+  it("dy of the wrong length", () =>
+    rejectsWithOut(LengthMismatchError, /dy has 20 elements/, backwardWith(new Float32Array(20), { mean: per(), invStd: per(1) })));
+  it("missing saved statistics", () =>
+    rejectsWithOut(InvalidArgumentError, /invStd is required/, backwardWith(x(), { mean: per() })));
+  it("a saved mean with the wrong channel count", () =>
+    rejectsWithOut(ChannelMismatchError, /mean has 4 elements/, backwardWith(x(), { mean: new Float32Array(4), invStd: per(1) })));
+  it("training backward with one value per channel", () =>
+    rejectsWithOut(TooFewValuesError, /more than 1 value per channel/, (out) =>
+      batchNormBackward(per(1), per(1), [1, 3], { mean: per(), invStd: per(1), out }), 3));
+  it("a non-boolean training flag", () =>
+    rejectsWithOut(InvalidArgumentError, /training must be a boolean/, backwardWith(x(), { mean: per(), invStd: per(1), training: "yes" })));
+  it("an out that aliases dy", () => {
+    const dy = WasmTensor.from(x());
+    try {
+      const before = bits(dy);
+      expectThrows(() => batchNormBackward(dy, x(), shape, { mean: per(), invStd: per(1), out: dy }), InvalidArgumentError, /out must not share memory with dy/);
+      expect(bits(dy)).toEqual(before);
+    } finally {
+      dy.free();
+    }
   });
-  it("running statistics with the wrong channel count", () => {
-    expect(() => batchNormEval(x(), shape, { runningMean: per(), runningVar: new Float32Array(2) })).toThrow(ChannelMismatchError);
+});
+
+describe("unknown option keys name the key and the closest known one", () => {
+  it("functional API", () => {
+    rejectsTrain(InvalidOptionError, /unknown option "epsilon" \(did you mean "eps"\?\) in batchNormTrain options/, x(), shape, { epsilon: 1e-3 });
+    rejectsTrain(InvalidOptionError, /unknown option "running_mean" \(did you mean "runningMean"\?\)/, x(), shape, { running_mean: per() });
+    rejectsWithOut(InvalidOptionError, /unknown option "epsilon" \(did you mean "eps"\?\) in batchNormEval/, evalKey({ epsilon: 0.1 }));
+    rejectsWithOut(InvalidOptionError, /unknown option "trainig" \(did you mean "training"\?\) in batchNormBackward/, (out) =>
+      batchNormBackward(x(), x(), shape, { mean: per(), invStd: per(1), out, trainig: false } as never));
   });
-  it("eval with negative eps", () => {
-    expect(() => batchNormEval(x(), shape, { runningMean: per(), runningVar: per(1), eps: -1 })).toThrow(InvalidOptionError);
+  it("options that are not an object", () => {
+    expect(() => batchNormTrain(x(), shape, null as never)).toThrow(/batchNormTrain options must be an object, got null/);
+    expect(() => batchNormTrain(x(), shape, [1] as never)).toThrow(InvalidOptionError);
   });
-  it("dy of the wrong length", () => {
-    expect(() => batchNormBackward(new Float32Array(20), x(), shape, { mean: per(), invStd: per(1) })).toThrow(/dy has 20 elements/);
+  it("init", async () => {
+    await expect(init({ bulid: "simd" } as never)).rejects.toThrow(/unknown option "bulid" \(did you mean "build"\?\) in init options/);
   });
-  it("missing saved statistics", () => {
-    expect(() => batchNormBackward(x(), x(), shape, { mean: per() } as never)).toThrow(/invStd is required/);
-  });
-  it("a saved mean with the wrong channel count", () => {
-    expect(() => batchNormBackward(x(), x(), shape, { mean: new Float32Array(4), invStd: per(1) })).toThrow(ChannelMismatchError);
+});
+
+function evalKey(extra: Record<string, unknown>) {
+  return (out: WasmTensor) => batchNormEval(x(), shape, { runningMean: per(), runningVar: per(1), out, ...extra } as never);
+}
+
+describe("eps in training", () => {
+  it("eps = 0 is rejected when batch statistics normalise (PyTorch: eps must be positive during training)", () =>
+    rejectsTrain(InvalidOptionError, /eps must be positive when normalising with batch statistics/, x(), shape, { eps: 0 }));
+  it("eval keeps eps >= 0: eps = 0 normalises with the running variance alone", () => {
+    const y = batchNormEval(Float32Array.from([1, 3, 5, 7]), [2, 2], { runningMean: Float32Array.from([1, 3]), runningVar: Float32Array.from([4, 16]), eps: 0 });
+    expect(Array.from(y as Float32Array)).toEqual([0, 0, 2, 1]);
   });
 });
 
@@ -116,5 +198,45 @@ describe("aliasing of running statistics", () => {
     } finally {
       stats.free();
     }
+  });
+});
+
+describe("modules", () => {
+  it("reject unknown options in the constructor, forward, backward and loadStateDict", () => {
+    expectThrows(() => new BatchNorm2d(3, { epsilon: 1e-3 } as never), InvalidOptionError, /unknown option "epsilon" \(did you mean "eps"\?\) in BatchNorm2d options/);
+    expectThrows(() => new BatchNorm1d(3, { track_running_stats: false } as never), InvalidOptionError, /did you mean "trackRunningStats"/);
+    const bn = new BatchNorm2d(3);
+    try {
+      expectThrows(() => bn.forward(x(), shape, { output: new Float32Array(24) } as never), InvalidOptionError, /unknown option "output" \(did you mean "out"\?\)/);
+      expect(bn.numBatchesTracked).toBe(0);
+      bn.forward(x(), shape);
+      expectThrows(() => bn.backward(x(), { outt: new Float32Array(24) } as never), InvalidOptionError, /did you mean "out"/);
+      expectThrows(() => bn.loadStateDict(bn.stateDict(), { strcit: false } as never), InvalidOptionError, /did you mean "strict"/);
+    } finally {
+      bn.dispose();
+    }
+  });
+
+  it("numFeatures beyond a 32-bit memory is a ShapeError", () => {
+    expectThrows(() => new BatchNorm1d(1e12), ShapeError, /numFeatures of 1000000000000 f32 values .* does not fit in a 32-bit wasm memory/);
+  });
+
+  it("eps = 0: training forward is rejected with running statistics untouched; eval runs", () => {
+    const bn = new BatchNorm2d(3, { eps: 0 });
+    try {
+      const before = bits(bn.runningMean!, bn.runningVar!, bn.weight!, bn.bias!);
+      expectThrows(() => bn.forward(x(), shape), InvalidOptionError, /eps must be positive when normalising with batch statistics/);
+      expect(bn.numBatchesTracked).toBe(0);
+      expect(bits(bn.runningMean!, bn.runningVar!, bn.weight!, bn.bias!)).toEqual(before);
+      expectThrows(() => bn.backward(x()), StateError, /needs a forward\(\) first/);
+      bn.eval();
+      const y = bn.forward(x(), shape) as Float32Array; // running mean 0, var 1, eps 0: y = x
+      expect(Array.from(y)).toEqual(Array.from(x()));
+    } finally {
+      bn.dispose();
+    }
+    const noStats = new BatchNorm2d(3, { eps: 0, trackRunningStats: false }).eval();
+    expectThrows(() => noStats.forward(x(), shape), InvalidOptionError, /eps must be positive/);
+    noStats.dispose();
   });
 });

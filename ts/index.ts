@@ -16,7 +16,7 @@ export {
 export type { Layout, Convention, TensorLike } from "./engine/validate.js";
 export {
   BatchNormError, ShapeError, LengthMismatchError, ChannelMismatchError, TooFewValuesError,
-  InvalidOptionError, InvalidArgumentError, StateError,
+  InvalidOptionError, InvalidArgumentError, StateError, OutOfMemoryError, type MemoryShortfall,
 } from "./engine/errors.js";
 export { BatchNorm, BatchNorm1d, BatchNorm2d, BatchNorm3d, type BatchNormOptions, type StateDict } from "./layers/batchnorm.js";
 export { readSafetensors, writeSafetensors, SafetensorsError, type NamedTensor, type DType } from "./layers/safetensors.js";

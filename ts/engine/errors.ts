@@ -36,3 +36,30 @@ export class InvalidArgumentError extends BatchNormError {}
 
 /** The API was used before `await init()`, or a tensor was used after `free()`. */
 export class StateError extends BatchNormError {}
+
+/** What an {@link OutOfMemoryError} could not get, and what the memory had. */
+export interface MemoryShortfall {
+  /** Bytes the failed allocation asked for. */
+  requestedBytes: number;
+  /** The wasm memory's size when it failed. */
+  memoryBytes: number;
+  /** The most this build's memory can grow to (4 GiB for wasm32; 2 GiB for the shared
+   * memory of `simd-threads`, as declared by its build). One allocation is also limited
+   * to under 2 GiB (wasm32's `isize::MAX`). */
+  maxMemoryBytes: number;
+}
+
+/**
+ * Wasm memory cannot hold what a call needs: a {@link WasmTensor} allocation, or the
+ * scratch a call with `Float32Array` arguments copies them into. Nothing was written and
+ * the engine stays usable: free tensors you no longer need, or pass smaller pieces.
+ * (`details` is present where the error was raised; an error revived from a worker has
+ * only the message, which states the same numbers.)
+ */
+export class OutOfMemoryError extends BatchNormError {
+  readonly details?: MemoryShortfall;
+  constructor(message: string, details?: MemoryShortfall) {
+    super(message);
+    this.details = details;
+  }
+}

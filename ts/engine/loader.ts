@@ -13,6 +13,7 @@
  */
 import { simd as hasSimd, threads as hasThreads } from "wasm-feature-detect";
 import { InvalidOptionError, StateError } from "./errors.js";
+import { checkOptionKeys, optionKeys } from "./validate.js";
 
 /** A wasm build of the kernels. */
 export type BuildName = "scalar" | "simd" | "simd-threads";
@@ -23,6 +24,8 @@ export interface InitOptions {
   /** Size of the rayon pool for `simd-threads` (default: the number of logical cores). */
   threads?: number;
 }
+
+const INIT_KEYS = optionKeys<InitOptions>({ build: true, threads: true });
 
 /** What `init()` loaded. */
 export interface InitResult {
@@ -124,6 +127,7 @@ async function defaultThreads(): Promise<number> {
  * after one is loaded throws: tensors belong to one build's memory.
  */
 export async function init(opts: InitOptions = {}): Promise<InitResult> {
+  checkOptionKeys("init", opts, INIT_KEYS);
   const want = opts.build ?? "auto";
   if (want !== "auto" && !BUILDS.includes(want)) {
     throw new InvalidOptionError(`build must be one of ${BUILDS.join(", ")} or "auto", got ${JSON.stringify(want)}`);

@@ -8,6 +8,7 @@
  */
 import { InvalidArgumentError } from "./errors.js";
 import type { Engine } from "./loader.js";
+import { allocF32 } from "./memory.js";
 import { WasmTensor } from "./tensor.js";
 import type { TensorLike } from "./validate.js";
 
@@ -20,7 +21,7 @@ export class Staging {
   #alloc(length: number): number {
     // Not zeroed: every scratch buffer is fully written (copied in, or a kernel output)
     // before anything reads it.
-    const ptr = this.engine.glue.alloc_f32_scratch(length);
+    const ptr = allocF32(this.engine, length, false); // OutOfMemoryError before any write
     this.#scratch.push([ptr, length]);
     return ptr;
   }

@@ -15,6 +15,7 @@
  */
 import { StateError, InvalidArgumentError } from "./errors.js";
 import { getEngine, type Engine } from "./loader.js";
+import { allocF32 } from "./memory.js";
 
 interface Allocation {
   engine: Engine;
@@ -34,12 +35,13 @@ export class WasmTensor {
   }
 
   /** A zero-filled tensor of `length` f32 values in wasm memory (of the build `init()`
-   * loaded, unless another engine is given). */
+   * loaded, unless another engine is given). Throws {@link ShapeError} when `length` f32s
+   * exceed a 32-bit memory and {@link OutOfMemoryError} when the memory cannot grow enough. */
   static alloc(length: number, engine: Engine = getEngine()): WasmTensor {
     if (!Number.isSafeInteger(length) || length < 0) {
       throw new InvalidArgumentError(`tensor length must be a non-negative integer, got ${String(length)}`);
     }
-    return new WasmTensor({ engine, ptr: engine.glue.alloc_f32(length), length });
+    return new WasmTensor({ engine, ptr: allocF32(engine, length, true), length });
   }
 
   /** A tensor holding a copy of `data`. */

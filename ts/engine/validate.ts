@@ -68,10 +68,18 @@ export function checkConvention(convention: unknown): Convention {
   return convention;
 }
 
-export function checkEps(eps: unknown): number {
+/**
+ * `eps` added to the variance: finite and >= 0 where running statistics normalise (eval),
+ * and > 0 where batch statistics do (training): a constant channel has variance 0 and
+ * would divide by zero. PyTorch raises "batch_norm eps must be positive during training".
+ */
+export function checkEps(eps: unknown, batchStats = false): number {
   if (eps === undefined) return 1e-5;
   if (typeof eps !== "number" || !Number.isFinite(eps) || eps < 0) {
     throw new InvalidOptionError(`eps must be a finite number >= 0, got ${String(eps)}`);
+  }
+  if (batchStats && eps === 0) {
+    throw new InvalidOptionError("eps must be positive when normalising with batch statistics (training), got 0 (as PyTorch)");
   }
   return eps;
 }
@@ -130,5 +138,47 @@ export function checkNoAlias(outName: string, out: TensorLike | undefined, input
     if (t instanceof WasmTensor && t.overlaps(out)) {
       throw new InvalidArgumentError(`${outName} must not share memory with ${name}`);
     }
+  }
+}
+
+/**
+ * Every key of an options type, checked by the compiler both ways: an option added to the
+ * interface but not listed here, or listed but not in the interface, fails to compile.
+ */
+export function optionKeys<T extends object>(keys: { [K in keyof Required<T>]: true }): readonly string[] {
+  return Object.keys(keys);
+}
+
+/** Levenshtein distance, case-insensitive (so `running_mean` is near `runningMean`). */
+function editDistance(a: string, b: string): number {
+  a = a.toLowerCase();
+  b = b.toLowerCase();
+  let prev = Array.from({ length: b.length + 1 }, (_, j) => j);
+  for (let i = 1; i <= a.length; i++) {
+    const cur = [i];
+    for (let j = 1; j <= b.length; j++) {
+      cur[j] = Math.min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (a[i - 1] === b[j - 1] ? 0 : 1));
+    }
+    prev = cur;
+  }
+  return prev[b.length];
+}
+
+/**
+ * Rejects an options argument that is not a plain object, or that has a key `known` does
+ * not list: in JavaScript a typo (`{ epsilon: 1e-3 }`) would otherwise change nothing and
+ * say nothing. The message names the key and the closest known one.
+ */
+export function checkOptionKeys(what: string, opts: unknown, known: readonly string[]): void {
+  if (opts === undefined) return;
+  if (opts === null || typeof opts !== "object" || Array.isArray(opts) || ArrayBuffer.isView(opts)) {
+    const kind = opts === null ? "null" : Array.isArray(opts) ? "an array" : ArrayBuffer.isView(opts) ? opts.constructor.name : typeof opts;
+    throw new InvalidOptionError(`${what} options must be an object, got ${kind}`);
+  }
+  for (const key of Object.keys(opts)) {
+    if (known.includes(key)) continue;
+    const closest = known.reduce((best, k) => (editDistance(key, k) < editDistance(key, best) ? k : best), known[0]);
+    const hint = closest === undefined ? "" : ` (did you mean ${JSON.stringify(closest)}?)`;
+    throw new InvalidOptionError(`unknown option ${JSON.stringify(key)}${hint} in ${what} options; known: ${known.join(", ")}`);
   }
 }

@@ -21,12 +21,17 @@ import { batchNormBackwardOn, batchNormEvalOn, batchNormTrainOn, type Output } f
 import { getEngine, type Engine } from "../engine/loader.js";
 import { readSafetensors, writeSafetensors, SafetensorsError, type NamedTensor } from "./safetensors.js";
 import { WasmTensor } from "../engine/tensor.js";
-import { checkData, checkNoAlias, checkTrainable, dimsOf, type Convention, type Layout, type TensorLike } from "../engine/validate.js";
+import { checkData, checkEps, checkNoAlias, checkOptionKeys, checkTrainable, dimsOf, optionKeys, type Convention, type Layout, type TensorLike } from "../engine/validate.js";
 
 export interface BatchNormOptions extends LayerOptions {
   /** The build to run on (default: the one `init()` loaded). */
   engine?: Engine;
 }
+
+const MODULE_KEYS = optionKeys<BatchNormOptions>({
+  eps: true, momentum: true, affine: true, trackRunningStats: true, layout: true, convention: true, engine: true,
+});
+const OUT_KEYS = ["out"] as const;
 
 interface Saved {
   x: WasmTensor;
@@ -66,6 +71,7 @@ export class BatchNorm {
   #disposed = false;
 
   constructor(numFeatures: number, opts: BatchNormOptions = {}) {
+    checkOptionKeys(new.target.name, opts, MODULE_KEYS);
     const cfg = resolveLayerOptions(numFeatures, opts);
     ({ numFeatures: this.numFeatures, eps: this.eps, momentum: this.momentum, affine: this.affine } = cfg);
     ({ trackRunningStats: this.trackRunningStats, layout: this.layout, convention: this.convention } = cfg);
@@ -124,6 +130,7 @@ export class BatchNorm {
   /** Normalises `x` and keeps what `backward` needs. */
   forward(x: TensorLike, shape: readonly number[], opts: { out?: TensorLike } = {}): Output {
     this.#live();
+    checkOptionKeys("forward", opts, OUT_KEYS);
     if (!Array.isArray(shape)) throw new ShapeError("shape must be an array of integers");
     this.checkRank(shape);
     const dims = dimsOf(shape, this.layout);
@@ -137,9 +144,27 @@ export class BatchNorm {
     checkData("x", x, shape, dims);
     if (opts.out !== undefined) checkData("out", opts.out, shape, dims);
     checkNoAlias("out", opts.out, { x, ...this.#ownedByName() });
-    if (useBatchStats) checkTrainable(shape, dims);
+    if (useBatchStats) {
+      checkTrainable(shape, dims);
+      checkEps(this.eps, true);
+    }
     const common = { weight: this.#weight, bias: this.#bias, eps: this.eps, layout: this.layout, out: opts.out };
     const xs = this.#keepInput(x);
+    try {
+      return this.#normalize(xs, shape, common, useBatchStats, updateRunning);
+    } catch (e) {
+      // Only running out of memory for scratch gets here (everything else was checked):
+      // the module's input copy may already hold the new x, so the last forward's saved
+      // state no longer matches it. Drop it rather than let backward() mix the two.
+      if (xs !== x) this.#saved = undefined;
+      throw e;
+    }
+  }
+
+  #normalize(
+    xs: WasmTensor, shape: readonly number[], common: { weight?: WasmTensor; bias?: WasmTensor; eps: number; layout: Layout; out?: TensorLike },
+    useBatchStats: boolean, updateRunning: boolean,
+  ): Output {
     let y: Output;
     if (useBatchStats) {
       const momentum = updateRunning ? stepMomentum(this.#config, this.numBatchesTracked) : 0;
@@ -173,11 +198,12 @@ export class BatchNorm {
     if (x instanceof WasmTensor) return x;
     const size = x.length;
     if (!this.#inputCopy || this.#inputCopy.length !== size) {
+      const fresh = WasmTensor.alloc(size, this.engine); // OutOfMemoryError here changes nothing
       if (this.#inputCopy) {
         this.#tensors = this.#tensors.filter((t) => t !== this.#inputCopy);
         this.#inputCopy.free();
       }
-      this.#inputCopy = this.#own(WasmTensor.alloc(size, this.engine));
+      this.#inputCopy = this.#own(fresh);
     }
     this.#inputCopy.view.set(x);
     return this.#inputCopy;
@@ -189,6 +215,7 @@ export class BatchNorm {
    */
   backward(dy: TensorLike, opts: { out?: TensorLike } = {}): Output {
     this.#live();
+    checkOptionKeys("backward", opts, OUT_KEYS);
     const s = this.#saved;
     if (!s) throw new StateError("backward() needs a forward() first");
     if (s.x.freed) throw new StateError("the input of the last forward() was freed before backward()");
@@ -231,7 +258,9 @@ export class BatchNorm {
    * Loads a state dict. Everything is checked first (with `strict`, the default: no missing
    * and no unexpected keys; always: one value per channel), then copied in.
    */
-  loadStateDict(sd: StateDict, { strict = true }: { strict?: boolean } = {}): void {
+  loadStateDict(sd: StateDict, opts: { strict?: boolean } = {}): void {
+    checkOptionKeys("loadStateDict", opts, ["strict"]);
+    const { strict = true } = opts;
     this.#live();
     checkStateDict(sd, this.#config, strict, "module");
     if (sd.weight && this.#weight) this.#weight.view.set(sd.weight);
@@ -259,7 +288,9 @@ export class BatchNorm {
    * Other tensors in the file (other layers) are ignored; a missing entry is an error
    * when `strict` (default).
    */
-  loadSafetensors(bytes: Uint8Array, { prefix = "", strict = true }: { prefix?: string; strict?: boolean } = {}): void {
+  loadSafetensors(bytes: Uint8Array, opts: { prefix?: string; strict?: boolean } = {}): void {
+    checkOptionKeys("loadSafetensors", opts, ["prefix", "strict"]);
+    const { prefix = "", strict = true } = opts;
     const { tensors } = readSafetensors(bytes);
     const sd: StateDict = {};
     for (const k of this.stateKeys()) {

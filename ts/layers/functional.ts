@@ -11,7 +11,7 @@ import { Staging } from "../engine/staging.js";
 import { WasmTensor } from "../engine/tensor.js";
 import {
   checkConvention, checkData, checkEps, checkLayout, checkMomentum, checkNoAlias,
-  checkPerChannel, checkTrainable, dimsOf, required,
+  checkOptionKeys, checkPerChannel, checkTrainable, dimsOf, optionKeys, required,
   type Convention, type Layout, type TensorLike,
 } from "../engine/validate.js";
 import { InvalidArgumentError } from "../engine/errors.js";
@@ -30,7 +30,7 @@ export interface TrainOptions {
   runningVar?: TensorLike;
   /** Momentum of the running statistics, in [0, 1]. Default 0.1 (`"pytorch"`), 0.9 (`"onnx"`). */
   momentum?: number;
-  /** Added to the variance before the square root; default 1e-5. */
+  /** Added to the variance before the square root; default 1e-5; must be > 0 in training. */
   eps?: number;
   /** Default `"NCHW"` (channels-first at any rank). */
   layout?: Layout;
@@ -42,6 +42,10 @@ export interface TrainOptions {
   /** Where to write `y` (a resident tensor makes the call copy-free). */
   out?: TensorLike;
 }
+
+const TRAIN_KEYS = optionKeys<TrainOptions>({
+  weight: true, bias: true, runningMean: true, runningVar: true, momentum: true, eps: true, layout: true, convention: true, out: true,
+});
 
 export interface TrainResult {
   /** The normalised output. */
@@ -71,6 +75,7 @@ export function batchNormTrain(x: TensorLike, shape: readonly number[], opts: Tr
 
 /** batchNormTrain on a given engine (see `createEngine`). */
 export function batchNormTrainOn(engine: Engine, x: TensorLike, shape: readonly number[], opts: TrainOptions = {}): TrainResult {
+  checkOptionKeys("batchNormTrain", opts, TRAIN_KEYS);
   const layout = checkLayout(opts.layout);
   const convention = checkConvention(opts.convention);
   const dims = dimsOf(shape, layout);
@@ -81,7 +86,7 @@ export function batchNormTrainOn(engine: Engine, x: TensorLike, shape: readonly 
   needBoth(opts.runningMean, opts.runningVar);
   checkPerChannel("runningMean", opts.runningMean, dims);
   checkPerChannel("runningVar", opts.runningVar, dims);
-  const eps = checkEps(opts.eps);
+  const eps = checkEps(opts.eps, true);
   const momentum = checkMomentum(opts.momentum, convention);
   checkTrainable(shape, dims);
   // Everything the kernel writes must be disjoint from everything else it touches.
@@ -122,6 +127,8 @@ export interface EvalOptions {
   out?: TensorLike;
 }
 
+const EVAL_KEYS = optionKeys<EvalOptions>({ weight: true, bias: true, runningMean: true, runningVar: true, eps: true, layout: true, out: true });
+
 /**
  * Inference-mode forward with the running statistics:
  * `y = (x - runningMean) * (weight / sqrt(runningVar + eps)) + bias`.
@@ -133,6 +140,7 @@ export function batchNormEval(x: TensorLike, shape: readonly number[], opts: Eva
 /** batchNormEval on a given engine (see `createEngine`). */
 export function batchNormEvalOn(engine: Engine, x: TensorLike, shape: readonly number[], opts: EvalOptions): Output {
   if (opts === undefined) throw new InvalidArgumentError("batchNormEval needs options with runningMean and runningVar");
+  checkOptionKeys("batchNormEval", opts, EVAL_KEYS);
   const layout = checkLayout(opts.layout);
   const dims = dimsOf(shape, layout);
   checkData("x", x, shape, dims);
@@ -175,6 +183,8 @@ export interface BackwardOptions {
   out?: TensorLike;
 }
 
+const BACKWARD_KEYS = optionKeys<BackwardOptions>({ weight: true, mean: true, invStd: true, layout: true, training: true, out: true });
+
 export interface BackwardResult {
   dx: Output;
   /** `sum(dy * x_hat)` per channel (computed whether or not `weight` was given). */
@@ -194,6 +204,7 @@ export function batchNormBackward(dy: TensorLike, x: TensorLike, shape: readonly
 /** batchNormBackward on a given engine (see `createEngine`). */
 export function batchNormBackwardOn(engine: Engine, dy: TensorLike, x: TensorLike, shape: readonly number[], opts: BackwardOptions): BackwardResult {
   if (opts === undefined) throw new InvalidArgumentError("batchNormBackward needs options with mean and invStd");
+  checkOptionKeys("batchNormBackward", opts, BACKWARD_KEYS);
   const layout = checkLayout(opts.layout);
   const dims = dimsOf(shape, layout);
   checkData("dy", dy, shape, dims);

@@ -5,6 +5,7 @@
  */
 import { InvalidArgumentError, InvalidOptionError } from "../engine/errors.js";
 import { checkConvention, checkEps, checkLayout, type Convention, type Layout } from "../engine/validate.js";
+import { checkFitsWasm32 } from "../engine/memory.js";
 
 export interface LayerOptions {
   /** Default 1e-5. */
@@ -38,6 +39,8 @@ export function resolveLayerOptions(numFeatures: number, opts: LayerOptions): La
   if (!Number.isSafeInteger(numFeatures) || numFeatures < 1) {
     throw new InvalidArgumentError(`numFeatures must be a positive integer, got ${String(numFeatures)}`);
   }
+  // Each per-channel buffer holds numFeatures f32s: past 32-bit memory is a shape mistake.
+  checkFitsWasm32("numFeatures", numFeatures);
   const convention = checkConvention(opts.convention);
   const momentum = opts.momentum === undefined ? (convention === "onnx" ? 0.9 : 0.1) : opts.momentum;
   if (momentum !== null && !(typeof momentum === "number" && momentum >= 0 && momentum <= 1)) {

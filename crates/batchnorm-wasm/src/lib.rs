@@ -15,38 +15,43 @@ pub use wasm_bindgen_rayon::init_thread_pool;
 /// 16-byte alignment so every f32x4 load of a tensor's body is aligned.
 const ALIGN: usize = 16;
 
-fn layout_for(len: usize) -> AllocLayout {
-    AllocLayout::from_size_align((len.max(1)) * 4, ALIGN).expect("allocation size overflows")
+/// The layout of `len` f32s, or `None` when its byte size does not fit (wasm32's `usize`
+/// is 32 bits and one allocation may not exceed `isize::MAX`).
+fn layout_for(len: usize) -> Option<AllocLayout> {
+    let bytes = len.max(1).checked_mul(4)?;
+    AllocLayout::from_size_align(bytes, ALIGN).ok()
 }
 
-/// Allocates `len` zeroed f32s in wasm memory; returns the byte offset (never 0).
+/// Allocates `len` zeroed f32s in wasm memory; returns the byte offset, or 0 when the
+/// memory cannot hold them (the TypeScript layer turns 0 into an `OutOfMemoryError`).
+/// Never traps: a failed allocation leaves the module as it was, usable.
 #[wasm_bindgen]
 pub fn alloc_f32(len: usize) -> usize {
-    // SAFETY: the layout has non-zero size.
-    let p = unsafe { alloc_zeroed(layout_for(len)) };
-    if p.is_null() {
-        wasm_bindgen::throw_str("out of wasm memory");
+    match layout_for(len) {
+        // SAFETY: the layout has non-zero size.
+        Some(layout) => unsafe { alloc_zeroed(layout) as usize },
+        None => 0,
     }
-    p as usize
 }
 
 /// Allocates `len` f32s without zeroing them: scratch that is fully written before it is
 /// read (staged inputs, kernel outputs). Zeroing would be one more pass over the data.
+/// Returns 0 when the memory cannot hold them, as `alloc_f32`.
 #[wasm_bindgen]
 pub fn alloc_f32_scratch(len: usize) -> usize {
-    // SAFETY: the layout has non-zero size.
-    let p = unsafe { std::alloc::alloc(layout_for(len)) };
-    if p.is_null() {
-        wasm_bindgen::throw_str("out of wasm memory");
+    match layout_for(len) {
+        // SAFETY: the layout has non-zero size.
+        Some(layout) => unsafe { std::alloc::alloc(layout) as usize },
+        None => 0,
     }
-    p as usize
 }
 
 /// Frees memory from `alloc_f32(len)` or `alloc_f32_scratch(len)`.
 #[wasm_bindgen]
 pub fn free_f32(ptr: usize, len: usize) {
+    let layout = layout_for(len).expect("free_f32: a length alloc_f32 could not have allocated");
     // SAFETY: the caller passes a pointer and length from alloc_f32, once.
-    unsafe { dealloc(ptr as *mut u8, layout_for(len)) }
+    unsafe { dealloc(ptr as *mut u8, layout) }
 }
 
 /// Which flavour this binary is: "scalar", "simd" or "simd-threads".
