@@ -1,8 +1,8 @@
-/** Loads `../shared/conformance/onnx/*.json` (see its README for the format). */
+/** Loads `test/fixtures/onnx/*.json`, the ONNX conformance cases (see the README there for the format). */
 import { readdirSync, readFileSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 
-export const CONFORMANCE_DIR = fileURLToPath(new URL("../../shared/conformance/onnx/", import.meta.url));
+export const CONFORMANCE_DIR = fileURLToPath(new URL("./fixtures/onnx/", import.meta.url));
 
 export interface Tensor {
   dims: number[];

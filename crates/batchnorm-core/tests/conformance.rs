@@ -1,4 +1,4 @@
-//! ONNX conformance: every case in shared/conformance/onnx (see its README). Inputs X,
+//! ONNX conformance: every case in test/fixtures/onnx (see its README). Inputs X,
 //! scale, bias, mean, var; attributes epsilon (default 1e-5), momentum (default 0.9, ONNX
 //! convention), training_mode (default 0; `is_test` means inference). Training cases
 //! check y and the updated running statistics (output_mean, output_var). Tolerance 1e-5
@@ -11,7 +11,7 @@ use batchnorm_core::{eval_forward, train_forward, Affine, Convention, Dims, Layo
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 
-const DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../../shared/conformance/onnx");
+const DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../test/fixtures/onnx");
 const ATOL: f64 = 1e-5;
 const RTOL: f64 = 1e-4;
 
