@@ -56,6 +56,32 @@ const caseArb: fc.Arbitrary<Case> = fc
     return c.shape.reduce((a, b) => a * b, 1) / C >= 2; // training needs 2 values per channel
   });
 
+/**
+ * Cases above the 65,536-element parallel threshold the suite sets (70k-160k elements), so
+ * simd-threads runs them on its rayon pool with work split across tasks (MIN_TASK_ELEMS is
+ * 8,192); always with weight and bias and a non-default eps.
+ */
+const poolCaseArb: fc.Arbitrary<Case> = fc
+  .record({
+    rank: fc.integer({ min: 2, max: 5 }),
+    channels: fc.integer({ min: 1, max: 40 }),
+    spatial: fc.array(fc.integer({ min: 1, max: 12 }), { minLength: 3, maxLength: 3 }),
+    target: fc.integer({ min: 70_000, max: 160_000 }),
+    layout: fc.constantFrom<Layout>("NCHW", "NHWC"),
+    convention: fc.constantFrom<Convention>("pytorch", "onnx"),
+    momentum: fc.double({ min: 0, max: 1, noNaN: true }),
+    eps: fc.constantFrom(1e-3, 0.1, 2e-5),
+    seed: fc.integer(),
+    offset: fc.constantFrom(0, 3, -50),
+    scale: fc.constantFrom(1, 0.1, 20),
+  })
+  .map(({ rank, channels, spatial, target, layout, ...rest }) => {
+    const sp = spatial.slice(0, rank - 2);
+    const n = Math.ceil(target / (channels * sp.reduce((a, b) => a * b, 1)));
+    const shape = layout === "NCHW" ? [n, channels, ...sp] : [n, ...sp, channels];
+    return { shape, layout, affine: true, ...rest };
+  });
+
 function dataFor(c: Case) {
   const r = rng(c.seed);
   const size = c.shape.reduce((a, b) => a * b, 1);
@@ -105,9 +131,15 @@ describe.each(builds)("build %s", (build: BuildName) => {
     });
   });
 
+  const propertyRuns = [
+    ["small tensors", caseArb, 60],
+    ["on the thread pool (above the parallel threshold)", poolCaseArb, 10],
+  ] as const;
+
+  describe.each(propertyRuns)("%s", (_what, arb, numRuns) => {
   it("train forward and running statistics match the float64 reference", () => {
     fc.assert(
-      fc.property(caseArb, (c) => {
+      fc.property(arb, (c) => {
         const d = dataFor(c);
         const rm = d.rm.slice();
         const rv = d.rv.slice();
@@ -123,26 +155,26 @@ describe.each(builds)("build %s", (build: BuildName) => {
         expectClose("runningMean", rm, run.mean, 1e-5 * c.scale, 1e-5);
         expectClose("runningVar", rv, run.var, 1e-6, 1e-4);
       }),
-      { numRuns: 60 },
+      { numRuns },
     );
   });
 
   it("eval forward matches the float64 reference", () => {
     fc.assert(
-      fc.property(caseArb, (c) => {
+      fc.property(arb, (c) => {
         const d = dataFor(c);
         const y = batchNormEvalOn(engine, d.x, c.shape, {
           weight: d.weight, bias: d.bias, runningMean: d.rm, runningVar: d.rv, eps: c.eps, layout: c.layout,
         });
         expectClose("y", y as Float32Array, refNormalize(d.x, c.shape, c.layout, d.rm, d.rv, c.eps, d), 1e-4, 1e-4);
       }),
-      { numRuns: 60 },
+      { numRuns },
     );
   });
 
   it("backward (training and eval mode) matches the float64 reference", () => {
     fc.assert(
-      fc.property(caseArb, (c) => {
+      fc.property(arb, (c) => {
         const d = dataFor(c);
         const fwd = refTrain(d.x, c.shape, c.layout, c.eps, d);
         const mean = f32(fwd.mean);
@@ -161,8 +193,10 @@ describe.each(builds)("build %s", (build: BuildName) => {
         expectClose("dBias (eval)", ev.dBias, want.dBias, 1e-4 * Math.sqrt(m), 1e-4);
         expectClose("dWeight (eval)", ev.dWeight, want.dWeight, 1e-4 * Math.sqrt(m), 1e-4);
       }),
-      { numRuns: 60 },
+      { numRuns },
     );
+  });
+
   });
 
   // Above the 65,536-element threshold set above, so simd-threads runs on its pool.

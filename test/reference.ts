@@ -128,15 +128,27 @@ export function rng(seed: number) {
   };
 }
 
-/** Max of |got - want| / (abs + rel * |want|); <= 1 means within tolerance. */
+/**
+ * Max of |got - want| / (abs + rel * |want|); <= 1 means within tolerance. A non-finite
+ * value on either side is infinitely wrong (ratio Infinity), unless both sides hold the
+ * same non-finite value (NaN and NaN, or the same infinity): then the reference itself
+ * says the result is not finite there. The first index of the worst ratio is reported.
+ */
 export function worst(got: ArrayLike<number>, want: ArrayLike<number>, abs: number, rel: number): { ratio: number; at: number } {
   if (got.length !== want.length) throw new Error(`length ${got.length} != ${want.length}`);
   let ratio = 0;
   let at = -1;
   for (let i = 0; i < want.length; i++) {
-    const d = Math.abs(got[i] - want[i]);
-    const r = d === 0 ? 0 : d / (abs + rel * Math.abs(want[i])); // exact equality passes a zero tolerance
-    if (!(r <= ratio)) {
+    const g = got[i];
+    const w = want[i];
+    let r: number;
+    if (Number.isFinite(g) && Number.isFinite(w)) {
+      const d = Math.abs(g - w);
+      r = d === 0 ? 0 : d / (abs + rel * Math.abs(w)); // exact equality passes a zero tolerance
+    } else {
+      r = Object.is(g, w) || (Number.isNaN(g) && Number.isNaN(w)) ? 0 : Infinity;
+    }
+    if (r > ratio) {
       ratio = r;
       at = i;
     }

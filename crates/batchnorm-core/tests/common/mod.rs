@@ -433,9 +433,16 @@ pub fn assert_close(what: &str, got: &[f32], want: &[f64], rtol: f64, atol: f64)
     assert_close_by(what, got, want, rtol, |_| atol);
 }
 
-/// Largest |got - want| / (rtol * |want| + atol) over the slices (for reporting margins).
+/// Largest |got - want| / (rtol * |want| + atol) over the slices (for reporting margins);
+/// infinite where either side is NaN or infinite (`f64::max` alone would drop a NaN).
 pub fn worst_ratio(got: &[f32], want: &[f64], rtol: f64, atol: f64) -> f64 {
-    got.iter().zip(want).map(|(&g, &w)| (g as f64 - w).abs() / (rtol * w.abs() + atol)).fold(0.0, f64::max)
+    got.iter()
+        .zip(want)
+        .map(|(&g, &w)| {
+            let r = (g as f64 - w).abs() / (rtol * w.abs() + atol);
+            if r.is_finite() { r } else { f64::INFINITY }
+        })
+        .fold(0.0, f64::max)
 }
 
 pub fn to_f64(v: &[f32]) -> Vec<f64> {
