@@ -16,9 +16,10 @@ ROOT=$PWD
 # shellcheck source=scripts/toolchain.env
 source scripts/toolchain.env
 
-# Debian's wasm-capable rustc/cargo, called explicitly (rustup's shims come first on PATH).
-export RUSTC=/usr/bin/rustc
-CARGO=/usr/bin/cargo
+# Debian's wasm-capable rustc/cargo and linker, called by the paths toolchain.env names
+# (rustup's shims come first on PATH), so the tools scripts/check-toolchain.sh checks are
+# the tools the build runs.
+export RUSTC
 export RUSTC_BOOTSTRAP=1   # -Zbuild-std on a stable compiler
 WASM_OPT="$ROOT/node_modules/.bin/wasm-opt"
 PROFILE=${BN_PROFILE:-release}
@@ -40,7 +41,7 @@ build() {
   local name=$1 features=$2 rustflags=$3 optflags=$4 level=${5:--O3}
   local target_dir="$ROOT/target/wasm-$name"
   echo "== wasm build: $name"
-  RUSTFLAGS="$rustflags" CARGO_TARGET_DIR="$target_dir" "$CARGO" build \
+  RUSTFLAGS="-C linker=$WASM_LINKER $rustflags" CARGO_TARGET_DIR="$target_dir" "$CARGO" build \
     -p batchnorm-wasm --lib --target wasm32-unknown-unknown --profile "$PROFILE" \
     -Zbuild-std=std,panic_abort ${features:+--features "$features"} --quiet
   local raw="$target_dir/wasm32-unknown-unknown/$PROFILE/batchnorm_wasm.wasm"

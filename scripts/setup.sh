@@ -17,7 +17,7 @@ SUDO=""
 # 1. Debian packages: the wasm-capable rustc (rustc-web 1.96 from the security archive),
 #    std sources for -Zbuild-std, lld; chromium and firefox-esr for browser tests.
 packages="$APT_PACKAGES"
-[ $want_browser = 1 ] && packages="$packages chromium firefox-esr"
+[ $want_browser = 1 ] && packages="$packages $BROWSER_PACKAGES"
 missing=""
 for p in $packages; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"
