@@ -26,3 +26,7 @@ export {
   shardMoments, mergeMoments, shardNormalize, shardGradSums, addGradSums, shardBackwardApply, updateRunning, invStdOf,
   type ShardMoments, type ShardGradSums,
 } from "./parallel/shard.js";
+export { ProcessGroup, type ProcessGroupOptions, type WorkerLike } from "./parallel/process-group.js";
+export { Communicator, joinProcessGroup } from "./parallel/communicator.js";
+export { CollectiveMismatchError, CollectiveTimeoutError, type CollectiveBuffer, type ReduceOp } from "./parallel/collective.js";
+export type { TransportName } from "./parallel/group-protocol.js";

@@ -1,0 +1,183 @@
+/**
+ * Process groups on Node worker_threads, both transports: collectives (bit-identical on
+ * every rank, in rank order), mismatched calls, and faults (a rank terminated or crashed
+ * mid-collective, a timeout, dispose).
+ */
+import { Worker } from "node:worker_threads";
+import { afterEach, describe, expect, it } from "vitest";
+import { wrap, type Remote } from "comlink";
+import nodeEndpoint from "comlink/dist/esm/node-adapter.mjs";
+import { ProcessGroup, WorkerError, InvalidOptionError, type ProcessGroupOptions } from "../dist/index.js";
+import { rng } from "./reference.js";
+
+const RANK = new URL("./workers/rank.mjs", import.meta.url);
+
+interface RankApi {
+  join(): Promise<{ rank: number; worldSize: number; transport: string }>;
+  allReduce(a: Float32Array | Float64Array, op: "sum" | "mean"): Promise<Float32Array | Float64Array>;
+  broadcast(a: Float32Array | Float64Array, root: number): Promise<Float32Array | Float64Array>;
+  allGather(a: Float32Array | Float64Array): Promise<(Float32Array | Float64Array)[]>;
+  barrier(): Promise<void>;
+  broken(): Promise<string | undefined>;
+  outcome(kind: string, a?: Float32Array): Promise<{ ok: boolean; name?: string; message?: string }>;
+  exit(code: number): Promise<void>;
+}
+
+interface Started {
+  group: ProcessGroup;
+  ranks: Remote<RankApi>[];
+  workers: Worker[];
+}
+
+const live: Started[] = [];
+afterEach(() => {
+  for (const s of live.splice(0)) s.group.dispose();
+});
+
+async function start(n: number, opts: ProcessGroupOptions): Promise<Started> {
+  const workers = Array.from({ length: n }, () => new Worker(RANK));
+  const ranks = workers.map((w) => wrap<RankApi>(nodeEndpoint(w)));
+  const joined = Promise.all(ranks.map((r) => r.join()));
+  const group = await ProcessGroup.create(workers, opts);
+  const info = await joined;
+  info.forEach((x, i) => expect(x).toEqual({ rank: i, worldSize: n, transport: group.transport }));
+  const s = { group, ranks, workers };
+  live.push(s);
+  return s;
+}
+
+/** The sum over ranks in rank order, in float64, rounded once (what every rank must get). */
+function rankOrderSum(parts: Float64Array[] | Float32Array[], mean: boolean, f32: boolean): Float64Array | Float32Array {
+  const out = f32 ? new Float32Array(parts[0].length) : new Float64Array(parts[0].length);
+  for (let i = 0; i < out.length; i++) {
+    let s = 0;
+    for (const p of parts) s += p[i];
+    out[i] = mean ? s / parts.length : s;
+  }
+  return out;
+}
+
+/** The first element whose bits differ (NaN-safe, no huge diff printed), or -1. */
+function firstBitDifference(a: Float32Array | Float64Array, b: Float32Array | Float64Array): number {
+  if (a.length !== b.length || a.BYTES_PER_ELEMENT !== b.BYTES_PER_ELEMENT) return 0;
+  const x = new Uint8Array(a.buffer, a.byteOffset, a.byteLength);
+  const y = new Uint8Array(b.buffer, b.byteOffset, b.byteLength);
+  for (let i = 0; i < x.length; i++) if (x[i] !== y[i]) return Math.floor(i / a.BYTES_PER_ELEMENT);
+  return -1;
+}
+
+describe.each(["shared", "message"] as const)("process group over %s", (transport) => {
+  describe.each([1, 2, 3, 4])("%i rank(s)", (n) => {
+    it("allReduce (sum, mean; f32, f64; small and chunked) is the rank-order sum, bit-identical on every rank", async () => {
+      // 64 KiB slots: 100k floats go in 7 chunks, each past the small-reduce limit.
+      const { ranks } = await start(n, { transport, slotBytes: 1 << 16 });
+      for (const [len, f32, op] of [[128, true, "sum"], [128, false, "mean"], [100_000, true, "sum"], [30_000, false, "mean"], [0, true, "sum"]] as const) {
+        const r = rng(len + n);
+        // Values of very different magnitudes, so the summation order shows in the bits.
+        const parts = ranks.map(() => (f32 ? Float32Array : Float64Array).from(r.normals(len), (v, i) => v * 10 ** ((i % 7) - 3)));
+        const got = await Promise.all(ranks.map((k, i) => k.allReduce(parts[i], op)));
+        const want = rankOrderSum(parts as Float64Array[], op === "mean", f32);
+        for (const g of got) {
+          expect(g.length).toBe(len);
+          expect(firstBitDifference(g, want)).toBe(-1);
+        }
+      }
+    });
+
+    it("broadcast copies the root's buffer; allGather returns every rank's", async () => {
+      const { ranks } = await start(n, { transport, slotBytes: 1 << 12 });
+      const root = n - 1;
+      const parts = ranks.map((_, i) => Float64Array.from(rng(i).normals(3000)));
+      const got = await Promise.all(ranks.map((k, i) => k.broadcast(parts[i], root)));
+      for (const g of got) expect(g).toEqual(parts[root]);
+      const f = ranks.map((_, i) => Float32Array.from({ length: 1500 }, (_, j) => i * 10_000 + j));
+      const all = await Promise.all(ranks.map((k, i) => k.allGather(f[i])));
+      for (const g of all) expect(g).toEqual(f);
+    });
+  });
+
+  it("barrier: no rank passes before every rank arrived", async () => {
+    const { ranks } = await start(3, { transport });
+    let passed = 0;
+    const first = [ranks[0].barrier(), ranks[1].barrier()].map((p) => p.then(() => passed++));
+    await new Promise((r) => setTimeout(r, 300));
+    expect(passed).toBe(0);
+    await Promise.all([...first, ranks[2].barrier()]);
+    expect(passed).toBe(2);
+  });
+
+  it("mismatched calls are an error on every rank; the group stays usable", async () => {
+    const { ranks, group } = await start(2, { transport });
+    const sizes = await Promise.all([ranks[0].outcome("allReduce", new Float32Array(128)), ranks[1].outcome("allReduce", new Float32Array(64))]);
+    for (const s of sizes) {
+      expect(s.name).toBe("CollectiveMismatchError");
+      expect(s.message).toMatch(/rank 0 allReduce\(sum, 128 float32\), rank 1 allReduce\(sum, 64 float32\)/);
+    }
+    const kinds = await Promise.all([ranks[0].outcome("barrier"), ranks[1].outcome("allGather", new Float32Array(4))]);
+    for (const s of kinds) expect(s.message).toMatch(/rank 0 barrier\(\), rank 1 allGather\(4 float32\)/);
+    expect(group.broken).toBeUndefined();
+    const ok = await Promise.all(ranks.map((k) => k.allReduce(Float32Array.of(1, 2), "sum")));
+    for (const g of ok) expect(g).toEqual(Float32Array.of(2, 4));
+  });
+
+  it("a rank terminated mid-collective: every other rank's collective rejects, the group is broken, a new one works", async () => {
+    const { ranks, group } = await start(3, { transport });
+    const pending = [ranks[0].outcome("allReduce", new Float32Array(1000)), ranks[1].outcome("barrier")];
+    await new Promise((r) => setTimeout(r, 100)); // both are waiting for rank 2
+    group.terminate(2);
+    for (const s of await Promise.all(pending)) {
+      expect(s).toMatchObject({ ok: false, name: "WorkerError" });
+      expect(s.message).toMatch(/process group is broken: rank 2 (was terminated|died)/);
+    }
+    expect(group.broken).toBeInstanceOf(WorkerError);
+    expect(await ranks[0].outcome("barrier")).toMatchObject({ ok: false, name: "WorkerError" });
+    const next = await start(2, { transport });
+    expect(await Promise.all(next.ranks.map((k) => k.allReduce(Float32Array.of(1), "sum")))).toEqual([Float32Array.of(2), Float32Array.of(2)]);
+  });
+
+  it("a rank that crashes (exits) mid-collective: the others reject", async () => {
+    const { ranks, group } = await start(2, { transport });
+    const pending = ranks[0].outcome("allReduce", new Float32Array(10));
+    await new Promise((r) => setTimeout(r, 100));
+    void ranks[1].exit(3);
+    const s = await pending;
+    expect(s).toMatchObject({ ok: false, name: "WorkerError" });
+    // Shared memory carries only "rank 1 died"; the port carries the exit code.
+    expect(s.message).toMatch(/rank 1 (exited \(code 3\)|died)/);
+    expect(group.broken?.message).toMatch(/rank 1 exited/);
+  });
+
+  it("a collective no other rank joins times out, and breaks the group for everyone", async () => {
+    const { ranks, group } = await start(2, { transport, timeoutMs: 300 });
+    const s = await ranks[0].outcome("barrier");
+    expect(s).toMatchObject({ ok: false, name: "CollectiveTimeoutError" });
+    expect(s.message).toMatch(/rank 0 waited 300 ms/);
+    await expect.poll(() => group.broken?.message).toMatch(/rank 0 waited 300 ms/);
+    expect(await ranks[1].outcome("barrier")).toMatchObject({ ok: false, name: "WorkerError" });
+  });
+
+  it("dispose breaks the group and ends every worker", async () => {
+    const { ranks, group, workers } = await start(2, { transport });
+    const exits = workers.map((w) => new Promise((r) => w.once("exit", r)));
+    const pending = ranks[0].outcome("barrier");
+    group.dispose();
+    await Promise.all(exits);
+    void pending; // its worker is gone: the call can never answer (comlink keeps it pending)
+    expect(group.broken?.message).toMatch(/disposed/);
+  });
+});
+
+describe("ProcessGroup.create", () => {
+  it("rejects bad options before touching the workers", async () => {
+    await expect(ProcessGroup.create([], {})).rejects.toThrow(/non-empty array/);
+    await expect(ProcessGroup.create([], { transport: "carrier" as never })).rejects.toThrow(InvalidOptionError);
+    await expect(ProcessGroup.create([], { timeout: 3 } as never)).rejects.toThrow(/unknown ProcessGroup option "timeout"/);
+  });
+
+  it("a worker that never joins: create rejects in time and terminates the workers", async () => {
+    const w = new Worker("setInterval(() => {}, 1000)", { eval: true });
+    const exited = new Promise((r) => w.once("exit", r));
+    await expect(ProcessGroup.create([w], { joinTimeoutMs: 200 })).rejects.toThrow(/within 200 ms/);
+    await exited;
+  });
+});

@@ -1,0 +1,44 @@
+// A rank of a process group for the tests (Node worker_threads): joins the group, then
+// runs what the test asks through comlink.
+import { parentPort } from "node:worker_threads";
+import { expose } from "comlink";
+import nodeEndpoint from "comlink/dist/esm/node-adapter.mjs";
+import { init, joinProcessGroup } from "../../dist/index.js";
+
+let comm;
+const api = {
+  async join() {
+    await init({ build: "simd" });
+    comm = await joinProcessGroup();
+    return { rank: comm.rank, worldSize: comm.worldSize, transport: comm.transport };
+  },
+  allReduce: (a, op) => comm.allReduce(a, { op }),
+  broadcast: (a, root) => comm.broadcast(a, root),
+  allGather: (a) => comm.allGather(a),
+  barrier: () => comm.barrier(),
+  /** Time of `reps` barriers and allReduces of `n` floats (the bench). */
+  async timeAllReduce(n, reps) {
+    const a = new Float32Array(n).fill(comm.rank + 1);
+    for (let i = 0; i < 5; i++) await comm.allReduce(a);
+    await comm.barrier();
+    const t = [];
+    for (let i = 0; i < reps; i++) {
+      const t0 = performance.now();
+      await comm.allReduce(a);
+      t.push(performance.now() - t0);
+    }
+    return t;
+  },
+  broken: () => comm.broken,
+  /** A collective, then the outcome (so a rejection can be inspected after a kill). */
+  async outcome(kind, a) {
+    try {
+      await (kind === "barrier" ? comm.barrier() : comm[kind](a));
+      return { ok: true };
+    } catch (e) {
+      return { ok: false, name: e.name, message: e.message };
+    }
+  },
+};
+expose(api, nodeEndpoint(parentPort));
+api.exit = (code) => process.exit(code);

@@ -1,0 +1,86 @@
+/**
+ * What every transport of a process group shares: the collective descriptors that let
+ * every rank check that all ranks made the same call, the deterministic reduction (ranks
+ * summed in rank order, in float64, rounded once), and the errors collectives throw.
+ * @module
+ */
+import { BatchNormError } from "../engine/errors.js";
+
+/** A buffer a collective works on. */
+export type CollectiveBuffer = Float32Array | Float64Array;
+
+/** Reduction of {@link Communicator.allReduce}: the sum, or the sum divided by the world size. */
+export type ReduceOp = "sum" | "mean";
+
+/**
+ * The ranks did not make the same collective call (a different collective, buffer length,
+ * element type or root). Every rank of the call throws it, with every rank's call in the
+ * message; the group stays usable.
+ */
+export class CollectiveMismatchError extends BatchNormError {}
+
+/**
+ * A collective did not complete within the group's `timeoutMs` (a rank never made the
+ * call). The group is broken afterwards: every rank's pending and later collectives
+ * reject with `WorkerError`.
+ */
+export class CollectiveTimeoutError extends BatchNormError {}
+
+/** The kinds of collective, as numbers so the shared-memory transport can store them. */
+export const Op = { allReduceSum: 1, allReduceMean: 2, broadcast: 3, barrier: 4, allGather: 5 } as const;
+
+/** One rank's call: which collective, element type (4 or 8 bytes), length, root. */
+export interface Descriptor {
+  op: number;
+  bytes: number;
+  length: number;
+  root: number;
+}
+
+export function describe(d: Descriptor): string {
+  const type = d.bytes === 8 ? "float64" : "float32";
+  switch (d.op) {
+    case Op.allReduceSum: return `allReduce(sum, ${d.length} ${type})`;
+    case Op.allReduceMean: return `allReduce(mean, ${d.length} ${type})`;
+    case Op.broadcast: return `broadcast(root ${d.root}, ${d.length} ${type})`;
+    case Op.allGather: return `allGather(${d.length} ${type})`;
+    case Op.barrier: return "barrier()";
+    default: return `unknown collective ${d.op}`;
+  }
+}
+
+/** Throws {@link CollectiveMismatchError} unless all ranks' descriptors are equal. */
+export function checkSameCall(all: readonly Descriptor[], rank: number): void {
+  const me = all[rank];
+  const same = all.every((d) => d.op === me.op && d.bytes === me.bytes && d.length === me.length && d.root === me.root);
+  if (!same) {
+    throw new CollectiveMismatchError(
+      `the ranks made different collective calls: ${all.map((d, r) => `rank ${r} ${describe(d)}`).join(", ")}`,
+    );
+  }
+}
+
+export function descriptorOf(op: number, buf: CollectiveBuffer | undefined, root = 0): Descriptor {
+  return { op, bytes: buf ? buf.BYTES_PER_ELEMENT : 0, length: buf ? buf.length : 0, root };
+}
+
+/**
+ * `out[i] = parts[0][i] + parts[1][i] + ...` for `i` in `[lo, hi)`, in rank order and in
+ * float64 (one rounding per element for float32), divided by the number of parts for
+ * `"mean"`. Every rank that runs it on the same parts gets the same bits.
+ */
+export function reduceInto(out: CollectiveBuffer, parts: readonly CollectiveBuffer[], lo: number, hi: number, mean: boolean): void {
+  const n = parts.length;
+  const p0 = parts[0];
+  if (n === 2) {
+    const p1 = parts[1];
+    if (mean) for (let i = lo; i < hi; i++) out[i] = (p0[i] + p1[i]) / 2;
+    else for (let i = lo; i < hi; i++) out[i] = p0[i] + p1[i];
+    return;
+  }
+  for (let i = lo; i < hi; i++) {
+    let s = p0[i];
+    for (let k = 1; k < n; k++) s += parts[k][i];
+    out[i] = mean ? s / n : s;
+  }
+}

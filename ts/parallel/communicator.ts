@@ -1,0 +1,159 @@
+/**
+ * A rank's side of a process group: {@link joinProcessGroup} (call it once in each worker
+ * that a {@link ProcessGroup} was created with) returns a {@link Communicator} with the
+ * collectives, in the spirit of `torch.distributed`.
+ *
+ * ```ts
+ * // replica.js, a module worker (browser) or worker_threads worker (Node)
+ * import { init, joinProcessGroup } from "batchnorm-wasm";
+ * await init();
+ * const comm = await joinProcessGroup();
+ * const g = new Float32Array([comm.rank]);
+ * await comm.allReduce(g);          // g[0] = 0 + 1 + ... + (worldSize - 1), on every rank
+ * ```
+ * @module
+ */
+import { InvalidArgumentError } from "../engine/errors.js";
+import { isNode } from "../engine/loader.js";
+import { WorkerError } from "./remote.js";
+import type { CollectiveBuffer, ReduceOp } from "./collective.js";
+import { HELLO, webLocks, type ToCoordinator, type ToRank, type TransportName } from "./group-protocol.js";
+import { SharedTransport } from "./transport-shared.js";
+import { MessageTransport, type PortLike } from "./transport-message.js";
+
+/**
+ * One rank of a process group. Collectives run one at a time in call order (a call made
+ * while another is pending waits for it) and every rank must make the same calls in the
+ * same order. Each rejects with `WorkerError` once the group is broken (a rank died, the
+ * group was disposed, a collective timed out), with `CollectiveMismatchError` when the
+ * ranks made different calls, and with `CollectiveTimeoutError` after `timeoutMs`.
+ */
+export class Communicator {
+  /** This rank: 0 .. worldSize - 1 (the index of its worker in `ProcessGroup.create`). */
+  readonly rank: number;
+  readonly worldSize: number;
+  /** `"shared"` (SharedArrayBuffer + Atomics) or `"message"` (MessagePorts). */
+  readonly transport: TransportName;
+  readonly #impl: SharedTransport | MessageTransport;
+  readonly #control: PortLike;
+  #queue: Promise<unknown> = Promise.resolve();
+  #reason?: string;
+
+  /** @internal Built by {@link joinProcessGroup}. */
+  constructor(init: Extract<ToRank, { t: "init" }>, control: PortLike) {
+    this.rank = init.rank;
+    this.worldSize = init.worldSize;
+    this.transport = init.transport;
+    this.#control = control;
+    const tellCoordinator = (reason: string) => control.postMessage({ t: "broken", reason } satisfies ToCoordinator);
+    this.#impl =
+      init.transport === "shared"
+        ? new SharedTransport(init.shared!, init.rank, init.timeoutMs, tellCoordinator)
+        : new MessageTransport(init.rank, init.worldSize, init.ports!, init.timeoutMs, tellCoordinator);
+    control.addEventListener("message", (e) => {
+      const m = e.data as ToRank;
+      if (m.t === "abort") {
+        this.#reason ??= m.reason;
+        if (this.#impl instanceof MessageTransport) this.#impl.abort(m.reason);
+      }
+    });
+  }
+
+  /** Why the group is broken, or `undefined` while it works. */
+  get broken(): string | undefined {
+    return this.#impl.aborted() ?? this.#reason;
+  }
+
+  /** Runs collectives one after another, each after the previous settled. */
+  #serial<T>(f: () => T | Promise<T>): Promise<T> {
+    const run = this.#queue.then(() => {
+      const why = this.broken;
+      if (why) throw new WorkerError(why.startsWith("the process group is broken") ? why : `the process group is broken: ${why}`);
+      return f();
+    });
+    this.#queue = run.catch(() => undefined);
+    return run;
+  }
+
+  /**
+   * Replaces `buf` on every rank with the element-wise sum over ranks (or the mean), summed
+   * in rank order in float64: every rank gets the same bits. Resolves to `buf`.
+   */
+  allReduce<T extends CollectiveBuffer>(buf: T, { op = "sum" }: { op?: ReduceOp } = {}): Promise<T> {
+    checkBuffer("allReduce", buf);
+    if (op !== "sum" && op !== "mean") return Promise.reject(new InvalidArgumentError(`allReduce op must be "sum" or "mean", got ${JSON.stringify(op)}`));
+    return this.#serial(async () => {
+      await this.#impl.allReduce(buf, op === "mean");
+      return buf;
+    });
+  }
+
+  /** Copies rank `root`'s `buf` into every other rank's `buf`. Resolves to `buf`. */
+  broadcast<T extends CollectiveBuffer>(buf: T, root = 0): Promise<T> {
+    checkBuffer("broadcast", buf);
+    if (!Number.isSafeInteger(root) || root < 0 || root >= this.worldSize) {
+      return Promise.reject(new InvalidArgumentError(`broadcast root must be a rank in [0, ${this.worldSize - 1}], got ${String(root)}`));
+    }
+    return this.#serial(async () => {
+      await this.#impl.broadcast(buf, root);
+      return buf;
+    });
+  }
+
+  /** Every rank's `buf` (all of the same length and type), indexed by rank. */
+  allGather<T extends CollectiveBuffer>(buf: T): Promise<T[]> {
+    checkBuffer("allGather", buf);
+    return this.#serial(async () => (await this.#impl.allGather(buf)) as T[]);
+  }
+
+  /** Resolves once every rank has called `barrier()`. */
+  barrier(): Promise<void> {
+    return this.#serial(() => this.#impl.barrier());
+  }
+}
+
+function checkBuffer(what: string, buf: unknown): void {
+  if (!(buf instanceof Float32Array || buf instanceof Float64Array)) {
+    throw new InvalidArgumentError(`${what} needs a Float32Array or Float64Array`);
+  }
+}
+
+/**
+ * Joins the process group that the parent thread is creating with this worker
+ * (`ProcessGroup.create`), and returns this rank's {@link Communicator}. Call it once,
+ * from a worker.
+ */
+export async function joinProcessGroup(): Promise<Communicator> {
+  const parent = await parentEndpoint();
+  const { port1, port2 } = new MessageChannel();
+  const control = port1 as unknown as PortLike;
+  const init = new Promise<Extract<ToRank, { t: "init" }>>((resolve) => {
+    const first = (e: { data: unknown }) => {
+      const m = e.data as ToRank;
+      if (m.t === "init") resolve(m);
+    };
+    control.addEventListener("message", first);
+  });
+  control.start?.();
+  parent.postMessage({ [HELLO]: true, port: port2 }, [port2 as unknown as Transferable]);
+  const m = await init;
+  const comm = new Communicator(m, control);
+  const locks = webLocks();
+  if (m.lock && locks) {
+    // Held until this worker ends: the coordinator's request for it is granted then.
+    await new Promise<void>((held) => void locks.request(m.lock!, {}, () => (held(), new Promise(() => {}))));
+  }
+  control.postMessage({ t: "joined" } satisfies ToCoordinator);
+  return comm;
+}
+
+async function parentEndpoint(): Promise<{ postMessage(m: unknown, t: Transferable[]): void }> {
+  if (isNode) {
+    const { parentPort } = await import("node:worker_threads");
+    if (!parentPort) throw new InvalidArgumentError("joinProcessGroup() must be called in a worker");
+    return parentPort as unknown as { postMessage(m: unknown, t: Transferable[]): void };
+  }
+  const g = globalThis as { postMessage?: unknown; document?: unknown };
+  if (g.document !== undefined || typeof g.postMessage !== "function") throw new InvalidArgumentError("joinProcessGroup() must be called in a worker");
+  return globalThis as unknown as { postMessage(m: unknown, t: Transferable[]): void };
+}
