@@ -5,46 +5,12 @@
  */
 import { Worker } from "node:worker_threads";
 import { afterEach, describe, expect, it } from "vitest";
-import { wrap, type Remote } from "comlink";
-import nodeEndpoint from "comlink/dist/esm/node-adapter.mjs";
 import { ProcessGroup, WorkerError, InvalidOptionError, type ProcessGroupOptions } from "../dist/index.js";
 import { rng } from "./reference.js";
+import { RANK, disposeAll, startGroup } from "./workers/start.js";
 
-const RANK = new URL("./workers/rank.mjs", import.meta.url);
-
-interface RankApi {
-  join(): Promise<{ rank: number; worldSize: number; transport: string }>;
-  allReduce(a: Float32Array | Float64Array, op: "sum" | "mean"): Promise<Float32Array | Float64Array>;
-  broadcast(a: Float32Array | Float64Array, root: number): Promise<Float32Array | Float64Array>;
-  allGather(a: Float32Array | Float64Array): Promise<(Float32Array | Float64Array)[]>;
-  barrier(): Promise<void>;
-  broken(): Promise<string | undefined>;
-  outcome(kind: string, a?: Float32Array): Promise<{ ok: boolean; name?: string; message?: string }>;
-  exit(code: number): Promise<void>;
-}
-
-interface Started {
-  group: ProcessGroup;
-  ranks: Remote<RankApi>[];
-  workers: Worker[];
-}
-
-const live: Started[] = [];
-afterEach(() => {
-  for (const s of live.splice(0)) s.group.dispose();
-});
-
-async function start(n: number, opts: ProcessGroupOptions): Promise<Started> {
-  const workers = Array.from({ length: n }, () => new Worker(RANK));
-  const ranks = workers.map((w) => wrap<RankApi>(nodeEndpoint(w)));
-  const joined = Promise.all(ranks.map((r) => r.join()));
-  const group = await ProcessGroup.create(workers, opts);
-  const info = await joined;
-  info.forEach((x, i) => expect(x).toEqual({ rank: i, worldSize: n, transport: group.transport }));
-  const s = { group, ranks, workers };
-  live.push(s);
-  return s;
-}
+afterEach(disposeAll);
+const start = (n: number, opts: ProcessGroupOptions) => startGroup(n, opts);
 
 /** The sum over ranks in rank order, in float64, rounded once (what every rank must get). */
 function rankOrderSum(parts: Float64Array[] | Float32Array[], mean: boolean, f32: boolean): Float64Array | Float32Array {

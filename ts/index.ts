@@ -30,3 +30,4 @@ export { ProcessGroup, type ProcessGroupOptions, type WorkerLike } from "./paral
 export { Communicator, joinProcessGroup } from "./parallel/communicator.js";
 export { CollectiveMismatchError, CollectiveTimeoutError, type CollectiveBuffer, type ReduceOp } from "./parallel/collective.js";
 export type { TransportName } from "./parallel/group-protocol.js";
+export { SyncBatchNorm } from "./parallel/sync-batchnorm.js";

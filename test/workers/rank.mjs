@@ -3,7 +3,7 @@
 import { parentPort } from "node:worker_threads";
 import { expose } from "comlink";
 import nodeEndpoint from "comlink/dist/esm/node-adapter.mjs";
-import { init, joinProcessGroup } from "../../dist/index.js";
+import { init, joinProcessGroup, BatchNorm, SyncBatchNorm } from "../../dist/index.js";
 
 let comm;
 const api = {
@@ -42,3 +42,29 @@ const api = {
 };
 expose(api, nodeEndpoint(parentPort));
 api.exit = (code) => process.exit(code);
+
+// ---- one SyncBatchNorm layer (test/sync-batchnorm.test.ts) ----
+let bn;
+Object.assign(api, {
+  /** A SyncBatchNorm, converted from a BatchNorm with these parameters (the convert helper). */
+  bnCreate(numFeatures, opts, weight, bias) {
+    bn?.dispose();
+    const local = new BatchNorm(numFeatures, opts);
+    if (weight) local.weight.view.set(weight);
+    if (bias) local.bias.view.set(bias);
+    bn = SyncBatchNorm.from(local, comm);
+    local.dispose();
+  },
+  bnTrain: (mode) => void bn.train(mode),
+  bnForward: (x, shape) => bn.forward(x, shape),
+  bnBackward: (dy) => bn.backward(dy),
+  bnState: () => ({ sd: bn.stateDict(), weightGrad: bn.weightGrad?.toArray(), biasGrad: bn.biasGrad?.toArray() }),
+  async bnOutcome(x, shape) {
+    try {
+      await bn.forward(x, shape);
+      return { ok: true };
+    } catch (e) {
+      return { ok: false, name: e.name, message: e.message };
+    }
+  },
+});

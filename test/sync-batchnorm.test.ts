@@ -1,0 +1,123 @@
+/**
+ * SyncBatchNorm on 1-4 ranks (Node worker_threads) against single-process BatchNorm on
+ * the concatenated batch: outputs, dx, summed dWeight/dBias, running statistics (the
+ * same bits on every rank), num_batches_tracked; several steps, uneven shards, both
+ * layouts, both conventions, momentum null, large means; eval mode; both transports.
+ */
+import { afterEach, beforeAll, describe, expect, it } from "vitest";
+import { init, BatchNorm, type Layout } from "../dist/index.js";
+import { rng } from "./reference.js";
+import { expectClose } from "./close.js";
+import { disposeAll, startGroup, type Started } from "./workers/start.js";
+
+beforeAll(async () => {
+  await init({ build: "simd" });
+});
+afterEach(disposeAll);
+
+/** Row ranges of `n` rows over `k` ranks, sizes differing by at most one (earlier ranks larger). */
+function rowsOf(n: number, k: number): [number, number][] {
+  const out: [number, number][] = [];
+  let at = 0;
+  for (let i = 0; i < k; i++) {
+    const rows = Math.floor(n / k) + (i < n % k ? 1 : 0);
+    out.push([at, at + rows]);
+    at += rows;
+  }
+  return out;
+}
+
+interface Case {
+  name: string;
+  shape: number[];
+  layout: Layout;
+  opts: { momentum?: number | null; convention?: "pytorch" | "onnx"; eps?: number };
+}
+
+const CASES: Case[] = [
+  { name: "NCHW, momentum null", shape: [7, 3, 5, 4], layout: "NCHW", opts: { momentum: null } },
+  { name: "NHWC, momentum 0.1", shape: [7, 3, 2, 5], layout: "NHWC", opts: { momentum: 0.1 } },
+  { name: "(N, C), onnx convention", shape: [9, 4], layout: "NCHW", opts: { convention: "onnx", eps: 1e-3 } },
+];
+
+async function compare(s: Started, c: Case, steps = 3) {
+  const k = s.ranks.length;
+  const C = c.layout === "NCHW" ? c.shape[1] : c.shape[c.shape.length - 1];
+  const per = c.shape.slice(1).reduce((a, b) => a * b, 1);
+  const size = c.shape[0] * per;
+  const weight = Float32Array.from({ length: C }, (_, i) => 0.5 + i * 0.3 * (i % 2 ? -1 : 1));
+  const bias = Float32Array.from({ length: C }, (_, i) => 0.1 * i);
+  using single = new BatchNorm(C, { ...c.opts, layout: c.layout });
+  single.weight!.view.set(weight);
+  single.bias!.view.set(bias);
+  await Promise.all(s.ranks.map((r) => r.bnCreate(C, { ...c.opts, layout: c.layout }, weight, bias)));
+  const rows = rowsOf(c.shape[0], k);
+  const slice = (a: Float32Array, i: number) => a.slice(rows[i][0] * per, rows[i][1] * per);
+  const shapeOf = (i: number) => [rows[i][1] - rows[i][0], ...c.shape.slice(1)];
+  const concat = (parts: Float32Array[]) => {
+    const out = new Float32Array(size);
+    parts.forEach((p, i) => out.set(p, rows[i][0] * per));
+    return out;
+  };
+  for (let step = 0; step < steps; step++) {
+    const r = rng(1000 * k + step);
+    const x = r.normals(size, step * 300, 1 + step); // means up to 600: large against the spread
+    const dy = r.normals(size);
+    const ys = await Promise.all(s.ranks.map((rk, i) => rk.bnForward(slice(x, i), shapeOf(i))));
+    expectClose(`${c.name} step ${step} y`, concat(ys), single.forward(x, c.shape) as Float32Array, 1e-5, 1e-5);
+    const dxs = await Promise.all(s.ranks.map((rk, i) => rk.bnBackward(slice(dy, i))));
+    expectClose(`${c.name} step ${step} dx`, concat(dxs), single.backward(dy) as Float32Array, 1e-5, 1e-4);
+  }
+  const states = await Promise.all(s.ranks.map((r) => r.bnState()));
+  for (const st of states) {
+    // Identical on every rank, bit for bit; equal to the single process's.
+    expect(st.sd).toEqual(states[0].sd);
+    expect(st.sd.num_batches_tracked).toBe(BigInt(steps));
+  }
+  expectClose(`${c.name} running_mean`, states[0].sd.running_mean!, single.runningMean!.view, 1e-5, 1e-6);
+  expectClose(`${c.name} running_var`, states[0].sd.running_var!, single.runningVar!.view, 1e-5, 1e-5);
+  // Each rank holds its share of the parameter gradients; their sum is the batch's.
+  const sum = (key: "weightGrad" | "biasGrad") => {
+    const out = new Float64Array(C);
+    for (const st of states) st[key]!.forEach((v, i) => (out[i] += v));
+    return out;
+  };
+  expectClose(`${c.name} dWeight`, sum("weightGrad"), single.weightGrad!.view, 1e-4, 1e-5);
+  expectClose(`${c.name} dBias`, sum("biasGrad"), single.biasGrad!.view, 1e-4, 1e-5);
+
+  // Eval mode: running statistics, no collective (a rank may go alone).
+  single.eval();
+  await Promise.all(s.ranks.map((r) => r.bnTrain(false)));
+  const x = rng(77).normals(size, 300, 2);
+  const ys = await Promise.all(s.ranks.map((rk, i) => rk.bnForward(slice(x, i), shapeOf(i))));
+  expectClose(`${c.name} eval y`, concat(ys), single.forward(x, c.shape) as Float32Array, 1e-5, 1e-5);
+}
+
+describe.each([1, 2, 3, 4])("SyncBatchNorm on %i rank(s) (shared memory)", (n) => {
+  it.each(CASES)("equals BatchNorm on the concatenated batch: $name", async (c) => {
+    await compare(await startGroup(n, { transport: "shared" }), c);
+  });
+});
+
+describe("SyncBatchNorm over MessagePorts", () => {
+  it("equals BatchNorm on the concatenated batch (3 ranks, uneven)", async () => {
+    await compare(await startGroup(3, { transport: "message" }), CASES[0]);
+  });
+});
+
+describe("SyncBatchNorm statistics span the group", () => {
+  it("one row per rank trains (2 values per channel over 2 ranks); one row on one rank is TooFewValuesError", async () => {
+    const two = await startGroup(2);
+    await Promise.all(two.ranks.map((r) => r.bnCreate(3, {})));
+    const ys = await Promise.all(two.ranks.map((r, i) => r.bnForward(Float32Array.of(i, 2 * i, 3 * i), [1, 3])));
+    using single = new BatchNorm(3);
+    const want = single.forward(Float32Array.of(0, 0, 0, 1, 2, 3), [2, 3]) as Float32Array;
+    expectClose("y", Float32Array.of(...ys[0], ...ys[1]), want, 1e-6, 1e-6);
+    expect(Math.abs(want[0] + 1)).toBeLessThan(1e-3); // (0 - 0.5) / 0.5
+    const one = await startGroup(1);
+    await one.ranks[0].bnCreate(3, {});
+    const r = await one.ranks[0].bnOutcome(Float32Array.of(1, 2, 3), [1, 3]);
+    expect(r).toMatchObject({ ok: false, name: "TooFewValuesError" });
+    expect((await one.ranks[0].bnState()).sd.num_batches_tracked).toBe(0n);
+  });
+});

@@ -1,0 +1,219 @@
+/**
+ * {@link SyncBatchNorm}: batch norm whose statistics span every rank of a process group,
+ * as PyTorch's `nn.SyncBatchNorm`. Each worker holds a replica of the model and its own
+ * slice of every batch (uneven slices are fine); only per-channel numbers cross:
+ * - forward (training): every rank's per-channel (count, mean, M2) is all-gathered and
+ *   merged exactly in rank order (Chan et al.), so every rank normalises with the
+ *   statistics of the whole batch and updates identical running statistics (unbiased
+ *   variance over the global count), equal to `BatchNorm` on the concatenated batch;
+ * - backward: `sum(dy)` and `sum(dy * (x - mean))` are all-reduced, so `dx` is the
+ *   whole batch's; `weightGrad`/`biasGrad` get this rank's share (as PyTorch: the
+ *   gradient all-reduce of data-parallel training adds them up, see `allReduceGradients`);
+ * - eval: no collective, the running statistics (as PyTorch).
+ *
+ * Forward and backward are async (they wait for the other ranks). Parameters, running
+ * statistics and gradients are {@link WasmTensor}s, as on `BatchNorm`.
+ * @module
+ */
+import { ChannelMismatchError, ShapeError, StateError, TooFewValuesError } from "../engine/errors.js";
+import type { Engine } from "../engine/loader.js";
+import { WasmTensor } from "../engine/tensor.js";
+import { checkData, dimsOf, type TensorLike } from "../engine/validate.js";
+import { BatchNorm, type BatchNormOptions, type StateDict } from "../layers/batchnorm.js";
+import { stepMomentum, type LayerConfig } from "../layers/options.js";
+import type { Communicator } from "./communicator.js";
+import { invStdOf, mergeMoments, shardBackwardApply, shardGradSums, shardMoments, shardNormalize, updateRunning, type ShardMoments } from "./shard.js";
+
+/** What backward needs from a synchronised forward. */
+interface Saved {
+  x: WasmTensor;
+  shape: number[];
+  mean: Float32Array;
+  invStd: Float32Array;
+  /** Values per channel over all ranks. */
+  count: number;
+}
+
+export class SyncBatchNorm {
+  /** The rank's replica of the layer: parameters, statistics, gradients, eval mode. */
+  readonly #bn: BatchNorm;
+  readonly #config: LayerConfig;
+  #input?: WasmTensor;
+  /** Set by a synchronised forward; undefined after a local (eval) one. */
+  #saved?: Saved;
+
+  /**
+   * @param comm this rank's communicator (`await joinProcessGroup()`)
+   * @example
+   * const comm = await joinProcessGroup();
+   * const bn = new SyncBatchNorm(64, comm);
+   * const y = await bn.forward(xShard, [rows, 64, 28, 28]);
+   */
+  constructor(numFeatures: number, readonly comm: Communicator, opts: BatchNormOptions = {}) {
+    this.#bn = new BatchNorm(numFeatures, opts);
+    const b = this.#bn;
+    this.#config = {
+      numFeatures, eps: b.eps, momentum: b.momentum, affine: b.affine, trackRunningStats: b.trackRunningStats,
+      layout: b.layout, convention: b.convention,
+    };
+  }
+
+  /**
+   * PyTorch's `convert_sync_batchnorm` for one layer: a SyncBatchNorm with `bn`'s options
+   * and a copy of its state (parameters, running statistics, count, mode). `bn` is left
+   * as it is (dispose it if it is no longer needed).
+   */
+  static from(bn: BatchNorm, comm: Communicator): SyncBatchNorm {
+    const s = new SyncBatchNorm(bn.numFeatures, comm, {
+      eps: bn.eps, momentum: bn.momentum, affine: bn.affine, trackRunningStats: bn.trackRunningStats,
+      layout: bn.layout, convention: bn.convention, engine: bn.engine,
+    });
+    s.loadStateDict(bn.stateDict());
+    s.train(bn.training);
+    return s;
+  }
+
+  get numFeatures(): number { return this.#config.numFeatures; }
+  get eps(): number { return this.#config.eps; }
+  get momentum(): number | null { return this.#config.momentum; }
+  get affine(): boolean { return this.#config.affine; }
+  get trackRunningStats(): boolean { return this.#config.trackRunningStats; }
+  get layout(): LayerConfig["layout"] { return this.#config.layout; }
+  get convention(): LayerConfig["convention"] { return this.#config.convention; }
+  get engine(): Engine { return this.#bn.engine; }
+  get training(): boolean { return this.#bn.training; }
+  /** Training forward passes seen (the same on every rank). */
+  get numBatchesTracked(): number { return this.#bn.numBatchesTracked; }
+  get weight(): WasmTensor | undefined { return this.#bn.weight; }
+  get bias(): WasmTensor | undefined { return this.#bn.bias; }
+  get runningMean(): WasmTensor | undefined { return this.#bn.runningMean; }
+  get runningVar(): WasmTensor | undefined { return this.#bn.runningVar; }
+  /** This rank's share of the weight gradient (all-reduce with sum for the batch's). */
+  get weightGrad(): WasmTensor | undefined { return this.#bn.weightGrad; }
+  get biasGrad(): WasmTensor | undefined { return this.#bn.biasGrad; }
+
+  /** Training mode (statistics synchronised over the group) or eval mode. Returns `this`. */
+  train(mode = true): this {
+    this.#bn.train(mode);
+    return this;
+  }
+
+  eval(): this {
+    return this.train(false);
+  }
+
+  /**
+   * Normalises this rank's slice `x` of the batch. In training mode every rank of the
+   * group must call it (with its own slice; any number of rows, the same channels).
+   */
+  async forward(x: TensorLike, shape: readonly number[]): Promise<Float32Array> {
+    const bn = this.#bn;
+    if (!bn.training) {
+      this.#saved = undefined;
+      const y = bn.forward(x, shape);
+      return y instanceof WasmTensor ? y.toArray() : y;
+    }
+    if (bn.disposed) throw new StateError("this SyncBatchNorm was disposed");
+    if (!Array.isArray(shape)) throw new ShapeError("shape must be an array of integers");
+    const dims = dimsOf(shape, this.layout);
+    if (dims.channels !== this.numFeatures) {
+      throw new ChannelMismatchError(`input has ${dims.channels} channels but the module has numFeatures = ${this.numFeatures}`);
+    }
+    checkData("x", x, shape, dims);
+    const engine = this.engine;
+    const C = this.numFeatures;
+    const mine = shardMoments(engine, x, shape, this.layout);
+    const packed = new Float64Array(1 + 2 * C);
+    packed[0] = mine.count;
+    packed.set(mine.mean, 1);
+    packed.set(mine.m2, 1 + C);
+    const parts: ShardMoments[] = (await this.comm.allGather(packed)).map((p) => ({
+      count: p[0], mean: p.subarray(1, 1 + C), m2: p.subarray(1 + C),
+    }));
+    const merged = mergeMoments(parts);
+    if (merged.count < 2) {
+      throw new TooFewValuesError(`expected more than 1 value per channel when training, got ${merged.count} over the ${this.comm.worldSize} rank(s)`);
+    }
+    const invStd = invStdOf(merged, this.eps);
+    const xs = this.#keep(x);
+    const y = shardNormalize(engine, xs, shape, this.layout, { weight: bn.weight, bias: bn.bias, mean: merged.mean, invStd }) as Float32Array;
+    if (this.trackRunningStats) {
+      updateRunning(engine, bn.runningMean!, bn.runningVar!, merged, stepMomentum(this.#config, bn.numBatchesTracked), this.convention);
+      bn.numBatchesTracked += 1;
+    }
+    this.#saved = { x: xs, shape: [...shape], mean: Float32Array.from(merged.mean), invStd, count: merged.count };
+    return y;
+  }
+
+  /** The input as a resident tensor (a module-owned copy of a Float32Array). */
+  #keep(x: TensorLike): WasmTensor {
+    if (x instanceof WasmTensor) return x;
+    if (!this.#input || this.#input.length !== x.length) {
+      this.#input?.free();
+      this.#input = WasmTensor.alloc(x.length, this.engine);
+    }
+    this.#input.view.set(x);
+    return this.#input;
+  }
+
+  /**
+   * Gradient of the last forward: returns this rank's `dx` (of the whole batch's loss)
+   * and adds this rank's share to `weightGrad`/`biasGrad`. After a training forward every
+   * rank must call it.
+   */
+  async backward(dy: TensorLike): Promise<Float32Array> {
+    const s = this.#saved;
+    if (!s) {
+      const dx = this.#bn.backward(dy);
+      return dx instanceof WasmTensor ? dx.toArray() : dx;
+    }
+    if (this.#bn.disposed) throw new StateError("this SyncBatchNorm was disposed");
+    if (s.x.freed) throw new StateError("the input of the last forward() was freed before backward()");
+    checkData("dy", dy, s.shape, dimsOf(s.shape, this.layout));
+    const engine = this.engine;
+    const C = this.numFeatures;
+    const local = shardGradSums(engine, dy, s.x, s.shape, this.layout, s.mean);
+    const total = new Float64Array(2 * C);
+    total.set(local.sumDy);
+    total.set(local.sumDyXmu, C);
+    await this.comm.allReduce(total);
+    const sums = { sumDy: total.subarray(0, C), sumDyXmu: total.subarray(C) };
+    const dx = shardBackwardApply(engine, dy, s.x, s.shape, this.layout, {
+      weight: this.#bn.weight, mean: s.mean, invStd: s.invStd, sums, count: s.count,
+    }) as Float32Array;
+    if (this.affine) {
+      const wg = this.#bn.weightGrad!.view;
+      const bg = this.#bn.biasGrad!.view;
+      for (let c = 0; c < C; c++) {
+        wg[c] += local.sumDyXmu[c] * s.invStd[c];
+        bg[c] += local.sumDy[c];
+      }
+    }
+    return dx;
+  }
+
+  zeroGrad(): void {
+    this.#bn.zeroGrad();
+  }
+
+  /** A copy of the state, with PyTorch's names (the same on every rank). */
+  stateDict(): StateDict {
+    return this.#bn.stateDict();
+  }
+
+  loadStateDict(sd: StateDict, opts: { strict?: boolean } = {}): void {
+    this.#bn.loadStateDict(sd, opts);
+  }
+
+  /** Frees the layer's wasm buffers. Idempotent. */
+  dispose(): void {
+    this.#input?.free();
+    this.#input = undefined;
+    this.#saved = undefined;
+    this.#bn.dispose();
+  }
+
+  [Symbol.dispose](): void {
+    this.dispose();
+  }
+}
