@@ -31,3 +31,4 @@ export { Communicator, joinProcessGroup } from "./parallel/communicator.js";
 export { CollectiveMismatchError, CollectiveTimeoutError, type CollectiveBuffer, type ReduceOp } from "./parallel/collective.js";
 export type { TransportName } from "./parallel/group-protocol.js";
 export { SyncBatchNorm } from "./parallel/sync-batchnorm.js";
+export { allReduceGradients, broadcastParameters, type Tensorish, type BucketOptions } from "./parallel/gradients.js";

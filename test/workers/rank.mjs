@@ -3,7 +3,7 @@
 import { parentPort } from "node:worker_threads";
 import { expose } from "comlink";
 import nodeEndpoint from "comlink/dist/esm/node-adapter.mjs";
-import { init, joinProcessGroup, BatchNorm, SyncBatchNorm } from "../../dist/index.js";
+import { init, joinProcessGroup, BatchNorm, SyncBatchNorm, WasmTensor, allReduceGradients, broadcastParameters } from "../../dist/index.js";
 
 let comm;
 const api = {
@@ -66,5 +66,22 @@ Object.assign(api, {
     } catch (e) {
       return { ok: false, name: e.name, message: e.message };
     }
+  },
+});
+
+// ---- bucketed gradient all-reduce ----
+Object.assign(api, {
+  /** Arrays of `sizes` (the last one a WasmTensor) filled from `seed`, reduced or broadcast. */
+  async bucketed(kind, sizes, seed, opts) {
+    let s = seed;
+    const next = () => ((s = (Math.imul(s, 1664525) + 1013904223) >>> 0) / 2 ** 32) - 0.5;
+    const arrays = sizes.map((n) => Float32Array.from({ length: n }, next));
+    const last = WasmTensor.from(arrays[arrays.length - 1]);
+    const tensors = [...arrays.slice(0, -1), last];
+    if (kind === "reduce") await allReduceGradients(comm, tensors, opts);
+    else await broadcastParameters(comm, tensors, opts);
+    const out = [...arrays.slice(0, -1), last.toArray()];
+    last.free();
+    return out;
   },
 });

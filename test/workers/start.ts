@@ -28,6 +28,7 @@ export interface RankApi {
   outcome(kind: string, a?: Buf): Promise<Outcome>;
   exit(code: number): Promise<void>;
   timeAllReduce(n: number, reps: number): Promise<number[]>;
+  bucketed(kind: "reduce" | "broadcast", sizes: number[], seed: number, opts: object): Promise<Float32Array[]>;
   bnCreate(numFeatures: number, opts: object, weight?: Float32Array, bias?: Float32Array): Promise<void>;
   bnTrain(mode: boolean): Promise<void>;
   bnForward(x: Float32Array, shape: number[]): Promise<Float32Array>;
