@@ -1,8 +1,9 @@
 // A small training stack for the MNIST example (not part of batchnorm-wasm's API):
 // seeded PRNG, dense layers (plain JS, Float32Array), ReLU, softmax cross-entropy, SGD with
-// momentum. Batch norm is batchnorm-wasm's: BatchNorm1d on this thread, or BatchNormPool
-// (data-parallel SyncBN over worker threads).
-import { BatchNorm1d, BatchNormPool } from "batchnorm-wasm";
+// momentum. Batch norm is batchnorm-wasm's: BatchNorm1d, or SyncBatchNorm when the model is
+// one replica of data-parallel training (a process group of workers, each with a slice of
+// every batch; gradients all-reduced).
+import { BatchNorm1d, SyncBatchNorm, allReduceGradients } from "batchnorm-wasm";
 
 /** mulberry32: a tiny deterministic PRNG. */
 export class Rng {
@@ -125,10 +126,10 @@ export class ReLU {
   }
 }
 
-/** batchnorm-wasm's BatchNorm1d on this thread (synchronous, parameters in wasm memory). */
-class LocalBN {
-  constructor(features) {
-    this.bn = new BatchNorm1d(features);
+/** A batchnorm-wasm module (BatchNorm1d, or SyncBatchNorm across the group) as a layer. */
+class BN {
+  constructor(bn) {
+    this.bn = bn;
   }
   forward(x, n) {
     return this.bn.forward(x, [n, this.bn.numFeatures]);
@@ -148,29 +149,12 @@ class LocalBN {
   dispose() { this.bn.dispose(); }
 }
 
-/** batchnorm-wasm's BatchNormPool: the batch split across worker threads, exact global statistics. */
-class PoolBN {
-  static async create(features, workers) {
-    const p = new PoolBN();
-    // One kernel thread per pool worker: the pool is the parallelism here.
-    p.pool = await BatchNormPool.create(features, { workers, init: { threads: 1 } });
-    return p;
-  }
-  forward(x, n) { return this.pool.forward(x, [n, this.pool.numFeatures]); }
-  backward(dy) { return this.pool.backward(dy); }
-  params() {
-    return [
-      { name: "gamma", value: () => this.pool.weight, grad: () => this.pool.weightGrad },
-      { name: "beta", value: () => this.pool.bias, grad: () => this.pool.biasGrad },
-    ];
-  }
-  zeroGrad() { this.pool.zeroGrad(); }
-  train(mode) { this.pool.train(mode); }
-  dispose() { this.pool.dispose(); }
-}
-
-/** Mean softmax cross-entropy over the batch; gradient w.r.t. the logits. */
-export function softmaxCrossEntropy(logits, labels, n, k) {
+/**
+ * Softmax cross-entropy of `n` rows: the summed loss, the correct count, and the gradient
+ * of (summed loss / `denom`) w.r.t. the logits. `denom` is the whole batch's size, so the
+ * slices of a data-parallel batch add up to the gradient of the batch's mean loss.
+ */
+export function softmaxCrossEntropy(logits, labels, n, k, denom = n) {
   const dl = new Float32Array(n * k);
   let loss = 0, correct = 0;
   for (let i = 0; i < n; i++) {
@@ -182,35 +166,35 @@ export function softmaxCrossEntropy(logits, labels, n, k) {
     const y = labels[i];
     loss += Math.log(sum) - (logits[o + y] - max);
     if (arg === y) correct++;
-    for (let j = 0; j < k; j++) dl[o + j] = Math.exp(logits[o + j] - max) / sum / n;
-    dl[o + y] -= 1 / n;
+    for (let j = 0; j < k; j++) dl[o + j] = Math.exp(logits[o + j] - max) / sum / denom;
+    dl[o + y] -= 1 / denom;
   }
-  return { loss: loss / n, correct, dlogits: dl };
+  return { lossSum: loss, correct, dlogits: dl };
 }
 
 /**
  * An MLP: 784 -> [Dense -> (BN) -> ReLU] per hidden size -> Dense -> 10.
- * `bn`: "none", "local" (BatchNorm1d) or "pool" (BatchNormPool with `workers` workers).
- * The dense weights depend only on `seed`, so every variant starts from the same weights.
+ * `bn`: "none", or batch norm: BatchNorm1d, or SyncBatchNorm over `comm` when given (the
+ * model is then one replica of data-parallel training).
+ * The dense weights depend only on `seed`, so every variant and every replica starts from
+ * the same weights.
  */
 export class Mlp {
-  static async create({ seed = 1, hidden = [128, 64], bn = "local", workers = 2, inputs = 784, classes = 10 } = {}) {
+  static async create({ seed = 1, hidden = [128, 64], bn = true, comm, inputs = 784, classes = 10 } = {}) {
     const m = new Mlp();
     const rng = new Rng(seed);
     m.classes = classes;
     m.inputs = inputs;
+    m.comm = comm;
     m.layers = [];
     let inF = inputs;
     for (const h of hidden) {
       m.layers.push(new Dense(inF, h, rng, { inputGrad: inF !== inputs }));
-      if (bn === "local") m.layers.push(new LocalBN(h));
-      else if (bn === "pool") m.layers.push(await PoolBN.create(h, workers));
+      if (bn) m.layers.push(new BN(comm ? new SyncBatchNorm(h, comm) : new BatchNorm1d(h)));
       m.layers.push(new ReLU());
       inF = h;
     }
     m.layers.push(new Dense(inF, classes, rng));
-    /** What the BatchNormPool workers loaded (bn: "pool" only). */
-    m.poolInfo = m.layers.find((l) => l instanceof PoolBN)?.pool.info;
     m.params = m.layers.flatMap((l) => (l.params ? l.params() : []));
     m.velocity = m.params.map((p) => new Float32Array(p.value().length));
     return m;
@@ -226,14 +210,24 @@ export class Mlp {
     for (const l of this.layers) l.train?.(mode);
   }
 
-  /** One SGD step on a batch; returns the batch loss and accuracy (before the update). */
-  async step(x, labels, n, { lr = 0.05, momentum = 0.9, weightDecay = 0 } = {}) {
+  /**
+   * One SGD step. `n` rows of the batch are here; `batch` is the whole batch's size (larger
+   * when this is one replica: the other rows are on the other ranks, and the gradients
+   * are all-reduced, so every replica takes the same step). Returns the whole batch's
+   * loss and accuracy (before the update).
+   */
+  async step(x, labels, n, { lr = 0.05, momentum = 0.9, weightDecay = 0, batch = n } = {}) {
     this.train(true);
     const logits = await this.forward(x, n);
-    const { loss, correct, dlogits } = softmaxCrossEntropy(logits, labels, n, this.classes);
+    const { lossSum, correct, dlogits } = softmaxCrossEntropy(logits, labels, n, this.classes, batch);
     for (const l of this.layers) l.zeroGrad?.();
     let g = dlogits;
     for (let i = this.layers.length - 1; i >= 0 && g; i--) g = await this.layers[i].backward(g);
+    const totals = Float64Array.of(lossSum, correct);
+    if (this.comm) {
+      await allReduceGradients(this.comm, this.params.map((p) => p.grad()));
+      await this.comm.allReduce(totals);
+    }
     this.params.forEach((p, i) => {
       const w = p.value(), dw = p.grad(), v = this.velocity[i];
       for (let j = 0; j < w.length; j++) {
@@ -241,22 +235,38 @@ export class Mlp {
         w[j] -= lr * v[j];
       }
     });
-    return { loss, acc: correct / n };
+    return { loss: totals[0] / batch, acc: totals[1] / batch };
   }
 
-  /** Loss and accuracy in eval mode (BN uses its running statistics). */
+  /**
+   * Loss and accuracy in eval mode (BN uses its running statistics) on `count` samples;
+   * a replica evaluates its share of them and the totals are all-reduced.
+   */
   async evaluate(xs, labels, count, batch = 500) {
     this.train(false);
-    let loss = 0, correct = 0;
-    for (let s = 0; s < count; s += batch) {
-      const n = Math.min(batch, count - s);
+    const rank = this.comm?.rank ?? 0, world = this.comm?.worldSize ?? 1;
+    const lo = Math.floor((count * rank) / world), hi = Math.floor((count * (rank + 1)) / world);
+    const totals = new Float64Array(2);
+    for (let s = lo; s < hi; s += batch) {
+      const n = Math.min(batch, hi - s);
       const logits = await this.forward(xs.subarray(s * this.inputs, (s + n) * this.inputs), n);
       const r = softmaxCrossEntropy(logits, labels.subarray(s, s + n), n, this.classes);
-      loss += r.loss * n;
-      correct += r.correct;
+      totals[0] += r.lossSum;
+      totals[1] += r.correct;
     }
+    if (this.comm) await this.comm.allReduce(totals);
     this.train(true);
-    return { loss: loss / count, acc: correct / count };
+    return { loss: totals[0] / count, acc: totals[1] / count };
+  }
+
+  /** A checksum of every parameter's bits (replicas compare it: identical weights). */
+  checksum() {
+    let h = 0x811c9dc5;
+    for (const p of this.params) {
+      const u = new Uint32Array(p.value().slice().buffer);
+      for (let i = 0; i < u.length; i++) h = Math.imul(h ^ u[i], 16777619) >>> 0;
+    }
+    return h;
   }
 
   dispose() {

@@ -1,6 +1,7 @@
-// The training loop shared by the Node CLI (train-node.mjs) and the page's worker
-// (train-worker.js): one or two MLPs (with and without batch norm) trained in lockstep on
-// the same seeded batches, from the same seeded initial weights.
+// The training loop of every replica (replica.js, run by the Node CLI's workers and the
+// page's workers): one or two MLPs (with and without batch norm) trained in lockstep on
+// the same seeded batches, from the same seeded initial weights. With a communicator this
+// rank takes its slice of every batch (data-parallel); without one, the whole batch.
 import { gather, PIXELS } from "./data.js";
 import { Mlp, Rng } from "./nn.js";
 
@@ -13,9 +14,8 @@ export const DEFAULTS = {
   hidden: [128, 64],
   /** Also train the same network without batch norm. */
   compare: true,
-  /** Batch norm on a BatchNormPool (data-parallel workers) instead of BatchNorm1d. */
-  pool: false,
-  workers: 2,
+  /** Data-parallel workers (replicas); each takes 1/workers of every batch. */
+  workers: 1,
   /** Evaluate on the test set every this many steps (and at the end); 0: only at the end. */
   evalEvery: 100,
 };
@@ -28,20 +28,23 @@ export const VARIANTS = { bn: "with BN", plain: "without BN" };
  * @param {(e: object) => void} [onEvent] "step" after every step, "eval" after each test evaluation
  * @param {() => boolean} [shouldStop] checked before every step
  * @param {() => (Promise<void> | void)} [pause] awaited after every step (a worker yields there)
+ * @param {import("batchnorm-wasm").Communicator} [comm] this replica's rank in the group
+ *   (every rank must call train with the same options)
  */
-export async function train(data, options = {}, onEvent = () => {}, shouldStop = () => false, pause = () => {}) {
+export async function train(data, options = {}, onEvent = () => {}, shouldStop = () => false, pause = () => {}, comm = undefined) {
   const cfg = { ...DEFAULTS, ...options };
+  const rank = comm?.rank ?? 0, world = comm?.worldSize ?? 1;
+  // This rank's rows of every batch: [lo, hi), sizes differing by at most one.
+  const lo = Math.floor((cfg.batch * rank) / world), hi = Math.floor((cfg.batch * (rank + 1)) / world);
   const keys = cfg.compare ? ["bn", "plain"] : ["bn"];
   const models = {};
-  for (const k of keys) {
-    const bn = k === "plain" ? "none" : cfg.pool ? "pool" : "local";
-    models[k] = await Mlp.create({ seed: cfg.seed, hidden: cfg.hidden, bn, workers: cfg.workers });
-  }
+  for (const k of keys) models[k] = await Mlp.create({ seed: cfg.seed, hidden: cfg.hidden, bn: k === "bn", comm });
   const test = gather(data.test, Array.from({ length: data.test.count }, (_, i) => i));
   const order = new Rng(cfg.seed ^ 0x5bd1e995);
   const perm = Array.from({ length: data.train.count }, (_, i) => i);
-  const xb = new Float32Array(cfg.batch * PIXELS);
-  const yb = new Uint8Array(cfg.batch);
+  const xb = new Float32Array((hi - lo) * PIXELS);
+  const yb = new Uint8Array(hi - lo);
+  const stop = new Float64Array(1);
   const stats = Object.fromEntries(keys.map((k) => [k, { ms: 0, losses: [], accs: [], test: [] }]));
   let cursor = perm.length;
 
@@ -55,17 +58,21 @@ export async function train(data, options = {}, onEvent = () => {}, shouldStop =
 
   let done = 0;
   try {
-    for (let step = 1; step <= cfg.steps && !shouldStop(); step++) {
+    for (let step = 1; step <= cfg.steps; step++) {
+      // Every rank stops at the same step: rank 0's decision, shared.
+      stop[0] = rank === 0 && shouldStop() ? 1 : 0;
+      if (comm && world > 1) await comm.allReduce(stop);
+      if (stop[0] > 0) break;
       if (cursor + cfg.batch > perm.length) {
         order.shuffle(perm);
         cursor = 0;
       }
-      gather(data.train, perm.slice(cursor, cursor + cfg.batch), xb, yb);
+      gather(data.train, perm.slice(cursor + lo, cursor + hi), xb, yb);
       cursor += cfg.batch;
       const results = {};
       for (const k of keys) {
         const t0 = performance.now();
-        const r = await models[k].step(xb, yb, cfg.batch, cfg);
+        const r = await models[k].step(xb, yb, hi - lo, { ...cfg, batch: cfg.batch });
         stats[k].ms += performance.now() - t0;
         stats[k].losses.push(r.loss);
         stats[k].accs.push(r.acc);
@@ -77,14 +84,15 @@ export async function train(data, options = {}, onEvent = () => {}, shouldStop =
       if (cfg.evalEvery > 0 && step % cfg.evalEvery === 0 && step !== cfg.steps) await evaluate(step);
     }
     await evaluate(done);
+    for (const k of keys) stats[k].checksum = models[k].checksum();
   } finally {
     for (const k of keys) models[k].dispose();
   }
   const tail = (a) => a.slice(-50).reduce((s, v) => s + v, 0) / Math.max(1, Math.min(50, a.length));
   return {
     steps: done,
-    /** For pool runs: the pool's size and what its workers loaded. */
-    pool: models.bn.poolInfo && { workers: cfg.workers, ...models.bn.poolInfo },
+    /** Data-parallel: the group's size and transport. */
+    parallel: { workers: world, transport: comm?.transport ?? "none" },
     config: cfg,
     results: Object.fromEntries(keys.map((k) => {
       const s = stats[k], last = s.test[s.test.length - 1];
@@ -95,6 +103,10 @@ export async function train(data, options = {}, onEvent = () => {}, shouldStop =
         trainLoss: tail(s.losses), // mean of the last 50 training batches
         trainAcc: tail(s.accs),
         stepsPerSec: (1000 * done) / s.ms,
+        /** Every step's training loss (the whole batch's). */
+        losses: s.losses,
+        /** Of the final weights' bits: equal on every replica. */
+        checksum: s.checksum,
       }];
     })),
   };
