@@ -1,10 +1,11 @@
 /**
  * The MNIST example end to end in Debian's Chromium (never a downloaded one): build the
  * page with Vite, serve it with `vite preview` (COOP/COEP, so the page is cross-origin
- * isolated), train in the page's Web Worker with and without batch norm, then briefly
- * with BatchNormPool (its workers nested in the training worker). Checks accuracy, the
- * wasm build used in the worker, and that the main thread kept drawing frames throughout.
- * Saves test-results/mnist.png.
+ * isolated), train in the page's Web Worker with and without batch norm, then
+ * data-parallel on 2 workers (process group over SharedArrayBuffer), and on a plain
+ * server without COOP/COEP (MessagePorts). Checks accuracy (data-parallel equal to one
+ * worker), the wasm build used in the workers, identical weights on every replica, and
+ * that the main thread kept drawing frames throughout. Saves test-results/mnist.png.
  */
 import { existsSync, mkdirSync, mkdtempSync, rmSync } from "node:fs";
 import { readFile } from "node:fs/promises";
@@ -26,10 +27,11 @@ const skip = !existsSync(CHROMIUM) && process.env.CI !== "true";
 interface PageState {
   state: string;
   error: string | null;
-  info: { build: string; threads: number; crossOriginIsolated: boolean } | null;
+  info: { build: string; threads: number; crossOriginIsolated: boolean; workers: number; transport: string } | null;
   summary: {
     steps: number;
-    pool?: { workers: number; build: string; threads: number };
+    parallel: { workers: number; transport: string };
+    replicasAgree: boolean;
     results: Record<string, { testAcc: number; testLoss: number; trainLoss: number; stepsPerSec: number }>;
   } | null;
   frames: number;
@@ -112,7 +114,7 @@ describe.skipIf(skip)("MNIST example page (vite build + preview, Chromium)", () 
   it("trains with and without BN in a worker; the main thread stays responsive", async () => {
     const page = await browser.newPage({ viewport: { width: 1040, height: 680 } });
     try {
-      const s = await trainOnPage(page, "steps=300&compare=1&pool=0&seed=42", 70_000);
+      const s = await trainOnPage(page, "steps=300&compare=1&workers=1&seed=42", 70_000);
       expect(s.info).toMatchObject({ build: "simd-threads", crossOriginIsolated: true });
       expect(s.summary!.steps).toBe(300);
       const { bn, plain } = s.summary!.results;
@@ -142,27 +144,38 @@ describe.skipIf(skip)("MNIST example page (vite build + preview, Chromium)", () 
     }
   });
 
-  it("trains data-parallel on a BatchNormPool whose workers are nested in the training worker", async () => {
+  it("trains data-parallel on 2 workers over shared memory, to the accuracy of 1 worker", async () => {
     const page = await browser.newPage();
     try {
-      const s = await trainOnPage(page, "steps=60&compare=0&pool=1&seed=42", 40_000);
-      expect(s.summary!.steps).toBe(60);
-      expect(s.summary!.pool).toEqual({ workers: 2, build: "simd-threads", threads: 1 });
-      const { bn } = s.summary!.results;
-      console.log(`browser, BatchNormPool (2 workers), 60 steps: test acc ${bn.testAcc.toFixed(3)}, ${bn.stepsPerSec.toFixed(0)} steps/s`);
-      expect(bn.testAcc).toBeGreaterThan(0.5);
+      const one = await trainOnPage(page, "steps=100&compare=0&workers=1&seed=42", 40_000);
+      const two = await trainOnPage(page, "steps=100&compare=0&workers=2&seed=42", 40_000);
+      expect(two.info).toMatchObject({ build: "simd-threads", crossOriginIsolated: true, workers: 2, transport: "shared" });
+      expect(two.summary!.parallel).toEqual({ workers: 2, transport: "shared" });
+      expect(two.summary!.steps).toBe(100);
+      expect(two.summary!.replicasAgree).toBe(true);
+      const a = one.summary!.results.bn, b = two.summary!.results.bn;
+      console.log(
+        `browser, 100 steps, batch 64: 1 worker ${a.stepsPerSec.toFixed(0)} steps/s, test acc ${a.testAcc.toFixed(4)}; ` +
+          `2 workers (shared memory) ${b.stepsPerSec.toFixed(0)} steps/s (${(b.stepsPerSec / a.stepsPerSec).toFixed(2)}x), test acc ${b.testAcc.toFixed(4)}`,
+      );
+      expect(b.testAcc).toBeGreaterThan(0.8);
+      // The same training (losses agree to ~1e-7): at most one test digit in 1000 may flip.
+      expect(Math.abs(b.testAcc - a.testAcc)).toBeLessThanOrEqual(0.001);
     } finally {
       await page.close();
     }
   });
 
-  it("without COOP/COEP the same page trains on the simd build", async () => {
+  it("without COOP/COEP the same page trains on the simd build, data-parallel over MessagePorts", async () => {
     const plain = await serveStatic(outDir);
     const page = await browser.newPage();
     try {
-      const s = await trainOnPage(page, "steps=60&compare=0&pool=0&seed=42", 30_000, plain.url);
-      expect(s.info).toMatchObject({ build: "simd", crossOriginIsolated: false });
+      const s = await trainOnPage(page, "steps=60&compare=0&workers=2&seed=42", 30_000, plain.url);
+      expect(s.info).toMatchObject({ build: "simd", crossOriginIsolated: false, workers: 2, transport: "message" });
       expect(s.summary!.steps).toBe(60);
+      expect(s.summary!.parallel).toEqual({ workers: 2, transport: "message" });
+      expect(s.summary!.replicasAgree).toBe(true);
+      console.log(`browser without COOP/COEP, 2 workers over MessagePorts, 60 steps: ${s.summary!.results.bn.stepsPerSec.toFixed(0)} steps/s`);
       expect(s.summary!.results.bn.testAcc).toBeGreaterThan(0.5);
     } finally {
       await page.close();

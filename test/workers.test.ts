@@ -1,11 +1,10 @@
 /**
- * Workers through comlink (Node worker_threads): a module hosted in a worker, and the
- * data-parallel pool against single-process batch norm, with faults.
+ * Workers through comlink (Node worker_threads): a module hosted in a worker, with
+ * faults. (Data-parallel training: process-group.test.ts, sync-batchnorm.test.ts.)
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import {
-  init, BatchNorm, BatchNormWorker, BatchNormPool, WorkerError, LengthMismatchError, StateError,
-  type Layout,
+  init, BatchNorm, BatchNormWorker, WorkerError, LengthMismatchError, StateError,
 } from "../dist/index.js";
 import { rng } from "./reference.js";
 import { expectClose } from "./close.js";
@@ -82,113 +81,5 @@ describe("worker faults", () => {
     const t0 = Date.now();
     await expect(remote.forward(big, [1_000_000, 8])).rejects.toThrow(/terminated/);
     expect(Date.now() - t0).toBeLessThan(1000);
-  });
-});
-
-function reference(x: Float32Array, shape: number[], layout: Layout, momentum: number | null) {
-  return new BatchNorm(shape[layout === "NCHW" ? 1 : shape.length - 1], { layout, momentum });
-}
-
-describe.each([1, 2, 3, 4])("BatchNormPool with %i worker(s)", (workers) => {
-  let pool: BatchNormPool;
-  beforeAll(async () => {
-    pool = await BatchNormPool.create(3, { workers, init: { build: "simd" }, momentum: null });
-  });
-  afterAll(() => pool.dispose());
-
-  it("equals single-process batch norm: uneven shards, several steps, running stats, backward, eval", async () => {
-    const shape = [7, 3, 5, 4]; // 7 rows over up to 4 workers: uneven
-    using single = reference(new Float32Array(0), shape, "NCHW", null);
-    pool.weight!.set([1.5, 0.7, -1]);
-    pool.bias!.set([0.1, 0.2, 0.3]);
-    single.weight!.view.set([1.5, 0.7, -1]);
-    single.bias!.view.set([0.1, 0.2, 0.3]);
-    pool.zeroGrad();
-    for (let step = 0; step < 3; step++) {
-      const r = rng(100 + step);
-      const x = r.normals(420, step * 100, 1 + step); // large means too
-      const dy = r.normals(420);
-      expectClose(`step ${step} y`, await pool.forward(x, shape), single.forward(x, shape) as Float32Array, 1e-5, 1e-5);
-      expectClose(`step ${step} dx`, await pool.backward(dy), single.backward(dy) as Float32Array, 1e-5, 1e-4);
-    }
-    expectClose("running mean", pool.runningMean!, single.runningMean!.view, 1e-5, 1e-6);
-    expectClose("running var", pool.runningVar!, single.runningVar!.view, 1e-5, 1e-5);
-    expectClose("weightGrad", pool.weightGrad!, single.weightGrad!.view, 1e-4, 1e-5);
-    expectClose("biasGrad", pool.biasGrad!, single.biasGrad!.view, 1e-4, 1e-5);
-    expect(pool.numBatchesTracked).toBe(3);
-    pool.eval();
-    single.eval();
-    const x = rng(9).normals(420, 150, 2);
-    expectClose("eval y", await pool.forward(x, shape), single.forward(x, shape) as Float32Array, 1e-5, 1e-5);
-    const dy = rng(10).normals(420);
-    expectClose("eval dx", await pool.backward(dy), single.backward(dy) as Float32Array, 1e-5, 1e-5);
-    pool.train();
-  });
-
-  it("channels-last, shards of one row each", async () => {
-    const p = await BatchNormPool.create(5, { workers, init: { build: "simd" }, layout: "NHWC" });
-    try {
-      const shape = [workers, 3, 2, 5];
-      using single = reference(new Float32Array(0), shape, "NHWC", 0.1);
-      const x = rng(7).normals(workers * 30, 2, 3);
-      expectClose("y", await p.forward(x, shape), single.forward(x, shape) as Float32Array, 1e-5, 1e-5);
-      const dy = rng(8).normals(workers * 30);
-      expectClose("dx", await p.backward(dy), single.backward(dy) as Float32Array, 1e-5, 1e-4);
-      expectClose("running var", p.runningVar!, single.runningVar!.view, 1e-6, 1e-5);
-    } finally {
-      p.dispose();
-    }
-  });
-});
-
-describe("BatchNormPool faults", () => {
-  it("a worker killed mid-call rejects the call, leaves the state untouched, and is replaced", async () => {
-    const pool = await BatchNormPool.create(4, { workers: 3, init: { build: "simd" } });
-    const shape = [9, 4, 8, 8];
-    const x = rng(3).normals(9 * 4 * 64, 1, 2);
-    await pool.forward(x, shape);
-    const before = pool.stateDict();
-    const pending = pool.forward(x, shape);
-    pool.killWorker(1);
-    await expect(pending).rejects.toThrow(WorkerError);
-    expect(pool.stateDict()).toEqual(before); // no running-stat update, no count
-    await expect(pool.backward(x)).rejects.toThrow(/needs a successful forward/);
-    // The next call gets a fresh worker and works.
-    using single = new BatchNorm(4);
-    single.loadStateDict(before);
-    expectClose("after replacement", await pool.forward(x, shape), single.forward(x, shape) as Float32Array, 1e-5, 1e-5);
-    pool.dispose();
-    const t0 = Date.now();
-    await expect(pool.forward(x, shape)).rejects.toThrow(StateError);
-    expect(Date.now() - t0).toBeLessThan(1000);
-  });
-
-  it("loadStateDict: a state from a module runs the same in the pool; bad states load nothing", async () => {
-    const pool = await BatchNormPool.create(4, { workers: 2, init: { build: "simd" } });
-    try {
-      using single = new BatchNorm(4);
-      const x = rng(5).normals(6 * 4 * 9, 3, 2);
-      single.forward(x, [6, 4, 3, 3]);
-      single.weight!.view.set([1, 2, 3, 4]);
-      const sd = single.stateDict();
-      pool.loadStateDict(sd);
-      expect(pool.stateDict()).toEqual(sd);
-      pool.eval();
-      single.eval();
-      expectClose("eval y", await pool.forward(x, [6, 4, 3, 3]), single.forward(x, [6, 4, 3, 3]) as Float32Array, 1e-6, 1e-6);
-      expect(() => pool.loadStateDict({ ...sd, bias: new Float32Array(3) })).toThrow(/"bias" has 3 values but the pool has numFeatures = 4/);
-      expect(() => pool.loadStateDict({ weight: sd.weight })).toThrow(/missing \[bias, running_mean, running_var, num_batches_tracked\]/);
-      expect(pool.stateDict()).toEqual(sd);
-    } finally {
-      pool.dispose();
-    }
-  });
-
-  it("rejects bad input before touching the workers", async () => {
-    const pool = await BatchNormPool.create(4, { workers: 2, init: { build: "simd" } });
-    await expect(pool.forward(new Float32Array(10), [2, 4, 2])).rejects.toThrow(LengthMismatchError);
-    await expect(pool.forward(new Float32Array(4), [1, 4])).rejects.toThrow(/more than 1 value per channel/);
-    expect(pool.numBatchesTracked).toBe(0);
-    pool.dispose();
   });
 });

@@ -21,7 +21,6 @@ export {
 export { BatchNorm, BatchNorm1d, BatchNorm2d, BatchNorm3d, type BatchNormOptions, type StateDict } from "./layers/batchnorm.js";
 export { readSafetensors, writeSafetensors, SafetensorsError, type NamedTensor, type DType } from "./layers/safetensors.js";
 export { BatchNormWorker, RemoteBatchNorm, WorkerError, type SendOptions } from "./parallel/remote.js";
-export { BatchNormPool, type PoolOptions } from "./parallel/pool.js";
 export {
   shardMoments, mergeMoments, shardNormalize, shardGradSums, addGradSums, shardBackwardApply, updateRunning, invStdOf,
   type ShardMoments, type ShardGradSums,

@@ -9,7 +9,7 @@ import { ProcessGroup } from "batchnorm-wasm";
  * @param {{ init?: object, transport?: "auto" | "shared" | "message" }} [opts]
  */
 export async function startReplicas(workers, wrap, { init = {}, transport = "auto" } = {}) {
-  const replicas = workers.map(wrap);
+  const replicas = workers.map((w) => wrap(w));
   try {
     const infos = await Promise.all(replicas.map((r) => r.init(init)));
     const joined = Promise.all(replicas.map((r) => r.join()));

@@ -1,12 +1,16 @@
-// The page's main thread: controls, live plots and status. Training runs in a Web Worker
-// (train-worker.js) through comlink; this thread only draws, so it stays responsive.
+// The page's main thread: controls, live plots and status. Training runs in Web Workers
+// (train-worker.js, one replica each) made a process group here; rank 0 streams progress
+// through comlink. This thread only draws, so it stays responsive.
 import { wrap, proxy } from "comlink";
 import { COLORS, drawLegend, drawPanel } from "./plot.js";
+import { startReplicas, trainAll } from "./group.js";
 
 const $ = (id) => document.getElementById(id);
 const params = new URLSearchParams(location.search);
-for (const k of ["steps", "batch", "seed", "lr"]) if (params.has(k)) $(k).value = params.get(k);
-for (const k of ["compare", "pool"]) if (params.has(k)) $(k).checked = params.get(k) === "1";
+for (const k of ["steps", "batch", "seed", "lr", "workers"]) if (params.has(k)) $(k).value = params.get(k);
+for (const k of ["compare"]) if (params.has(k)) $(k).checked = params.get(k) === "1";
+/** "auto" (shared memory when the page is cross-origin isolated), "shared" or "message". */
+const transport = params.get("transport") ?? "auto";
 
 /** What the end-to-end test reads. */
 const state = (window.__mnist = {
@@ -36,10 +40,27 @@ setInterval(() => {
   state.ticks++;
 }, 50);
 
-// ---- the worker ----
-const worker = new Worker(new URL("./train-worker.js", import.meta.url), { type: "module" });
-const trainer = wrap(worker);
-worker.addEventListener("error", (e) => fail(e.message || "the training worker failed to start"));
+// ---- the workers: a process group of `n` replicas, rebuilt when n changes ----
+let current; // { n, group, replicas, info }
+async function replicas(n) {
+  if (current?.n === n && !current.group.broken) return current;
+  current?.group.dispose();
+  current = undefined;
+  const workers = Array.from({ length: n }, () => {
+    const w = new Worker(new URL("./train-worker.js", import.meta.url), { type: "module" });
+    w.addEventListener("error", (e) => fail(e.message || "a training worker failed"));
+    return w;
+  });
+  const cores = navigator.hardwareConcurrency || 2;
+  // Kernel threads per replica: the cores shared out (the replicas are the parallelism).
+  const started = await startReplicas(workers, wrap, { init: { threads: Math.max(1, Math.floor(cores / n)) }, transport });
+  current = { n, ...started };
+  state.info = { ...started.info, workers: n, transport: started.group.transport };
+  $("build").textContent = `${started.info.build} (${started.info.threads} thread${started.info.threads === 1 ? "" : "s"})`;
+  $("isolated").textContent = String(started.info.crossOriginIsolated);
+  $("group").textContent = `${n} worker${n === 1 ? "" : "s"}, ${started.group.transport === "shared" ? "SharedArrayBuffer + Atomics" : "MessagePorts"}`;
+  return current;
+}
 
 function fail(e) {
   state.state = "error";
@@ -110,7 +131,7 @@ function draw() {
     ]),
   });
   drawLegend(ctx, 48, H - 12, [
-    { color: COLORS.bn, label: "with BN" + ($("pool").checked ? " (BatchNormPool)" : " (BatchNorm1d)") },
+    { color: COLORS.bn, label: "with BN" + (Number($("workers").value) > 1 ? " (SyncBatchNorm)" : " (BatchNorm1d)") },
     ...(curves.plain || !entries.length ? [{ color: COLORS.plain, label: "without BN" }] : []),
     { color: "#6b7280", label: "test accuracy", dash: [4, 4] },
   ]);
@@ -120,7 +141,7 @@ function draw() {
 async function start() {
   const options = {
     steps: Number($("steps").value), batch: Number($("batch").value), seed: Number($("seed").value),
-    lr: Number($("lr").value), compare: $("compare").checked, pool: $("pool").checked,
+    lr: Number($("lr").value), compare: $("compare").checked, workers: Number($("workers").value),
   };
   reset(options.compare ? ["bn", "plain"] : ["bn"], options.steps);
   $("start").disabled = true;
@@ -132,13 +153,10 @@ async function start() {
   lastFrame = lastTick = 0;
   state.state = "training";
   try {
-    state.summary = await trainer.train(options, proxy(onEvents));
+    const { replicas: ranks } = await replicas(options.workers);
+    state.summary = await trainAll(ranks, options, proxy(onEvents));
     state.state = "done";
     $("step").textContent = `${state.summary.steps} / ${options.steps} (done)`;
-    if (state.summary.pool) {
-      const p = state.summary.pool;
-      $("build").textContent += `; pool: ${p.workers} workers × ${p.build} (${p.threads} thread${p.threads === 1 ? "" : "s"})`;
-    }
   } catch (e) {
     fail(e);
     return;
@@ -149,12 +167,11 @@ async function start() {
 }
 
 $("start").addEventListener("click", () => void start());
-$("stop").addEventListener("click", () => void trainer.stop());
+// Rank 0 decides when to stop (and tells the others at the next step).
+$("stop").addEventListener("click", () => void current?.replicas[0].stop());
 
 try {
-  state.info = await trainer.init();
-  $("build").textContent = `${state.info.build} (${state.info.threads} thread${state.info.threads === 1 ? "" : "s"})`;
-  $("isolated").textContent = String(state.info.crossOriginIsolated);
+  await replicas(Number($("workers").value));
   state.state = "ready";
   if (params.get("autostart") === "1") void start();
 } catch (e) {
