@@ -1,12 +1,22 @@
-// Worker overheads and pool scaling (issue 3's numbers), medians in one process.
+// Workers and data-parallel training, medians in one process, side by side.
 //   node bench/workers.mjs [--smoke]
 // 1. A (32,64,56,56) training forward: direct call vs the same module in a worker
 //    (structured-clone copy in, transfer out), with { transfer: true }, and with the
 //    input on a SharedArrayBuffer.
-// 2. A training step (forward + backward) on a large batch: BatchNormPool with 1 and 2
-//    workers (simd build each) against one direct call on this thread.
+// 2. Process-group collectives between 2 workers: allReduce of 128 floats (latency) and
+//    of 100k floats (against one plain copy of the same floats), SharedArrayBuffer vs
+//    MessagePort transport.
+// 3. A SyncBatchNorm training step on a (32,64,56,56) slice per worker, 2 workers: the
+//    share of the step spent in collectives (waiting for the other rank included).
+// 4. The MNIST example (batch 64, 300 steps, BN model only), 1 vs 2 worker replicas,
+//    alternating runs: steps/s and the largest loss difference over the first 200 steps.
 import os from "node:os";
-import { init, BatchNorm, BatchNormWorker, BatchNormPool } from "../dist/index.js";
+import { Worker } from "node:worker_threads";
+import { wrap } from "comlink";
+import nodeEndpoint from "comlink/dist/esm/node-adapter.mjs";
+import { init, BatchNorm, BatchNormWorker, ProcessGroup } from "../dist/index.js";
+import { mnistBlob } from "../examples/mnist/data-node.js";
+import { startReplicas, trainAll } from "../examples/mnist/group.js";
 
 const smoke = process.argv.includes("--smoke");
 const REPS = smoke ? 2 : 11;
@@ -48,28 +58,67 @@ console.log(`# ${os.cpus()[0]?.model}, ${os.availableParallelism()} cores, Node 
   }
 }
 
+/** A process group of `n` bench ranks (bench/workers-rank.mjs). */
+async function group(n, transport) {
+  const workers = Array.from({ length: n }, () => new Worker(new URL("./workers-rank.mjs", import.meta.url)));
+  const ranks = workers.map((w) => wrap(nodeEndpoint(w)));
+  const joined = Promise.all(ranks.map((r) => r.join()));
+  const g = await ProcessGroup.create(workers, { transport });
+  await joined;
+  return { g, ranks };
+}
+
 {
-  const shape = smoke ? [8, 8, 8, 8] : [64, 64, 56, 56];
-  const n = shape.reduce((a, b) => a * b, 1);
-  const x = Float32Array.from({ length: n }, (_, i) => Math.sin(i * 0.1) * 3);
-  const dy = Float32Array.from({ length: n }, (_, i) => Math.cos(i * 0.3));
-  const local = new BatchNorm(shape[1]);
-  const direct = await time(() => {
-    local.forward(x, shape);
-    local.backward(dy);
-  });
-  const rows = [["direct call, this thread", direct]];
-  for (const workers of [1, 2]) {
-    const pool = await BatchNormPool.create(shape[1], { workers, init: { build: "simd" } });
-    rows.push([`BatchNormPool, ${workers} worker(s)`, await time(async () => {
-      await pool.forward(x, shape);
-      await pool.backward(dy);
-    })]);
-    pool.dispose();
+  const reps = smoke ? 20 : 2000;
+  const big = smoke ? 1000 : 100_000;
+  console.log(`\n## allReduce (sum) between 2 workers, median of ${reps} (rank 0's view)`);
+  console.log(`| transport | 128 floats | ${big} floats | its bandwidth (bytes / time) | one copy of ${big} floats on one thread, from memory | from cache |`);
+  console.log(`|---|---|---|---|---|---|`);
+  for (const transport of ["shared", "message"]) {
+    const { g, ranks } = await group(2, transport);
+    const small = (await Promise.all(ranks.map((r) => r.allReduce(128, reps))))[0];
+    const large = (await Promise.all(ranks.map((r) => r.allReduce(big, Math.max(20, reps / 10)))))[0];
+    const memory = await ranks[0].copy(big, 200, true);
+    const cache = await ranks[0].copy(big, 200);
+    g.dispose();
+    const gbs = (ms) => `${((big * 4) / ms / 1e6).toFixed(1)} GB/s`;
+    console.log(`| ${transport === "shared" ? "SharedArrayBuffer + Atomics" : "MessagePort"} | ${(small * 1000).toFixed(1)} us | ${(large * 1000).toFixed(0)} us | ${gbs(large)} | ${(memory * 1000).toFixed(0)} us (${gbs(memory)}) | ${(cache * 1000).toFixed(0)} us (${gbs(cache)}) |`);
   }
-  console.log(`\n## Training step (forward + backward) of (${shape}) = ${(n / 1e6).toFixed(1)} M elements, simd build`);
-  console.log(`| path | median ms | speedup vs 1-worker pool | vs direct |`);
-  console.log(`|---|---|---|---|`);
-  const one = rows[1][1];
-  for (const [name, ms] of rows) console.log(`| ${name} | ${ms.toFixed(1)} | ${(one / ms).toFixed(2)}x | ${(direct / ms).toFixed(2)}x |`);
+}
+
+{
+  const shape = smoke ? [4, 8, 8, 8] : [32, 64, 56, 56];
+  const { g, ranks } = await group(2, "shared");
+  const r = await Promise.all(ranks.map((k) => k.syncBnStep(shape, REPS)));
+  g.dispose();
+  console.log(`\n## SyncBatchNorm training step (forward + backward), (${shape}) per worker, 2 workers, shared memory, simd build, median of ${REPS}`);
+  console.log(`| rank | step ms | in collectives ms (waiting for the other rank included) | share | the two collectives alone, back to back | share |`);
+  console.log(`|---|---|---|---|---|---|`);
+  const pct = (a, b) => `${((100 * a) / b).toFixed(2)}%`;
+  r.forEach((x, i) => console.log(`| ${i} | ${x.step.toFixed(2)} | ${x.collectives.toFixed(3)} | ${pct(x.collectives, x.step)} | ${(x.own * 1000).toFixed(1)} us | ${pct(x.own, x.step)} |`));
+}
+
+{
+  const steps = smoke ? 10 : 300;
+  const rounds = smoke ? 1 : 3;
+  const blob = mnistBlob();
+  const runs = { 1: [], 2: [] };
+  for (let round = 0; round < rounds; round++) {
+    for (const n of [1, 2]) {
+      const workers = Array.from({ length: n }, () => new Worker(new URL("../examples/mnist/replica-node.mjs", import.meta.url), { workerData: { blob } }));
+      const { group: g, replicas } = await startReplicas(workers, (w) => wrap(nodeEndpoint(w)), { init: { build: "simd" } });
+      const s = await trainAll(replicas, { steps, batch: 64, seed: 42, compare: false, evalEvery: 0 });
+      g.dispose();
+      runs[n].push({ sps: s.results.bn.stepsPerSec, losses: s.results.bn.losses, agree: s.replicasAgree });
+    }
+  }
+  const med = (n) => median(runs[n].map((r) => r.sps));
+  let worst = 0;
+  for (let i = 0; i < Math.min(200, steps); i++) worst = Math.max(worst, Math.abs(runs[1][0].losses[i] - runs[2][0].losses[i]));
+  console.log(`\n## MNIST example, batch 64, ${steps} steps, BN model, simd build per worker; ${rounds} alternating runs each, median`);
+  console.log(`| workers | steps/s (runs) | speedup | max |loss - 1-worker loss| (first ${Math.min(200, steps)} steps) | replicas identical |`);
+  console.log(`|---|---|---|---|---|`);
+  for (const n of [1, 2]) {
+    console.log(`| ${n} | ${med(n).toFixed(0)} (${runs[n].map((r) => r.sps.toFixed(0)).join(", ")}) | ${(med(n) / med(1)).toFixed(2)}x | ${n === 1 ? "-" : worst.toExponential(1)} | ${runs[n].every((r) => r.agree)} |`);
+  }
 }
