@@ -62,6 +62,16 @@ describe.each(["shared", "message"] as const)("process group over %s", (transpor
     });
   });
 
+  it("bad arguments reject on the calling rank before any collective (the group stays in step)", async () => {
+    const { ranks } = await start(2, { transport });
+    expect(await ranks[0].outcome("allReduce", Float32Array.of(1), { operation: "sum" })).toMatchObject({ name: "InvalidOptionError", message: expect.stringMatching(/unknown option "operation" \(did you mean "op"\?\)/) });
+    expect(await ranks[0].outcome("allReduce", Float32Array.of(1), { op: "max" })).toMatchObject({ name: "InvalidArgumentError" });
+    expect(await ranks[0].outcome("broadcast", Float32Array.of(1), 2)).toMatchObject({ name: "InvalidArgumentError", message: expect.stringMatching(/root must be a rank in \[0, 1\], got 2/) });
+    expect(await ranks[0].outcome("allReduce", [1, 2] as never)).toMatchObject({ name: "InvalidArgumentError", message: expect.stringMatching(/Float32Array or Float64Array/) });
+    const ok = await Promise.all(ranks.map((k) => k.allReduce(Float64Array.of(0.5), "mean")));
+    expect(ok).toEqual([Float64Array.of(0.5), Float64Array.of(0.5)]);
+  });
+
   it("barrier: no rank passes before every rank arrived", async () => {
     const { ranks } = await start(3, { transport });
     let passed = 0;
@@ -160,7 +170,8 @@ describe("ProcessGroup.create", () => {
   it("rejects bad options before touching the workers", async () => {
     await expect(ProcessGroup.create([], {})).rejects.toThrow(/non-empty array/);
     await expect(ProcessGroup.create([], { transport: "carrier" as never })).rejects.toThrow(InvalidOptionError);
-    await expect(ProcessGroup.create([], { timeout: 3 } as never)).rejects.toThrow(/unknown ProcessGroup option "timeout"/);
+    await expect(ProcessGroup.create([], { timeout: 3 } as never)).rejects.toThrow(/unknown option "timeout" \(did you mean "timeoutMs"\?\)/);
+    await expect(ProcessGroup.create([], { slotBytes: 12 })).rejects.toThrow(/slotBytes must be a positive multiple of 8/);
   });
 
   it("a worker that never joins: create rejects in time and terminates the workers", async () => {

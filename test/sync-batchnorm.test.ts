@@ -5,7 +5,7 @@
  * layouts, both conventions, momentum null, large means; eval mode; both transports.
  */
 import { afterEach, beforeAll, describe, expect, it } from "vitest";
-import { init, BatchNorm, type Layout } from "../dist/index.js";
+import { init, BatchNorm, SyncBatchNorm, InvalidOptionError, type Communicator, type Layout } from "../dist/index.js";
 import { rng } from "./reference.js";
 import { expectClose } from "./close.js";
 import { disposeAll, startGroup, type Started } from "./workers/start.js";
@@ -119,5 +119,15 @@ describe("SyncBatchNorm statistics span the group", () => {
     const r = await one.ranks[0].bnOutcome(Float32Array.of(1, 2, 3), [1, 3]);
     expect(r).toMatchObject({ ok: false, name: "TooFewValuesError" });
     expect((await one.ranks[0].bnState()).sd.num_batches_tracked).toBe(0n);
+  });
+});
+
+describe("SyncBatchNorm options", () => {
+  it("unknown keys and a training eps of 0 are InvalidOptionError, as for BatchNorm", async () => {
+    const comm = { rank: 0, worldSize: 1 } as Communicator; // never reached: the checks come first
+    expect(() => new SyncBatchNorm(3, comm, { epsilon: 1e-3 } as never)).toThrow(/unknown option "epsilon" \(did you mean "eps"\?\) in SyncBatchNorm options/);
+    using bn = new SyncBatchNorm(3, comm, { eps: 0 });
+    await expect(bn.forward(new Float32Array(6), [2, 3])).rejects.toThrow(InvalidOptionError);
+    expect(bn.numBatchesTracked).toBe(0);
   });
 });

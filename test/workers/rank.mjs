@@ -31,9 +31,9 @@ const api = {
   },
   broken: () => comm.broken,
   /** A collective, then the outcome (so a rejection can be inspected after a kill). */
-  async outcome(kind, a) {
+  async outcome(kind, a, arg) {
     try {
-      await (kind === "barrier" ? comm.barrier() : comm[kind](a));
+      await (kind === "barrier" ? comm.barrier() : comm[kind](a, arg));
       return { ok: true };
     } catch (e) {
       return { ok: false, name: e.name, message: e.message };

@@ -25,7 +25,7 @@ export interface RankApi {
   allGather(a: Buf): Promise<Buf[]>;
   barrier(): Promise<void>;
   broken(): Promise<string | undefined>;
-  outcome(kind: string, a?: Buf): Promise<Outcome>;
+  outcome(kind: string, a?: Buf, arg?: unknown): Promise<Outcome>;
   exit(code: number): Promise<void>;
   timeAllReduce(n: number, reps: number): Promise<number[]>;
   bucketed(kind: "reduce" | "broadcast", sizes: number[], seed: number, opts: object): Promise<Float32Array[]>;

@@ -14,6 +14,7 @@
  * @module
  */
 import { InvalidArgumentError } from "../engine/errors.js";
+import { checkOptionKeys } from "../engine/validate.js";
 import { isNode } from "../engine/loader.js";
 import { WorkerError } from "./remote.js";
 import type { CollectiveBuffer, ReduceOp } from "./collective.js";
@@ -79,9 +80,11 @@ export class Communicator {
    * Replaces `buf` on every rank with the element-wise sum over ranks (or the mean), summed
    * in rank order in float64: every rank gets the same bits. Resolves to `buf`.
    */
-  allReduce<T extends CollectiveBuffer>(buf: T, { op = "sum" }: { op?: ReduceOp } = {}): Promise<T> {
+  async allReduce<T extends CollectiveBuffer>(buf: T, opts: { op?: ReduceOp } = {}): Promise<T> {
     checkBuffer("allReduce", buf);
-    if (op !== "sum" && op !== "mean") return Promise.reject(new InvalidArgumentError(`allReduce op must be "sum" or "mean", got ${JSON.stringify(op)}`));
+    checkOptionKeys("allReduce", opts, ["op"]);
+    const op = opts.op ?? "sum";
+    if (op !== "sum" && op !== "mean") throw new InvalidArgumentError(`allReduce op must be "sum" or "mean", got ${JSON.stringify(op)}`);
     return this.#serial(async () => {
       await this.#impl.allReduce(buf, op === "mean");
       return buf;
@@ -89,10 +92,10 @@ export class Communicator {
   }
 
   /** Copies rank `root`'s `buf` into every other rank's `buf`. Resolves to `buf`. */
-  broadcast<T extends CollectiveBuffer>(buf: T, root = 0): Promise<T> {
+  async broadcast<T extends CollectiveBuffer>(buf: T, root = 0): Promise<T> {
     checkBuffer("broadcast", buf);
     if (!Number.isSafeInteger(root) || root < 0 || root >= this.worldSize) {
-      return Promise.reject(new InvalidArgumentError(`broadcast root must be a rank in [0, ${this.worldSize - 1}], got ${String(root)}`));
+      throw new InvalidArgumentError(`broadcast root must be a rank in [0, ${this.worldSize - 1}], got ${String(root)}`);
     }
     return this.#serial(async () => {
       await this.#impl.broadcast(buf, root);
@@ -101,13 +104,13 @@ export class Communicator {
   }
 
   /** Every rank's `buf` (all of the same length and type), indexed by rank. */
-  allGather<T extends CollectiveBuffer>(buf: T): Promise<T[]> {
+  async allGather<T extends CollectiveBuffer>(buf: T): Promise<T[]> {
     checkBuffer("allGather", buf);
     return this.#serial(async () => (await this.#impl.allGather(buf)) as T[]);
   }
 
   /** Resolves once every rank has called `barrier()`. */
-  barrier(): Promise<void> {
+  async barrier(): Promise<void> {
     return this.#serial(() => this.#impl.barrier());
   }
 }

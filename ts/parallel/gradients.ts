@@ -13,6 +13,7 @@
  */
 import { InvalidArgumentError, InvalidOptionError } from "../engine/errors.js";
 import { WasmTensor } from "../engine/tensor.js";
+import { checkOptionKeys } from "../engine/validate.js";
 import type { ReduceOp } from "./collective.js";
 import type { Communicator } from "./communicator.js";
 
@@ -76,14 +77,18 @@ async function bucketed(tensors: readonly Tensorish[], bucketBytes: number | und
  * same sizes in the same order. Every rank gets the same bits.
  */
 export async function allReduceGradients(
-  comm: Communicator, grads: readonly Tensorish[], { op = "sum", bucketBytes }: BucketOptions & { op?: ReduceOp } = {},
+  comm: Communicator, grads: readonly Tensorish[], opts: BucketOptions & { op?: ReduceOp } = {},
 ): Promise<void> {
+  checkOptionKeys("allReduceGradients", opts, ["op", "bucketBytes"]);
+  const { op = "sum", bucketBytes } = opts;
   await bucketed(grads, bucketBytes, (b) => comm.allReduce(b, { op }));
 }
 
 /** Copies rank `root`'s parameters to every rank, in place (before training starts). */
 export async function broadcastParameters(
-  comm: Communicator, params: readonly Tensorish[], { root = 0, bucketBytes }: BucketOptions & { root?: number } = {},
+  comm: Communicator, params: readonly Tensorish[], opts: BucketOptions & { root?: number } = {},
 ): Promise<void> {
+  checkOptionKeys("broadcastParameters", opts, ["root", "bucketBytes"]);
+  const { root = 0, bucketBytes } = opts;
   await bucketed(params, bucketBytes, (b) => comm.broadcast(b, root));
 }

@@ -23,6 +23,7 @@
  * @module
  */
 import { InvalidArgumentError, InvalidOptionError } from "../engine/errors.js";
+import { checkOptionKeys, optionKeys } from "../engine/validate.js";
 import { WorkerError } from "./remote.js";
 import { AbortCode, abortShared, createSharedLayout, type SharedLayout } from "./transport-shared.js";
 import { HELLO, canShareMemory, webLocks, type ToCoordinator, type ToRank, type TransportName } from "./group-protocol.js";
@@ -44,7 +45,7 @@ export interface ProcessGroupOptions {
   slotBytes?: number;
 }
 
-const KNOWN_OPTIONS = ["transport", "timeoutMs", "joinTimeoutMs", "slotBytes"];
+const OPTION_KEYS = optionKeys<ProcessGroupOptions>({ transport: true, timeoutMs: true, joinTimeoutMs: true, slotBytes: true });
 
 /** One worker, as the coordinator sees it. */
 interface Member {
@@ -75,7 +76,7 @@ export class ProcessGroup {
    * worker is terminated and the promise rejects with `WorkerError`.
    */
   static async create(workers: readonly WorkerLike[], opts: ProcessGroupOptions = {}): Promise<ProcessGroup> {
-    for (const k of Object.keys(opts)) if (!KNOWN_OPTIONS.includes(k)) throw new InvalidOptionError(`unknown ProcessGroup option "${k}" (known: ${KNOWN_OPTIONS.join(", ")})`);
+    checkOptionKeys("ProcessGroup.create", opts, OPTION_KEYS);
     const want = opts.transport ?? "auto";
     if (want !== "auto" && want !== "shared" && want !== "message") {
       throw new InvalidOptionError(`transport must be "auto", "shared" or "message", got ${JSON.stringify(want)}`);

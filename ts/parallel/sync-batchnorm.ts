@@ -18,11 +18,15 @@
 import { ChannelMismatchError, ShapeError, StateError, TooFewValuesError } from "../engine/errors.js";
 import type { Engine } from "../engine/loader.js";
 import { WasmTensor } from "../engine/tensor.js";
-import { checkData, dimsOf, type TensorLike } from "../engine/validate.js";
+import { checkData, checkEps, checkOptionKeys, dimsOf, optionKeys, type TensorLike } from "../engine/validate.js";
 import { BatchNorm, type BatchNormOptions, type StateDict } from "../layers/batchnorm.js";
 import { stepMomentum, type LayerConfig } from "../layers/options.js";
 import type { Communicator } from "./communicator.js";
 import { invStdOf, mergeMoments, shardBackwardApply, shardGradSums, shardMoments, shardNormalize, updateRunning, type ShardMoments } from "./shard.js";
+
+const OPTION_KEYS = optionKeys<BatchNormOptions>({
+  eps: true, momentum: true, affine: true, trackRunningStats: true, layout: true, convention: true, engine: true,
+});
 
 /** What backward needs from a synchronised forward. */
 interface Saved {
@@ -50,6 +54,7 @@ export class SyncBatchNorm {
    * const y = await bn.forward(xShard, [rows, 64, 28, 28]);
    */
   constructor(numFeatures: number, readonly comm: Communicator, opts: BatchNormOptions = {}) {
+    checkOptionKeys("SyncBatchNorm", opts, OPTION_KEYS);
     this.#bn = new BatchNorm(numFeatures, opts);
     const b = this.#bn;
     this.#config = {
@@ -120,6 +125,7 @@ export class SyncBatchNorm {
       throw new ChannelMismatchError(`input has ${dims.channels} channels but the module has numFeatures = ${this.numFeatures}`);
     }
     checkData("x", x, shape, dims);
+    checkEps(this.eps, true);
     const engine = this.engine;
     const C = this.numFeatures;
     const mine = shardMoments(engine, x, shape, this.layout);
