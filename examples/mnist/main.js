@@ -11,6 +11,9 @@ for (const k of ["steps", "batch", "seed", "lr", "workers"]) if (params.has(k)) 
 for (const k of ["compare"]) if (params.has(k)) $(k).checked = params.get(k) === "1";
 /** "auto" (shared memory when the page is cross-origin isolated), "shared" or "message". */
 const transport = params.get("transport") ?? "auto";
+/** A fault drill for the tests: `drill=terminate` ends the last worker (a plain
+ * `worker.terminate()`) once training runs; the other ranks must fail, not hang. Once. */
+let drill = params.get("drill");
 
 /** What the end-to-end test reads. */
 const state = (window.__mnist = {
@@ -83,6 +86,10 @@ function reset(keys, steps) {
 }
 
 function onEvents(events) {
+  if (drill === "terminate" && current?.n > 1) {
+    drill = null;
+    current.group.workers[current.n - 1].terminate();
+  }
   for (const e of events) {
     if (e.type === "step") {
       for (const [k, r] of Object.entries(e.results)) {
