@@ -144,25 +144,28 @@ describe.each(["shared", "message"] as const)("process group over %s", (transpor
 });
 
 describe("bucketed gradient all-reduce and parameter broadcast", () => {
-  it.each(["shared", "message"] as const)("many tensors over small buckets equal one reduction per element (%s)", async (transport) => {
+  const seeded = (seed: number, sizes: number[]) => {
+    let s = seed; // as test/workers/rank.mjs makes them
+    const next = () => ((s = (Math.imul(s, 1664525) + 1013904223) >>> 0) / 2 ** 32) - 0.5;
+    return sizes.map((n) => Float32Array.from({ length: n }, next));
+  };
+  // 4 KiB buckets: tensors split across buckets and buckets spanning tensors. 128 KiB: the
+  // 20,000-float tensor goes alone, in place; the small ones around it are packed.
+  it.each([
+    ["shared", [5, 0, 1000, 3, 2500, 7], 4096],
+    ["message", [5, 0, 1000, 3, 2500, 7], 4096],
+    ["shared", [5, 20_000, 3, 2500, 7], 1 << 17],
+  ] as const)("over %s, sizes %j, %i-byte buckets: every element reduced once, in rank order", async (transport, sizes, bucketBytes) => {
     const { ranks } = await start(3, { transport });
-    const sizes = [5, 0, 1000, 3, 2500, 7];
-    // 4 KiB buckets: tensors are split across buckets and buckets span tensors.
+    const seeds = [11, 22, 33];
     for (const [op, mean] of [["sum", false], ["mean", true]] as const) {
-      const inputs = await Promise.all([11, 22, 33].map(async (seed) => {
-        let s = seed;
-        const next = () => ((s = (Math.imul(s, 1664525) + 1013904223) >>> 0) / 2 ** 32) - 0.5;
-        return sizes.map((n) => Float32Array.from({ length: n }, next));
-      }));
-      const got = await Promise.all(ranks.map((r, i) => r.bucketed("reduce", sizes, [11, 22, 33][i], { op, bucketBytes: 4096 })));
+      const inputs = seeds.map((seed) => seeded(seed, [...sizes]));
+      const got = await Promise.all(ranks.map((r, i) => r.bucketed("reduce", [...sizes], seeds[i], { op, bucketBytes })));
       const want = sizes.map((_, t) => rankOrderSum(inputs.map((a) => a[t]) as Float32Array[], mean, true));
       for (const g of got) g.forEach((a, t) => expect(firstBitDifference(a, want[t]), `tensor ${t}`).toBe(-1));
     }
-    const b = await Promise.all(ranks.map((r, i) => r.bucketed("broadcast", sizes, [11, 22, 33][i], { root: 1, bucketBytes: 4096 })));
-    let seed = 22; // rank 1's inputs, as the worker makes them
-    const next = () => ((seed = (Math.imul(seed, 1664525) + 1013904223) >>> 0) / 2 ** 32) - 0.5;
-    const root = sizes.map((n) => Float32Array.from({ length: n }, next));
-    for (const g of b) expect(g).toEqual(root);
+    const b = await Promise.all(ranks.map((r, i) => r.bucketed("broadcast", [...sizes], seeds[i], { root: 1, bucketBytes })));
+    for (const g of b) expect(g).toEqual(seeded(22, [...sizes]));
   });
 });
 

@@ -195,6 +195,16 @@ export class Mlp {
       inF = h;
     }
     m.layers.push(new Dense(inF, classes, rng));
+    // The dense layers' gradients live in one flat array, which the gradient all-reduce
+    // reduces in place (no copies into buckets); batch norm's are wasm tensors.
+    const dense = m.layers.filter((l) => l instanceof Dense);
+    const flat = new Float32Array(dense.reduce((a, d) => a + d.gW.length + d.gb.length, 0));
+    let at = 0;
+    for (const d of dense) {
+      d.gW = flat.subarray(at, (at += d.gW.length));
+      d.gb = flat.subarray(at, (at += d.gb.length));
+    }
+    m.gradients = [flat, ...m.layers.filter((l) => l instanceof BN).flatMap((l) => [l.bn.weightGrad, l.bn.biasGrad])];
     m.params = m.layers.flatMap((l) => (l.params ? l.params() : []));
     m.velocity = m.params.map((p) => new Float32Array(p.value().length));
     return m;
@@ -214,20 +224,25 @@ export class Mlp {
    * One SGD step. `n` rows of the batch are here; `batch` is the whole batch's size (larger
    * when this is one replica: the other rows are on the other ranks, and the gradients
    * are all-reduced, so every replica takes the same step). Returns the whole batch's
-   * loss and accuracy (before the update).
+   * loss and accuracy (before the update). `signals` (a Float64Array) is summed over the
+   * replicas with the loss, in the same collective (the training loop's stop flag).
    */
-  async step(x, labels, n, { lr = 0.05, momentum = 0.9, weightDecay = 0, batch = n } = {}) {
+  async step(x, labels, n, { lr = 0.05, momentum = 0.9, weightDecay = 0, batch = n, signals } = {}) {
     this.train(true);
     const logits = await this.forward(x, n);
     const { lossSum, correct, dlogits } = softmaxCrossEntropy(logits, labels, n, this.classes, batch);
     for (const l of this.layers) l.zeroGrad?.();
     let g = dlogits;
     for (let i = this.layers.length - 1; i >= 0 && g; i--) g = await this.layers[i].backward(g);
-    const totals = Float64Array.of(lossSum, correct);
+    const totals = new Float64Array(2 + (signals?.length ?? 0));
+    totals[0] = lossSum;
+    totals[1] = correct;
+    if (signals) totals.set(signals, 2);
     if (this.comm) {
-      await allReduceGradients(this.comm, this.params.map((p) => p.grad()));
+      await allReduceGradients(this.comm, this.gradients);
       await this.comm.allReduce(totals);
     }
+    if (signals) signals.set(totals.subarray(2));
     this.params.forEach((p, i) => {
       const w = p.value(), dw = p.grad(), v = this.velocity[i];
       for (let j = 0; j < w.length; j++) {

@@ -28,11 +28,13 @@ export const VARIANTS = { bn: "with BN", plain: "without BN" };
  * @param {(e: object) => void} [onEvent] "step" after every step, "eval" after each test evaluation
  * @param {() => boolean} [shouldStop] checked before every step
  * @param {() => (Promise<void> | void)} [pause] awaited after every step (a worker yields there)
- * @param {import("batchnorm-wasm").Communicator} [comm] this replica's rank in the group
+ * @param {import("batchnorm-wasm").Communicator} [group] this replica's rank in the group
  *   (every rank must call train with the same options)
  */
-export async function train(data, options = {}, onEvent = () => {}, shouldStop = () => false, pause = () => {}, comm = undefined) {
+export async function train(data, options = {}, onEvent = () => {}, shouldStop = () => false, pause = () => {}, group = undefined) {
   const cfg = { ...DEFAULTS, ...options };
+  // One replica alone trains as plain single-worker code: no collectives at all.
+  const comm = group && group.worldSize > 1 ? timed(group) : undefined;
   const rank = comm?.rank ?? 0, world = comm?.worldSize ?? 1;
   // This rank's rows of every batch: [lo, hi), sizes differing by at most one.
   const lo = Math.floor((cfg.batch * rank) / world), hi = Math.floor((cfg.batch * (rank + 1)) / world);
@@ -57,12 +59,12 @@ export async function train(data, options = {}, onEvent = () => {}, shouldStop =
   };
 
   let done = 0;
+  let collectiveMs = 0;
   try {
     for (let step = 1; step <= cfg.steps; step++) {
-      // Every rank stops at the same step: rank 0's decision, shared.
+      // Every rank stops after the same step: rank 0's decision, summed with the first
+      // model's loss (no collective of its own).
       stop[0] = rank === 0 && shouldStop() ? 1 : 0;
-      if (comm && world > 1) await comm.allReduce(stop);
-      if (stop[0] > 0) break;
       if (cursor + cfg.batch > perm.length) {
         order.shuffle(perm);
         cursor = 0;
@@ -70,17 +72,20 @@ export async function train(data, options = {}, onEvent = () => {}, shouldStop =
       gather(data.train, perm.slice(cursor + lo, cursor + hi), xb, yb);
       cursor += cfg.batch;
       const results = {};
+      const inCollectives = comm?.ms ?? 0;
       for (const k of keys) {
         const t0 = performance.now();
-        const r = await models[k].step(xb, yb, hi - lo, { ...cfg, batch: cfg.batch });
+        const r = await models[k].step(xb, yb, hi - lo, { ...cfg, batch: cfg.batch, signals: k === keys[0] ? stop : undefined });
         stats[k].ms += performance.now() - t0;
         stats[k].losses.push(r.loss);
         stats[k].accs.push(r.acc);
         results[k] = { ...r, stepsPerSec: (1000 * step) / stats[k].ms };
       }
+      collectiveMs += (comm?.ms ?? 0) - inCollectives;
       onEvent({ type: "step", step, results });
       done = step;
       await pause();
+      if (stop[0] > 0) break;
       if (cfg.evalEvery > 0 && step % cfg.evalEvery === 0 && step !== cfg.steps) await evaluate(step);
     }
     await evaluate(done);
@@ -91,8 +96,9 @@ export async function train(data, options = {}, onEvent = () => {}, shouldStop =
   const tail = (a) => a.slice(-50).reduce((s, v) => s + v, 0) / Math.max(1, Math.min(50, a.length));
   return {
     steps: done,
-    /** Data-parallel: the group's size and transport. */
-    parallel: { workers: world, transport: comm?.transport ?? "none" },
+    /** Data-parallel: the group's size and transport; the share of the training steps' time
+     * this rank spent in collectives (waiting for the other ranks included). */
+    parallel: { workers: world, transport: comm?.transport ?? "none", collectiveShare: collectiveMs / Object.values(stats).reduce((a, s) => a + s.ms, 0) },
     config: cfg,
     results: Object.fromEntries(keys.map((k) => {
       const s = stats[k], last = s.test[s.test.length - 1];
@@ -110,4 +116,20 @@ export async function train(data, options = {}, onEvent = () => {}, shouldStop =
       }];
     })),
   };
+}
+
+/** The communicator, counting the milliseconds spent in its collectives (`.ms`). */
+function timed(comm) {
+  const t = { rank: comm.rank, worldSize: comm.worldSize, transport: comm.transport, ms: 0 };
+  for (const k of ["allReduce", "allGather", "broadcast", "barrier"]) {
+    t[k] = async (...args) => {
+      const t0 = performance.now();
+      try {
+        return await comm[k](...args);
+      } finally {
+        t.ms += performance.now() - t0;
+      }
+    };
+  }
+  return t;
 }

@@ -2,7 +2,10 @@
  * Data-parallel training of the user's own parameters: {@link allReduceGradients} adds up
  * (or averages) every rank's gradients, {@link broadcastParameters} gives every rank the
  * same starting weights. Both pack the arrays into buckets of `bucketBytes` and run one
- * collective per bucket, not one per tensor (as PyTorch's DistributedDataParallel).
+ * collective per bucket, not one per tensor (as PyTorch's DistributedDataParallel); a
+ * `Float32Array` of at least {@link ALONE} elements that fits in a bucket goes alone, in
+ * place, without the copies in and out of a bucket (keep a model's gradients in one flat
+ * array to get that). The per-element result is the same either way.
  *
  * ```ts
  * await broadcastParameters(comm, model.params());   // once, before training
@@ -25,14 +28,34 @@ export interface BucketOptions {
   bucketBytes?: number;
 }
 
-/** `tensors` as one flat vector, processed in buckets: `f(bucket)` runs on each in place. */
+/** Float32Arrays this large (and no larger than a bucket) are reduced in place, alone. */
+export const ALONE = 1 << 14;
+
+/** Large plain arrays alone and in place; everything else through packed buckets. */
 async function bucketed(tensors: readonly Tensorish[], bucketBytes: number | undefined, f: (bucket: Float32Array) => Promise<unknown>): Promise<void> {
   const bytes = bucketBytes ?? 4 << 20;
   if (!Number.isSafeInteger(bytes) || bytes < 4) throw new InvalidOptionError(`bucketBytes must be an integer >= 4, got ${String(bytes)}`);
   if (!Array.isArray(tensors)) throw new InvalidArgumentError("expected an array of Float32Array or WasmTensor");
+  // Checked before the first collective, so a bad argument leaves every rank in step.
   tensors.forEach((t, i) => {
     if (!(t instanceof Float32Array || t instanceof WasmTensor)) throw new InvalidArgumentError(`tensor ${i} is not a Float32Array or WasmTensor`);
   });
+  const alone = (t: Tensorish) => t instanceof Float32Array && t.length >= ALONE && t.length * 4 <= bytes;
+  let run: Tensorish[] = [];
+  for (const t of tensors) {
+    if (!alone(t)) {
+      run.push(t);
+      continue;
+    }
+    if (run.length) await packed(run, bytes, f);
+    run = [];
+    await f(t as Float32Array);
+  }
+  if (run.length) await packed(run, bytes, f);
+}
+
+/** `tensors` as one flat vector, processed in buckets: `f(bucket)` runs on each in place. */
+async function packed(tensors: readonly Tensorish[], bytes: number, f: (bucket: Float32Array) => Promise<unknown>): Promise<void> {
   // Views are re-read at each copy: wasm memory may grow while a collective is pending.
   const view = (i: number) => {
     const t = tensors[i];
