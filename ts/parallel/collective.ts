@@ -37,6 +37,7 @@ export interface Descriptor {
   root: number;
 }
 
+/** A call as a person reads it: `allReduce(sum, 128 float32)`. */
 export function describe(d: Descriptor): string {
   const type = d.bytes === 8 ? "float64" : "float32";
   switch (d.op) {
@@ -60,6 +61,7 @@ export function checkSameCall(all: readonly Descriptor[], rank: number): void {
   }
 }
 
+/** This rank's call, for the other ranks to compare (bytes 0 and length 0 without a buffer). */
 export function descriptorOf(op: number, buf: CollectiveBuffer | undefined, root = 0): Descriptor {
   return { op, bytes: buf ? buf.BYTES_PER_ELEMENT : 0, length: buf ? buf.length : 0, root };
 }

@@ -40,7 +40,7 @@ export class Communicator {
   #queue: Promise<unknown> = Promise.resolve();
   #reason?: string;
 
-  /** @internal Built by {@link joinProcessGroup}. */
+  /** Built by {@link joinProcessGroup}; not for direct use. */
   constructor(init: Extract<ToRank, { t: "init" }>, control: PortLike) {
     this.rank = init.rank;
     this.worldSize = init.worldSize;

@@ -23,6 +23,7 @@ import type { Communicator } from "./communicator.js";
 /** A parameter or gradient: a `Float32Array`, or a {@link WasmTensor} (read through `.view`). */
 export type Tensorish = Float32Array | WasmTensor;
 
+/** How the gradient collectives pack tensors. */
 export interface BucketOptions {
   /** Bytes per collective (default 4 MiB). */
   bucketBytes?: number;

@@ -34,6 +34,7 @@ export type WorkerLike =
   | { postMessage(m: unknown, t?: Transferable[]): void; terminate(): unknown; addEventListener(t: string, f: (e: never) => void): void }
   | { postMessage(m: unknown, t?: readonly unknown[]): void; terminate(): unknown; on(t: string, f: (...a: never[]) => void): unknown };
 
+/** Options of {@link ProcessGroup.create}. */
 export interface ProcessGroupOptions {
   /** `"auto"` (default): shared memory where possible, otherwise MessagePorts. */
   transport?: TransportName | "auto";
@@ -54,8 +55,23 @@ interface Member {
   stopWatching: () => void;
 }
 
+/**
+ * A group of workers for data-parallel training, as seen from the thread that started
+ * them: creates the group, watches the workers, breaks the group when one dies, and ends
+ * them on `dispose()`. The workers run the collectives (see `joinProcessGroup`).
+ * @example
+ * const workers = [0, 1].map(() => new Worker(new URL("./replica.js", import.meta.url), { type: "module" }));
+ * const group = await ProcessGroup.create(workers);
+ * try {
+ *   // ... train (your own messages to the workers) ...
+ * } finally {
+ *   group.dispose();
+ * }
+ */
 export class ProcessGroup {
+  /** Number of ranks (workers). */
   readonly worldSize: number;
+  /** `"shared"` (SharedArrayBuffer + Atomics) or `"message"` (MessagePorts). */
   readonly transport: TransportName;
   readonly #members: Member[];
   readonly #shared?: SharedLayout;
@@ -203,6 +219,7 @@ export class ProcessGroup {
     }
   }
 
+  /** `using group = await ProcessGroup.create(...)` disposes it at the end of the scope. */
   [Symbol.dispose](): void {
     this.dispose();
   }

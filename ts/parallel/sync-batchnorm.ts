@@ -38,6 +38,16 @@ interface Saved {
   count: number;
 }
 
+/**
+ * Batch norm over the whole batch of a process group (PyTorch's `nn.SyncBatchNorm`): each
+ * rank passes its own rows; statistics and gradient sums are combined across ranks.
+ * @example
+ * const comm = await joinProcessGroup();
+ * const bn = new SyncBatchNorm(64, comm, { momentum: 0.1 });
+ * const y = await bn.forward(myRows, [myRows.length / (64 * 28 * 28), 64, 28, 28]);
+ * const dx = await bn.backward(dy);
+ * await allReduceGradients(comm, [bn.weightGrad!, bn.biasGrad!]);
+ */
 export class SyncBatchNorm {
   /** The rank's replica of the layer: parameters, statistics, gradients, eval mode. */
   readonly #bn: BatchNorm;
@@ -78,23 +88,37 @@ export class SyncBatchNorm {
     return s;
   }
 
+  /** Channels. */
   get numFeatures(): number { return this.#config.numFeatures; }
+  /** Added to the variance. */
   get eps(): number { return this.#config.eps; }
+  /** Running-statistics momentum (`null`: cumulative average). */
   get momentum(): number | null { return this.#config.momentum; }
+  /** Whether there are a learnable `weight` and `bias`. */
   get affine(): boolean { return this.#config.affine; }
+  /** Whether running statistics are kept. */
   get trackRunningStats(): boolean { return this.#config.trackRunningStats; }
+  /** Where the channel axis is. */
   get layout(): LayerConfig["layout"] { return this.#config.layout; }
+  /** Running-statistics convention. */
   get convention(): LayerConfig["convention"] { return this.#config.convention; }
+  /** The wasm build this layer runs on. */
   get engine(): Engine { return this.#bn.engine; }
+  /** Training mode (synchronised statistics) or eval mode. */
   get training(): boolean { return this.#bn.training; }
   /** Training forward passes seen (the same on every rank). */
   get numBatchesTracked(): number { return this.#bn.numBatchesTracked; }
+  /** Scale per channel (affine only). */
   get weight(): WasmTensor | undefined { return this.#bn.weight; }
+  /** Shift per channel (affine only). */
   get bias(): WasmTensor | undefined { return this.#bn.bias; }
+  /** Running mean of the whole batches (identical on every rank). */
   get runningMean(): WasmTensor | undefined { return this.#bn.runningMean; }
+  /** Running (unbiased) variance of the whole batches (identical on every rank). */
   get runningVar(): WasmTensor | undefined { return this.#bn.runningVar; }
   /** This rank's share of the weight gradient (all-reduce with sum for the batch's). */
   get weightGrad(): WasmTensor | undefined { return this.#bn.weightGrad; }
+  /** This rank's share of the bias gradient. */
   get biasGrad(): WasmTensor | undefined { return this.#bn.biasGrad; }
 
   /** Training mode (statistics synchronised over the group) or eval mode. Returns `this`. */
@@ -103,6 +127,7 @@ export class SyncBatchNorm {
     return this;
   }
 
+  /** Eval mode: running statistics, no collectives. Returns `this`. */
   eval(): this {
     return this.train(false);
   }
@@ -198,6 +223,7 @@ export class SyncBatchNorm {
     return dx;
   }
 
+  /** Sets `weightGrad` and `biasGrad` to zero. */
   zeroGrad(): void {
     this.#bn.zeroGrad();
   }
@@ -207,6 +233,7 @@ export class SyncBatchNorm {
     return this.#bn.stateDict();
   }
 
+  /** Loads a state dict (checked in full first, as `BatchNorm.loadStateDict`); load the same one on every rank. */
   loadStateDict(sd: StateDict, opts: { strict?: boolean } = {}): void {
     this.#bn.loadStateDict(sd, opts);
   }
@@ -219,6 +246,7 @@ export class SyncBatchNorm {
     this.#bn.dispose();
   }
 
+  /** `using bn = new SyncBatchNorm(...)` disposes it at the end of the scope. */
   [Symbol.dispose](): void {
     this.dispose();
   }

@@ -30,6 +30,7 @@ export interface PortLike {
   close(): void;
 }
 
+/** One rank's end of the MessagePort transport. */
 export class MessageTransport {
   /** Received packets not yet consumed, per peer. */
   readonly #inbox: Packet[][];

@@ -29,7 +29,7 @@ const DESC = 8; // per parity, per rank: op, bytes, length, root
 const DESC_INTS = 4;
 
 /** Why a group was aborted (stored in the abort word). */
-export const AbortCode = { died: 1, disposed: 2, timedOut: 3, crashed: 4 } as const;
+export const AbortCode = { died: 1, disposed: 2, timedOut: 3 } as const;
 
 /** All-reduces up to this many elements skip the reduce-scatter phase. */
 export const SMALL = 4096;
@@ -60,10 +60,10 @@ export function abortShared(sab: SharedArrayBuffer, code: number, rank: number):
   Atomics.notify(ctl, ARRIVALS);
 }
 
+/** The reason a rank blocked on shared memory can read: the abort word carries a code and a rank, not text. */
 export function abortMessage(code: number, rank: number): string {
   switch (code) {
     case AbortCode.died: return `rank ${rank} died (crashed, exited or was terminated)`;
-    case AbortCode.crashed: return `rank ${rank} crashed`;
     case AbortCode.disposed: return "the group was disposed";
     case AbortCode.timedOut: return `rank ${rank} timed out waiting for a collective`;
     default: return `aborted (code ${code})`;
