@@ -6,8 +6,10 @@
 import { Worker } from "node:worker_threads";
 import { afterEach, describe, expect, it } from "vitest";
 import { ProcessGroup, WorkerError, InvalidOptionError, type ProcessGroupOptions } from "../dist/index.js";
+import { wrap } from "comlink";
+import nodeEndpoint from "comlink/dist/esm/node-adapter.mjs";
 import { rng } from "./reference.js";
-import { RANK, disposeAll, startGroup } from "./workers/start.js";
+import { RANK, disposeAll, startGroup, type RankApi } from "./workers/start.js";
 
 afterEach(disposeAll);
 const start = (n: number, opts: ProcessGroupOptions) => startGroup(n, opts);
@@ -175,6 +177,20 @@ describe("ProcessGroup.create", () => {
     await expect(ProcessGroup.create([], { transport: "carrier" as never })).rejects.toThrow(InvalidOptionError);
     await expect(ProcessGroup.create([], { timeout: 3 } as never)).rejects.toThrow(/unknown option "timeout" \(did you mean "timeoutMs"\?\)/);
     await expect(ProcessGroup.create([], { slotBytes: 12 })).rejects.toThrow(/slotBytes must be a positive multiple of 8/);
+  });
+
+  it("workers that asked to join before the group was created are answered", async () => {
+    const workers = [new Worker(RANK), new Worker(RANK)];
+    const ranks = workers.map((w) => wrap<RankApi>(nodeEndpoint(w)));
+    const joined = Promise.all(ranks.map((r) => r.join()));
+    await new Promise((r) => setTimeout(r, 400)); // their first requests found nobody listening
+    const group = await ProcessGroup.create(workers);
+    try {
+      expect((await joined).map((j) => j.rank)).toEqual([0, 1]);
+      expect(await Promise.all(ranks.map((k) => k.allReduce(Float32Array.of(3), "sum")))).toEqual([Float32Array.of(6), Float32Array.of(6)]);
+    } finally {
+      group.dispose();
+    }
   });
 
   it("a worker that never joins: create rejects in time and terminates the workers", async () => {

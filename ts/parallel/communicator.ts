@@ -123,28 +123,41 @@ function checkBuffer(what: string, buf: unknown): void {
 
 /**
  * Joins the process group that the parent thread is creating with this worker
- * (`ProcessGroup.create`), and returns this rank's {@link Communicator}. Call it once,
- * from a worker.
+ * (`ProcessGroup.create`, before or after this call), and returns this rank's
+ * {@link Communicator}. Call it once, from a worker. Until the parent answers it posts a
+ * join request (`{ "batchnorm-wasm/process-group": true, port }`) on the worker's channel
+ * every 100 ms; your own message handlers on the parent side may see and ignore them.
  */
 export async function joinProcessGroup(): Promise<Communicator> {
   const parent = await parentEndpoint();
-  const { port1, port2 } = new MessageChannel();
-  const control = port1 as unknown as PortLike;
-  const init = new Promise<Extract<ToRank, { t: "init" }>>((resolve) => {
-    const first = (e: { data: unknown }) => {
-      const m = e.data as ToRank;
-      if (m.t === "init") resolve(m);
+  // The join request goes out again every 100 ms until the coordinator answers: one sent
+  // before the parent called ProcessGroup.create (nobody listening yet) is lost. Each
+  // request hands over its own port; the coordinator answers on the first it receives.
+  const asked: PortLike[] = [];
+  let resend: ReturnType<typeof setInterval> | undefined;
+  const answer = new Promise<{ init: Extract<ToRank, { t: "init" }>; control: PortLike }>((resolve) => {
+    const ask = () => {
+      const { port1, port2 } = new MessageChannel();
+      const control = port1 as unknown as PortLike;
+      control.addEventListener("message", (e) => {
+        const m = e.data as ToRank;
+        if (m.t === "init") resolve({ init: m, control });
+      });
+      control.start?.();
+      asked.push(control);
+      parent.postMessage({ [HELLO]: true, port: port2 }, [port2 as unknown as Transferable]);
     };
-    control.addEventListener("message", first);
+    ask();
+    resend = setInterval(ask, 100);
   });
-  control.start?.();
-  parent.postMessage({ [HELLO]: true, port: port2 }, [port2 as unknown as Transferable]);
-  const m = await init;
-  const comm = new Communicator(m, control);
+  const { init, control } = await answer;
+  clearInterval(resend);
+  for (const p of asked) if (p !== control) p.close();
+  const comm = new Communicator(init, control);
   const locks = webLocks();
-  if (m.lock && locks) {
+  if (init.lock && locks) {
     // Held until this worker ends: the coordinator's request for it is granted then.
-    await new Promise<void>((held) => void locks.request(m.lock!, {}, () => (held(), new Promise(() => {}))));
+    await new Promise<void>((held) => void locks.request(init.lock!, {}, () => (held(), new Promise(() => {}))));
   }
   control.postMessage({ t: "joined" } satisfies ToCoordinator);
   return comm;

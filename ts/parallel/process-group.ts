@@ -125,7 +125,9 @@ export class ProcessGroup {
         deaths[rank] = (reason) => reject(new WorkerError(`rank ${rank} ${reason} before joining the group`));
         stopWatching = watch(w, (data) => {
           const m = data as { [HELLO]?: boolean; port?: PortLike } | null;
-          if (m && typeof m === "object" && m[HELLO] === true && m.port) resolve(m.port);
+          if (!(m && typeof m === "object" && m[HELLO] === true && m.port)) return;
+          if (members[rank].port) m.port.close(); // a repeated request: the first one is answered
+          else resolve((members[rank].port = m.port));
         }, (reason) => died(rank, reason));
       });
       members.push({ worker: w, stopWatching });
