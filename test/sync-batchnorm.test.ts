@@ -122,6 +122,23 @@ describe("SyncBatchNorm statistics span the group", () => {
   });
 });
 
+describe("SyncBatchNorm across mismatched ranks", () => {
+  it("ranks with different channel counts: every rank rejects, nothing changes, the group stays usable", async () => {
+    const { ranks } = await startGroup(2);
+    await ranks[0].bnCreate(3, {});
+    await ranks[1].bnCreate(4, {});
+    const out = await Promise.all([ranks[0].bnOutcome(rng(1).normals(6), [2, 3]), ranks[1].bnOutcome(rng(2).normals(8), [2, 4])]);
+    for (const o of out) {
+      expect(o).toMatchObject({ ok: false, name: "CollectiveMismatchError" });
+      expect(o.message).toMatch(/rank 0 allGather\(7 float64\), rank 1 allGather\(9 float64\)/);
+    }
+    for (const r of ranks) expect((await r.bnState()).sd.num_batches_tracked).toBe(0n);
+    await ranks[1].bnCreate(3, {});
+    const ys = await Promise.all(ranks.map((r, i) => r.bnForward(rng(3 + i).normals(6), [2, 3])));
+    expect(ys.map((y) => y.length)).toEqual([6, 6]);
+  });
+});
+
 describe("SyncBatchNorm options", () => {
   it("unknown keys and a training eps of 0 are InvalidOptionError, as for BatchNorm", async () => {
     const comm = { rank: 0, worldSize: 1 } as Communicator; // never reached: the checks come first
