@@ -61,8 +61,10 @@ try {
   for (const r of Object.values(summary.results)) {
     console.log(`${r.label.padEnd(10)}  test accuracy ${(100 * r.testAcc).toFixed(2)}%  test loss ${r.testLoss.toFixed(4)}  train loss (last 50 batches) ${r.trainLoss.toFixed(4)}  ${r.stepsPerSec.toFixed(0)} steps/s`);
   }
-  const share = summary.parallel.collectiveShare;
-  console.log(`replicas: ${options.workers}, final weights ${summary.replicasAgree ? "identical on every replica" : "DIFFER between replicas"}` + (options.workers > 1 ? `; rank 0 spent ${(100 * share).toFixed(1)}% of its step time in collectives (waiting for the others included)` : ""));
+  if (options.workers > 1) {
+    const share = summary.parallel.collectiveShare;
+    console.log(`${options.workers} replicas: final weights ${summary.replicasAgree ? "identical on every replica" : "DIFFER between replicas"}; rank 0 spent ${(100 * share).toFixed(1)}% of its step time in collectives (waiting for the others included)`);
+  }
   if (a.json) console.log(JSON.stringify(Object.fromEntries(Object.entries(summary.results).map(([k, r]) => [k, { ...r, losses: undefined }]))));
   if (!summary.replicasAgree) process.exitCode = 1;
 } finally {
