@@ -20,7 +20,11 @@ import { checkOptionKeys } from "../engine/validate.js";
 import type { ReduceOp } from "./collective.js";
 import type { Communicator } from "./communicator.js";
 
-/** A parameter or gradient: a `Float32Array`, or a {@link WasmTensor} (read through `.view`). */
+/**
+ * A parameter or gradient: a `Float32Array`, or a {@link WasmTensor} (read through `.view`
+ * at each copy). Pass wasm-resident arrays as the `WasmTensor`, not its `.view`: a view
+ * taken before an async collective is detached if wasm memory grows meanwhile.
+ */
 export type Tensorish = Float32Array | WasmTensor;
 
 /** How the gradient collectives pack tensors. */
