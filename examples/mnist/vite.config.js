@@ -37,7 +37,7 @@ function mnistData() {
 const logger = createLogger();
 const warn = logger.warn;
 logger.warn = (msg, opts) => {
-  if (msg.includes("externalized for browser compatibility") && /[\\/]dist[\\/][\w-]+\.js/.test(msg)) return;
+  if (msg.includes("externalized for browser compatibility") && /[\\/]dist[\\/]([\w-]+[\\/])*[\w-]+\.js/.test(msg)) return;
   warn(msg, opts);
 };
 
