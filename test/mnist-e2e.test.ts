@@ -4,8 +4,10 @@
  * isolated), train in the page's Web Worker with and without batch norm, then
  * data-parallel on 2 workers (process group over SharedArrayBuffer), and on a plain
  * server without COOP/COEP (MessagePorts). Checks accuracy (data-parallel equal to one
- * worker), the wasm build used in the workers, identical weights on every replica, and
- * that the main thread kept drawing frames throughout. Saves test-results/mnist.png.
+ * worker), the wasm build used in the workers, identical weights on every replica, that a
+ * rank ended by a plain worker.terminate() fails the other rank (both transports) and a
+ * new group then trains, and that the main thread kept drawing frames throughout. Saves
+ * test-results/mnist.png.
  */
 import { existsSync, mkdirSync, mkdtempSync, rmSync } from "node:fs";
 import { readFile } from "node:fs/promises";
