@@ -13,11 +13,48 @@
 //! (the f64 mean split in two), subtracted one after the other; `x - shift` is exact for
 //! nearby values and the second subtraction adds one rounding. Eval passes no `shift_lo`
 //! and runs the plain loop.
+//!
+//! Fusion (oneDNN's `fuse_norm_relu` / `fuse_norm_add_relu`): the same loop may add a
+//! residual `z` after the affine and apply ReLU last, `y = relu((x - shift) * scale +
+//! offset + z)`, each step the same f32 operation as the unfused layers (so results are
+//! bit-identical to BN, then add, then ReLU), without another read and write of `y`. The
+//! eval-mode backward through a ReLU gates its input instead: `x` counts only where the
+//! ReLU's output `gate` is > 0. Which steps run is a const generic of bit flags, so each
+//! combination compiles to its own branch-free loop.
 
 use crate::dims::Dims;
 use crate::parallel;
-use crate::simd::{q, q_mut, quads, F32x4};
+use crate::simd::{q, q_mut, relu, where_pos, F32x4};
 
+/// Subtract `shift_lo` after `shift`.
+const LO: u8 = 1;
+/// Input `x` only where `gate > 0`, else 0.
+const GATE: u8 = 2;
+/// Add the residual `z` after the affine.
+const ADD: u8 = 4;
+/// ReLU last.
+const RELU: u8 = 8;
+
+/// What the elementwise pass does besides the affine (see the module comment).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Fuse<'a> {
+    /// Input gate: `x` counts only where `gate > 0` (ReLU's backward from its output).
+    pub gate: Option<&'a [f32]>,
+    /// Residual added after the affine.
+    pub add: Option<&'a [f32]>,
+    /// ReLU last.
+    pub relu: bool,
+}
+
+/// The per-element step, for every flag combination.
+#[derive(Clone, Copy)]
+struct Step<'a> {
+    x: &'a [f32],
+    gate: &'a [f32],
+    z: &'a [f32],
+}
+
+#[allow(clippy::too_many_arguments)]
 pub fn affine_per_channel(
     x: &[f32],
     y: &mut [f32],
@@ -26,15 +63,39 @@ pub fn affine_per_channel(
     shift_lo: Option<&[f32]>,
     scale: &[f32],
     offset: &[f32],
+    fuse: Fuse,
 ) {
-    match shift_lo {
-        Some(lo) if lo.iter().any(|&v| v != 0.0) => run::<true>(x, y, dims, shift, lo, scale, offset),
-        _ => run::<false>(x, y, dims, shift, shift, scale, offset),
+    let lo = match shift_lo {
+        Some(lo) if lo.iter().any(|&v| v != 0.0) => lo,
+        _ => shift,
+    };
+    let mut flags = 0;
+    if !core::ptr::eq(lo, shift) {
+        flags |= LO;
     }
+    if fuse.gate.is_some() {
+        flags |= GATE;
+    }
+    if fuse.add.is_some() {
+        flags |= ADD;
+    }
+    if fuse.relu {
+        flags |= RELU;
+    }
+    let src = Step { x, gate: fuse.gate.unwrap_or(x), z: fuse.add.unwrap_or(x) };
+    macro_rules! dispatch {
+        ($($f:literal)*) => {
+            match flags {
+                $($f => run::<$f>(src, y, dims, shift, lo, scale, offset),)*
+                _ => unreachable!(),
+            }
+        };
+    }
+    dispatch!(0 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15);
 }
 
-fn run<const LO: bool>(x: &[f32], y: &mut [f32], dims: Dims, shift: &[f32], lo: &[f32], scale: &[f32], offset: &[f32]) {
-    let par = parallel::worth_it(x.len());
+fn run<const F: u8>(src: Step, y: &mut [f32], dims: Dims, shift: &[f32], lo: &[f32], scale: &[f32], offset: &[f32]) {
+    let par = parallel::worth_it(y.len());
     let ch = dims.channels;
     if dims.is_planar() {
         let inner = dims.inner;
@@ -44,90 +105,117 @@ fn run<const LO: bool>(x: &[f32], y: &mut [f32], dims: Dims, shift: &[f32], lo: 
             for (k, yp) in ys.chunks_mut(inner).enumerate() {
                 let p = first + k;
                 let c = p % ch;
-                plane::<LO>(&x[p * inner..(p + 1) * inner], yp, shift[c], lo[c], scale[c], offset[c]);
+                plane::<F>(src.range(p * inner, inner), yp, shift[c], lo[c], scale[c], offset[c]);
             }
         });
     } else {
         let rows_per_task = parallel::units_per_task(dims.outer, ch, par);
         parallel::for_each_chunk_mut(y, rows_per_task * ch, par, |t, ys| {
             let first = t * rows_per_task * ch;
-            let xs = &x[first..first + ys.len()];
             // Rows in pairs: each parameter load serves two rows.
-            for (yp, xp) in ys.chunks_mut(2 * ch).zip(xs.chunks(2 * ch)) {
+            for (j, yp) in ys.chunks_mut(2 * ch).enumerate() {
+                let s = first + j * 2 * ch;
                 if yp.len() == 2 * ch {
                     let (y0, y1) = yp.split_at_mut(ch);
-                    row2::<LO>(&xp[..ch], &xp[ch..], y0, y1, shift, lo, scale, offset);
+                    row2::<F>(src.range(s, ch), src.range(s + ch, ch), y0, y1, shift, lo, scale, offset);
                 } else {
-                    row::<LO>(xp, yp, shift, lo, scale, offset);
+                    row::<F>(src.range(s, ch), yp, shift, lo, scale, offset);
                 }
             }
         });
     }
 }
 
-/// One contiguous run of a single channel.
-#[inline]
-fn plane<const LO: bool>(x: &[f32], y: &mut [f32], shift: f32, lo: f32, scale: f32, offset: f32) {
-    let (s, l, a, b) = (F32x4::splat(shift), F32x4::splat(lo), F32x4::splat(scale), F32x4::splat(offset));
-    let (xb, xt) = quads(x);
-    let mut yc = y.chunks_exact_mut(4);
-    for (yv, xv) in (&mut yc).zip(xb) {
-        let mut d = F32x4::load(q(xv)).sub(s);
-        if LO {
+impl<'a> Step<'a> {
+    #[inline(always)]
+    fn range(self, start: usize, len: usize) -> Step<'a> {
+        let r = start..start + len;
+        Step { x: &self.x[r.clone()], gate: &self.gate[r.clone()], z: &self.z[r] }
+    }
+
+    /// `(x - s - l) * a + b (+ z) (relu)` of the four lanes at `i`.
+    #[inline(always)]
+    fn quad<const F: u8>(&self, i: usize, s: F32x4, l: F32x4, a: F32x4, b: F32x4) -> F32x4 {
+        let mut v = F32x4::load(q(&self.x[i..i + 4]));
+        if F & GATE != 0 {
+            v = v.where_pos(F32x4::load(q(&self.gate[i..i + 4])));
+        }
+        let mut d = v.sub(s);
+        if F & LO != 0 {
             d = d.sub(l);
         }
-        d.mul(a).add(b).store(q_mut(yv));
+        let mut r = d.mul(a).add(b);
+        if F & ADD != 0 {
+            r = r.add(F32x4::load(q(&self.z[i..i + 4])));
+        }
+        if F & RELU != 0 {
+            r = r.relu();
+        }
+        r
     }
-    for (yv, &xv) in yc.into_remainder().iter_mut().zip(xt) {
-        let d = if LO { (xv - shift) - lo } else { xv - shift };
-        *yv = d * scale + offset;
+
+    /// The same for one lane.
+    #[inline(always)]
+    fn one<const F: u8>(&self, i: usize, s: f32, l: f32, a: f32, b: f32) -> f32 {
+        let mut v = self.x[i];
+        if F & GATE != 0 {
+            v = where_pos(v, self.gate[i]);
+        }
+        let mut d = v - s;
+        if F & LO != 0 {
+            d -= l;
+        }
+        let mut r = d * a + b;
+        if F & ADD != 0 {
+            r += self.z[i];
+        }
+        if F & RELU != 0 {
+            r = relu(r);
+        }
+        r
+    }
+}
+
+/// One contiguous run of a single channel.
+#[inline]
+fn plane<const F: u8>(src: Step, y: &mut [f32], shift: f32, lo: f32, scale: f32, offset: f32) {
+    let (s, l, a, b) = (F32x4::splat(shift), F32x4::splat(lo), F32x4::splat(scale), F32x4::splat(offset));
+    let body = y.len() / 4 * 4;
+    for i in (0..body).step_by(4) {
+        src.quad::<F>(i, s, l, a, b).store(q_mut(&mut y[i..i + 4]));
+    }
+    for i in body..y.len() {
+        y[i] = src.one::<F>(i, shift, lo, scale, offset);
     }
 }
 
 /// One channels-last row: every channel once, parameters loaded as vectors.
 #[inline]
-fn row<const LO: bool>(x: &[f32], y: &mut [f32], shift: &[f32], lo: &[f32], scale: &[f32], offset: &[f32]) {
-    let (xb, xt) = quads(x);
-    let (sb, st) = quads(shift);
-    let (lb, lt) = quads(lo);
-    let (ab, at) = quads(scale);
-    let (bb, bt) = quads(offset);
-    let mut yc = y.chunks_exact_mut(4);
-    for (((((yv, xv), sv), lv), av), bv) in (&mut yc).zip(xb).zip(sb).zip(lb).zip(ab).zip(bb) {
-        let mut d = F32x4::load(q(xv)).sub(F32x4::load(q(sv)));
-        if LO {
-            d = d.sub(F32x4::load(q(lv)));
-        }
-        d.mul(F32x4::load(q(av))).add(F32x4::load(q(bv))).store(q_mut(yv));
+fn row<const F: u8>(src: Step, y: &mut [f32], shift: &[f32], lo: &[f32], scale: &[f32], offset: &[f32]) {
+    let body = y.len() / 4 * 4;
+    for c in (0..body).step_by(4) {
+        let (s, l) = (F32x4::load(q(&shift[c..c + 4])), F32x4::load(q(&lo[c..c + 4])));
+        let (a, b) = (F32x4::load(q(&scale[c..c + 4])), F32x4::load(q(&offset[c..c + 4])));
+        src.quad::<F>(c, s, l, a, b).store(q_mut(&mut y[c..c + 4]));
     }
-    let tails = xt.iter().zip(st).zip(lt).zip(at).zip(bt);
-    for (yv, ((((&xv, &sv), &lv), &av), &bv)) in yc.into_remainder().iter_mut().zip(tails) {
-        let d = if LO { (xv - sv) - lv } else { xv - sv };
-        *yv = d * av + bv;
+    for c in body..y.len() {
+        y[c] = src.one::<F>(c, shift[c], lo[c], scale[c], offset[c]);
     }
 }
 
 /// `row` for two rows at once.
 #[inline]
 #[allow(clippy::too_many_arguments)]
-fn row2<const LO: bool>(x0: &[f32], x1: &[f32], y0: &mut [f32], y1: &mut [f32], shift: &[f32], lo: &[f32], scale: &[f32], offset: &[f32]) {
+fn row2<const F: u8>(s0: Step, s1: Step, y0: &mut [f32], y1: &mut [f32], shift: &[f32], lo: &[f32], scale: &[f32], offset: &[f32]) {
     let body = shift.len() / 4 * 4;
     for c in (0..body).step_by(4) {
         let (s, l) = (F32x4::load(q(&shift[c..c + 4])), F32x4::load(q(&lo[c..c + 4])));
         let (a, b) = (F32x4::load(q(&scale[c..c + 4])), F32x4::load(q(&offset[c..c + 4])));
-        let mut d0 = F32x4::load(q(&x0[c..c + 4])).sub(s);
-        let mut d1 = F32x4::load(q(&x1[c..c + 4])).sub(s);
-        if LO {
-            d0 = d0.sub(l);
-            d1 = d1.sub(l);
-        }
-        d0.mul(a).add(b).store(q_mut(&mut y0[c..c + 4]));
-        d1.mul(a).add(b).store(q_mut(&mut y1[c..c + 4]));
+        s0.quad::<F>(c, s, l, a, b).store(q_mut(&mut y0[c..c + 4]));
+        s1.quad::<F>(c, s, l, a, b).store(q_mut(&mut y1[c..c + 4]));
     }
     for c in body..shift.len() {
-        for (x, y) in [(x0[c], &mut y0[c]), (x1[c], &mut y1[c])] {
-            let d = if LO { (x - shift[c]) - lo[c] } else { x - shift[c] };
-            *y = d * scale[c] + offset[c];
-        }
+        y0[c] = s0.one::<F>(c, shift[c], lo[c], scale[c], offset[c]);
+        y1[c] = s1.one::<F>(c, shift[c], lo[c], scale[c], offset[c]);
     }
 }

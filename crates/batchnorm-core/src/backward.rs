@@ -7,11 +7,17 @@
 //!          = dy * k + xmu * b + c,  b = -k * invstd^2 * sum(dy*xmu)/m,  c = -k * sum(dy)/m
 //! (PyTorch's `batch_norm_cpu_backward` folds the same way). Both sums come from a single
 //! read of `dy` and `x` (f32 lanes within a cache-sized block, f64 across blocks).
+//!
+//! Through a fused ReLU (`y = relu(BN(x) [+ z])`), the gradient reaching BN is
+//! `g = dy where y > 0, else 0` (PyTorch's `threshold_backward` on the ReLU's output). Both
+//! passes take the ReLU's output as an optional `gate` and mask `dy` as they read it, so
+//! `g` is never written to memory; `dx_apply` can also write `g` itself as `dz`, the
+//! gradient of the residual input.
 
 use crate::dims::Dims;
 use crate::moments::{outer_split, row_task_len, rows_per_block, split_task};
 use crate::parallel;
-use crate::simd::{q, q_mut, quads, F32x4};
+use crate::simd::{q, q_mut, where_pos, F32x4};
 
 /// Per-channel `sum(dy)` and `sum(dy * (x - mean))`, f64.
 #[derive(Debug, Clone, PartialEq)]
@@ -39,7 +45,15 @@ impl GradSums {
 
 const PLANE_BLOCK: usize = 2048;
 
-pub fn grad_sums(dy: &[f32], x: &[f32], dims: Dims, mean: &[f32]) -> GradSums {
+/// Per-channel sums of `g = dy` (or, with a `gate`, `g = dy where gate > 0, else 0`).
+pub fn grad_sums(dy: &[f32], x: &[f32], dims: Dims, mean: &[f32], gate: Option<&[f32]>) -> GradSums {
+    match gate {
+        Some(g) => sums::<true>(dy, x, g, dims, mean),
+        None => sums::<false>(dy, x, x, dims, mean),
+    }
+}
+
+fn sums<const G: bool>(dy: &[f32], x: &[f32], gate: &[f32], dims: Dims, mean: &[f32]) -> GradSums {
     let par = parallel::worth_it(x.len());
     let ch = dims.channels;
     if dims.is_planar() {
@@ -55,8 +69,9 @@ pub fn grad_sums(dy: &[f32], x: &[f32], dims: Dims, mean: &[f32]) -> GradSums {
             for o in range {
                 let start = (o * ch + c) * dims.inner;
                 let end = start + dims.inner;
-                for (d, v) in dy[start..end].chunks(PLANE_BLOCK).zip(x[start..end].chunks(PLANE_BLOCK)) {
-                    acc.add(d, v);
+                let blocks = dy[start..end].chunks(PLANE_BLOCK).zip(x[start..end].chunks(PLANE_BLOCK));
+                for ((d, v), g) in blocks.zip(gate[start..end].chunks(PLANE_BLOCK)) {
+                    acc.add::<G>(d, v, g);
                     pending += d.len();
                     if pending >= PLANE_BLOCK {
                         let (a, b) = acc.take();
@@ -82,7 +97,8 @@ pub fn grad_sums(dy: &[f32], x: &[f32], dims: Dims, mean: &[f32]) -> GradSums {
             |t| {
                 let r0 = t * per_task;
                 let r1 = (r0 + per_task).min(rows);
-                rows_sums(&dy[r0 * ch..r1 * ch], &x[r0 * ch..r1 * ch], mean, block)
+                let r = r0 * ch..r1 * ch;
+                rows_sums::<G>(&dy[r.clone()], &x[r.clone()], &gate[r], mean, block)
             },
             GradSums::add,
         )
@@ -109,22 +125,28 @@ impl PlaneSums {
     }
 
     #[inline]
-    fn add(&mut self, dy: &[f32], x: &[f32]) {
+    fn add<const G: bool>(&mut self, dy: &[f32], x: &[f32], gate: &[f32]) {
         let m = F32x4::splat(self.mean);
-        let dsteps = dy.chunks_exact(8);
-        let xsteps = x.chunks_exact(8);
-        let (dr, xr) = (dsteps.remainder(), xsteps.remainder());
-        for (d, v) in dsteps.zip(xsteps) {
-            let d0 = F32x4::load(q(&d[0..4]));
-            let d1 = F32x4::load(q(&d[4..8]));
+        let body = dy.len() / 8 * 8;
+        let load = |i: usize| {
+            let d = F32x4::load(q(&dy[i..i + 4]));
+            if G {
+                d.where_pos(F32x4::load(q(&gate[i..i + 4])))
+            } else {
+                d
+            }
+        };
+        for i in (0..body).step_by(8) {
+            let (d0, d1) = (load(i), load(i + 4));
             self.a = self.a.add(d0);
             self.a2 = self.a2.add(d1);
-            self.b = self.b.add(d0.mul(F32x4::load(q(&v[0..4])).sub(m)));
-            self.b2 = self.b2.add(d1.mul(F32x4::load(q(&v[4..8])).sub(m)));
+            self.b = self.b.add(d0.mul(F32x4::load(q(&x[i..i + 4])).sub(m)));
+            self.b2 = self.b2.add(d1.mul(F32x4::load(q(&x[i + 4..i + 8])).sub(m)));
         }
-        for (&d, &v) in dr.iter().zip(xr) {
+        for i in body..dy.len() {
+            let d = if G { where_pos(dy[i], gate[i]) } else { dy[i] };
             self.tail_dy += d;
-            self.tail_dxm += d * (v - self.mean);
+            self.tail_dxm += d * (x[i] - self.mean);
         }
     }
 
@@ -136,16 +158,17 @@ impl PlaneSums {
     }
 }
 
-fn rows_sums(dy: &[f32], x: &[f32], mean: &[f32], block_rows: usize) -> GradSums {
+fn rows_sums<const G: bool>(dy: &[f32], x: &[f32], gate: &[f32], mean: &[f32], block_rows: usize) -> GradSums {
     let ch = mean.len();
     let mut out = GradSums::zeros(ch);
     let mut s_dy = vec![0f32; ch];
     let mut s_dxm = vec![0f32; ch];
-    for (db, xb) in dy.chunks(block_rows * ch).zip(x.chunks(block_rows * ch)) {
+    let blocks = dy.chunks(block_rows * ch).zip(x.chunks(block_rows * ch)).zip(gate.chunks(block_rows * ch));
+    for ((db, xb), gb) in blocks {
         s_dy.fill(0.0);
         s_dxm.fill(0.0);
-        for (dr, xr) in db.chunks_exact(ch).zip(xb.chunks_exact(ch)) {
-            row_sums_into(&mut s_dy, &mut s_dxm, dr, xr, mean);
+        for ((dr, xr), gr) in db.chunks_exact(ch).zip(xb.chunks_exact(ch)).zip(gb.chunks_exact(ch)) {
+            row_sums_into::<G>(&mut s_dy, &mut s_dxm, dr, xr, gr, mean);
         }
         for c in 0..ch {
             out.sum_dy[c] += s_dy[c] as f64;
@@ -156,85 +179,131 @@ fn rows_sums(dy: &[f32], x: &[f32], mean: &[f32], block_rows: usize) -> GradSums
 }
 
 #[inline]
-fn row_sums_into(s_dy: &mut [f32], s_dxm: &mut [f32], dy: &[f32], x: &[f32], mean: &[f32]) {
-    let (db, dt) = quads(dy);
-    let (xb, xt) = quads(x);
-    let (mb, mt) = quads(mean);
-    let mut c1 = s_dy.chunks_exact_mut(4);
-    let mut c2 = s_dxm.chunks_exact_mut(4);
-    for ((((a, b), d), v), m) in (&mut c1).zip(&mut c2).zip(db).zip(xb).zip(mb) {
-        let (a, b) = (q_mut(a), q_mut(b));
-        let d = F32x4::load(q(d));
+fn row_sums_into<const G: bool>(s_dy: &mut [f32], s_dxm: &mut [f32], dy: &[f32], x: &[f32], gate: &[f32], mean: &[f32]) {
+    let body = dy.len() / 4 * 4;
+    for c in (0..body).step_by(4) {
+        let a = q_mut(&mut s_dy[c..c + 4]);
+        let mut d = F32x4::load(q(&dy[c..c + 4]));
+        if G {
+            d = d.where_pos(F32x4::load(q(&gate[c..c + 4])));
+        }
         F32x4::load(a).add(d).store(a);
-        F32x4::load(b).add(d.mul(F32x4::load(q(v)).sub(F32x4::load(q(m))))).store(b);
+        let xm = F32x4::load(q(&x[c..c + 4])).sub(F32x4::load(q(&mean[c..c + 4])));
+        let b = q_mut(&mut s_dxm[c..c + 4]);
+        F32x4::load(b).add(d.mul(xm)).store(b);
     }
-    for ((((a, b), &d), &v), &m) in
-        c1.into_remainder().iter_mut().zip(c2.into_remainder()).zip(dt).zip(xt).zip(mt)
-    {
-        *a += d;
-        *b += d * (v - m);
+    for c in body..dy.len() {
+        let d = if G { where_pos(dy[c], gate[c]) } else { dy[c] };
+        s_dy[c] += d;
+        s_dxm[c] += d * (x[c] - mean[c]);
     }
 }
 
-/// `dx = dy * k[c] + (x - mean[c]) * b[c] + c[c]`.
-pub fn dx_apply(dy: &[f32], x: &[f32], dx: &mut [f32], dims: Dims, k: &[f32], mean: &[f32], b: &[f32], c0: &[f32]) {
+/// `dx = g * k[c] + (x - mean[c]) * b[c] + c[c]` with `g = dy`, or with a `gate`,
+/// `g = dy where gate > 0, else 0`; `dz = g` when `dz` is given.
+#[allow(clippy::too_many_arguments)]
+pub fn dx_apply(
+    dy: &[f32],
+    x: &[f32],
+    gate: Option<&[f32]>,
+    dx: &mut [f32],
+    dz: Option<&mut [f32]>,
+    dims: Dims,
+    k: &[f32],
+    mean: &[f32],
+    b: &[f32],
+    c0: &[f32],
+) {
+    let p = Coef { k, mean, b, c0 };
+    match gate {
+        Some(g) => dx_run::<true>(dy, x, g, dx, dz, dims, p),
+        None => dx_run::<false>(dy, x, x, dx, dz, dims, p),
+    }
+}
+
+/// Per-channel coefficients of the dx pass.
+#[derive(Clone, Copy)]
+struct Coef<'a> {
+    k: &'a [f32],
+    mean: &'a [f32],
+    b: &'a [f32],
+    c0: &'a [f32],
+}
+
+fn dx_run<const G: bool>(dy: &[f32], x: &[f32], gate: &[f32], dx: &mut [f32], dz: Option<&mut [f32]>, dims: Dims, p: Coef) {
     let par = parallel::worth_it(x.len());
     let ch = dims.channels;
-    if dims.is_planar() {
-        let inner = dims.inner;
-        let planes_per_task = parallel::units_per_task(dims.outer * ch, inner, par);
-        parallel::for_each_chunk_mut(dx, planes_per_task * inner, par, |t, out| {
-            let first = t * planes_per_task;
-            for (j, op) in out.chunks_mut(inner).enumerate() {
-                let p = first + j;
-                let c = p % ch;
-                let r = p * inner..(p + 1) * inner;
-                dx_plane(&dy[r.clone()], &x[r], op, k[c], mean[c], b[c], c0[c]);
+    let inner = dims.inner;
+    // Planes (channels-first) or rows (channels-last): the unit of one call below.
+    let (unit, units) = if dims.is_planar() { (inner, dims.outer * ch) } else { (ch, dims.outer) };
+    let per_task = parallel::units_per_task(units, unit, par);
+    parallel::for_each_chunk_mut2(dx, dz, per_task * unit, par, |t, out, mut dzs| {
+        let first = t * per_task;
+        for (j, o) in out.chunks_mut(unit).enumerate() {
+            let s = (first + j) * unit;
+            let r = s..s + unit;
+            let dzu = dzs.as_deref_mut().map(|d| &mut d[j * unit..(j + 1) * unit]);
+            if dims.is_planar() {
+                let c = (first + j) % ch;
+                let one = Coef { k: &p.k[c..=c], mean: &p.mean[c..=c], b: &p.b[c..=c], c0: &p.c0[c..=c] };
+                dx_plane::<G>(&dy[r.clone()], &x[r.clone()], &gate[r], o, dzu, one);
+            } else {
+                dx_row::<G>(&dy[r.clone()], &x[r.clone()], &gate[r], o, dzu, p);
             }
-        });
+        }
+    });
+}
+
+#[inline(always)]
+fn gated<const G: bool>(dy: &[f32], gate: &[f32], i: usize) -> F32x4 {
+    let d = F32x4::load(q(&dy[i..i + 4]));
+    if G {
+        d.where_pos(F32x4::load(q(&gate[i..i + 4])))
     } else {
-        let rows_per_task = parallel::units_per_task(dims.outer, ch, par);
-        parallel::for_each_chunk_mut(dx, rows_per_task * ch, par, |t, out| {
-            let first = t * rows_per_task * ch;
-            for (j, orow) in out.chunks_mut(ch).enumerate() {
-                let s = first + j * ch;
-                dx_row(&dy[s..s + ch], &x[s..s + ch], orow, k, mean, b, c0);
-            }
-        });
+        d
     }
 }
 
 #[inline]
-fn dx_plane(dy: &[f32], x: &[f32], dx: &mut [f32], k: f32, mean: f32, b: f32, c0: f32) {
+fn dx_plane<const G: bool>(dy: &[f32], x: &[f32], gate: &[f32], dx: &mut [f32], mut dz: Option<&mut [f32]>, p: Coef) {
+    let (k, mean, b, c0) = (p.k[0], p.mean[0], p.b[0], p.c0[0]);
     let (kv, mv, bv, cv) = (F32x4::splat(k), F32x4::splat(mean), F32x4::splat(b), F32x4::splat(c0));
-    let (db, dt) = quads(dy);
-    let (xb, xt) = quads(x);
-    let mut oc = dx.chunks_exact_mut(4);
-    for ((o, d), v) in (&mut oc).zip(db).zip(xb) {
-        let r = F32x4::load(q(d)).mul(kv).add(F32x4::load(q(v)).sub(mv).mul(bv)).add(cv);
-        r.store(q_mut(o));
+    let body = dx.len() / 4 * 4;
+    for i in (0..body).step_by(4) {
+        let g = gated::<G>(dy, gate, i);
+        let r = g.mul(kv).add(F32x4::load(q(&x[i..i + 4])).sub(mv).mul(bv)).add(cv);
+        r.store(q_mut(&mut dx[i..i + 4]));
+        if let Some(z) = dz.as_deref_mut() {
+            g.store(q_mut(&mut z[i..i + 4]));
+        }
     }
-    for ((o, &d), &v) in oc.into_remainder().iter_mut().zip(dt).zip(xt) {
-        *o = d * k + (v - mean) * b + c0;
+    for i in body..dx.len() {
+        let g = if G { where_pos(dy[i], gate[i]) } else { dy[i] };
+        dx[i] = g * k + (x[i] - mean) * b + c0;
+        if let Some(z) = dz.as_deref_mut() {
+            z[i] = g;
+        }
     }
 }
 
 #[inline]
-fn dx_row(dy: &[f32], x: &[f32], dx: &mut [f32], k: &[f32], mean: &[f32], b: &[f32], c0: &[f32]) {
-    let (db, dt) = quads(dy);
-    let (xb, xt) = quads(x);
-    let (kb, kt) = quads(k);
-    let (mb, mt) = quads(mean);
-    let (bb, bt) = quads(b);
-    let (cb, ct) = quads(c0);
-    let mut oc = dx.chunks_exact_mut(4);
-    for ((((((o, d), v), kk), m), bq), cq) in (&mut oc).zip(db).zip(xb).zip(kb).zip(mb).zip(bb).zip(cb) {
-        let xm = F32x4::load(q(v)).sub(F32x4::load(q(m)));
-        let r = F32x4::load(q(d)).mul(F32x4::load(q(kk))).add(xm.mul(F32x4::load(q(bq)))).add(F32x4::load(q(cq)));
-        r.store(q_mut(o));
+fn dx_row<const G: bool>(dy: &[f32], x: &[f32], gate: &[f32], dx: &mut [f32], mut dz: Option<&mut [f32]>, p: Coef) {
+    let body = dx.len() / 4 * 4;
+    let v = |s: &[f32], c: usize| F32x4::load(q(&s[c..c + 4]));
+    for c in (0..body).step_by(4) {
+        let g = gated::<G>(dy, gate, c);
+        let xm = v(x, c).sub(v(p.mean, c));
+        let r = g.mul(v(p.k, c)).add(xm.mul(v(p.b, c))).add(v(p.c0, c));
+        r.store(q_mut(&mut dx[c..c + 4]));
+        if let Some(z) = dz.as_deref_mut() {
+            g.store(q_mut(&mut z[c..c + 4]));
+        }
     }
-    let tails = dt.iter().zip(xt).zip(kt).zip(mt).zip(bt).zip(ct);
-    for (o, (((((&d, &v), &kk), &m), &bq), &cq)) in oc.into_remainder().iter_mut().zip(tails) {
-        *o = d * kk + (v - m) * bq + cq;
+    for c in body..dx.len() {
+        let g = if G { where_pos(dy[c], gate[c]) } else { dy[c] };
+        dx[c] = g * p.k[c] + (x[c] - p.mean[c]) * p.b[c] + p.c0[c];
+        if let Some(z) = dz.as_deref_mut() {
+            z[c] = g;
+        }
     }
 }

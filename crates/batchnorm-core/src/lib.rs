@@ -8,6 +8,15 @@
 //! Module map: [`moments`] (batch statistics, one read), [`affine`] (the elementwise
 //! forward kernel), [`backward`] (fused reductions and `dx`), [`running`] (moving
 //! averages), [`simd`] (the f32x4 type), [`parallel`] (rayon or not).
+//!
+//! Fused activation (oneDNN's `fuse_norm_relu` / `fuse_norm_add_relu`): the `*_fused`
+//! forms take a [`Fused`] (`y = relu(BN(x) + z)`, computed in the normalisation pass) and
+//! a [`ReluGrad`] for backward. The backward mask is the forward *output* `y > 0`, not a
+//! separate bit mask: it is what PyTorch's ReLU backward uses (`threshold_backward` on the
+//! output, so gradients agree at the kink too), the caller holds `y` anyway (the next
+//! layer's input), and nothing extra has to be allocated, kept, or shipped between workers.
+//! The price is a read of `y` in both backward passes (a 1-bit mask would read 1/32 of
+//! that); see docs/performance.md for the measured cost.
 
 pub mod affine;
 pub mod backward;
@@ -29,6 +38,51 @@ pub use running::Convention;
 pub struct Affine<'a> {
     pub weight: Option<&'a [f32]>,
     pub bias: Option<&'a [f32]>,
+}
+
+/// What a forward pass does after the normalisation: `y = relu(BN(x) + z)`.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Fused<'a> {
+    /// Apply ReLU last.
+    pub relu: bool,
+    /// Residual input added before the ReLU (same shape as `x`).
+    pub z: Option<&'a [f32]>,
+}
+
+impl Fused<'_> {
+    /// Plain batch norm.
+    pub const NONE: Fused<'static> = Fused { relu: false, z: None };
+
+    fn check(&self, dims: Dims) -> Result<()> {
+        if let Some(z) = self.z {
+            dims.check_len("z", z.len())?;
+        }
+        Ok(())
+    }
+
+    fn fuse(&self) -> affine::Fuse<'_> {
+        affine::Fuse { gate: None, add: self.z, relu: self.relu }
+    }
+}
+
+/// Backward through a fused ReLU: the forward's output `y` (the ReLU mask is `y > 0`) and,
+/// when the forward had a residual `z`, where to write its gradient `dz`.
+#[derive(Debug)]
+pub struct ReluGrad<'a> {
+    pub y: &'a [f32],
+    pub dz: Option<&'a mut [f32]>,
+}
+
+impl ReluGrad<'_> {
+    fn check(relu: &Option<ReluGrad>, dims: Dims) -> Result<()> {
+        if let Some(r) = relu {
+            dims.check_len("y", r.y.len())?;
+            if let Some(dz) = &r.dz {
+                dims.check_len("dz", dz.len())?;
+            }
+        }
+        Ok(())
+    }
 }
 
 /// Running statistics to update during a training forward pass.
@@ -83,6 +137,7 @@ pub fn inv_std(var: f64, eps: f32) -> f32 {
 
 /// Training forward. Writes `y`, the batch `save_mean` and `save_invstd` (what backward
 /// needs) and updates `running` if given.
+#[allow(clippy::too_many_arguments)]
 pub fn train_forward(
     x: &[f32],
     y: &mut [f32],
@@ -93,6 +148,23 @@ pub fn train_forward(
     save_mean: &mut [f32],
     save_invstd: &mut [f32],
 ) -> Result<()> {
+    train_forward_fused(x, y, dims, affine, running, eps, save_mean, save_invstd, Fused::NONE)
+}
+
+/// [`train_forward`] followed, in the same pass, by `fused` (ReLU, residual add).
+#[allow(clippy::too_many_arguments)]
+pub fn train_forward_fused(
+    x: &[f32],
+    y: &mut [f32],
+    dims: Dims,
+    affine: Affine,
+    running: Option<Running>,
+    eps: f32,
+    save_mean: &mut [f32],
+    save_invstd: &mut [f32],
+    fused: Fused,
+) -> Result<()> {
+    fused.check(dims)?;
     dims.check_len("x", x.len())?;
     dims.check_len("y", y.len())?;
     check_affine(dims, affine)?;
@@ -114,7 +186,7 @@ pub fn train_forward(
     }
     let (hi, lo) = split_mean(m.iter().map(|b| b.mean));
     save_mean.copy_from_slice(&hi);
-    normalize_split(x, y, dims, affine, &hi, Some(&lo), save_invstd);
+    normalize_split(x, y, dims, affine, &hi, Some(&lo), save_invstd, fused);
     Ok(())
 }
 
@@ -140,27 +212,36 @@ fn check_normalize(x: &[f32], y: &[f32], dims: Dims, affine: Affine, mean_len: u
 /// half of a training forward (used on its own by data-parallel training, where the
 /// statistics come from several shards).
 pub fn normalize(x: &[f32], y: &mut [f32], dims: Dims, affine: Affine, mean: &[f32], invstd: &[f32]) -> Result<()> {
+    normalize_fused(x, y, dims, affine, mean, invstd, Fused::NONE)
+}
+
+/// [`normalize`] followed by `fused`.
+pub fn normalize_fused(x: &[f32], y: &mut [f32], dims: Dims, affine: Affine, mean: &[f32], invstd: &[f32], fused: Fused) -> Result<()> {
+    fused.check(dims)?;
     check_normalize(x, y, dims, affine, mean.len(), invstd.len())?;
-    normalize_split(x, y, dims, affine, mean, None, invstd);
+    normalize_split(x, y, dims, affine, mean, None, invstd, fused);
     Ok(())
 }
 
 /// [`normalize`] with an f64 mean (e.g. merged from several shards' [`Moments`]): the mean
 /// is applied as two f32s, so outputs do not inherit the f32 rounding of the mean.
-pub fn normalize_f64_mean(x: &[f32], y: &mut [f32], dims: Dims, affine: Affine, mean: &[f64], invstd: &[f32]) -> Result<()> {
+/// With `fused` applied after it (ReLU, residual add).
+pub fn normalize_f64_mean(x: &[f32], y: &mut [f32], dims: Dims, affine: Affine, mean: &[f64], invstd: &[f32], fused: Fused) -> Result<()> {
+    fused.check(dims)?;
     check_normalize(x, y, dims, affine, mean.len(), invstd.len())?;
     let (hi, lo) = split_mean(mean.iter().copied());
-    normalize_split(x, y, dims, affine, &hi, Some(&lo), invstd);
+    normalize_split(x, y, dims, affine, &hi, Some(&lo), invstd, fused);
     Ok(())
 }
 
 /// `normalize` after validation, with an optional low part of the mean.
-fn normalize_split(x: &[f32], y: &mut [f32], dims: Dims, affine: Affine, mean: &[f32], mean_lo: Option<&[f32]>, invstd: &[f32]) {
+#[allow(clippy::too_many_arguments)]
+fn normalize_split(x: &[f32], y: &mut [f32], dims: Dims, affine: Affine, mean: &[f32], mean_lo: Option<&[f32]>, invstd: &[f32], fused: Fused) {
     // gamma * invstd in f64, rounded once.
     let scale: Vec<f32> =
         (0..dims.channels).map(|c| (invstd[c] as f64 * affine.weight.map_or(1.0, |w| w[c] as f64)) as f32).collect();
     let offset: Vec<f32> = (0..dims.channels).map(|c| affine.bias.map_or(0.0, |b| b[c])).collect();
-    affine::affine_per_channel(x, y, dims, mean, mean_lo, &scale, &offset);
+    affine::affine_per_channel(x, y, dims, mean, mean_lo, &scale, &offset, fused.fuse());
 }
 
 /// Inference forward with running statistics.
@@ -173,11 +254,26 @@ pub fn eval_forward(
     running_var: &[f32],
     eps: f32,
 ) -> Result<()> {
+    eval_forward_fused(x, y, dims, affine, running_mean, running_var, eps, Fused::NONE)
+}
+
+/// [`eval_forward`] followed by `fused` (ReLU, residual add).
+#[allow(clippy::too_many_arguments)]
+pub fn eval_forward_fused(
+    x: &[f32],
+    y: &mut [f32],
+    dims: Dims,
+    affine: Affine,
+    running_mean: &[f32],
+    running_var: &[f32],
+    eps: f32,
+    fused: Fused,
+) -> Result<()> {
     dims.check_channels("runningMean", running_mean.len())?;
     dims.check_channels("runningVar", running_var.len())?;
     check_eps(eps)?;
     let invstd: Vec<f32> = running_var.iter().map(|&v| inv_std(v as f64, eps)).collect();
-    normalize(x, y, dims, affine, running_mean, &invstd)
+    normalize_fused(x, y, dims, affine, running_mean, &invstd, fused)
 }
 
 fn check_backward(dy: &[f32], x: &[f32], dx: &[f32], dims: Dims, weight: Option<&[f32]>, mean: &[f32], invstd: &[f32]) -> Result<()> {
@@ -228,10 +324,29 @@ pub fn backward(
     dweight: Option<&mut [f32]>,
     dbias: Option<&mut [f32]>,
 ) -> Result<()> {
+    backward_fused(dy, x, dx, dims, weight, mean, invstd, dweight, dbias, None)
+}
+
+/// [`backward`] through a fused ReLU (and residual add) when `relu` is given: the ReLU's
+/// mask folded into the reduction and the `dx` pass; `dz` written in the `dx` pass.
+#[allow(clippy::too_many_arguments)]
+pub fn backward_fused(
+    dy: &[f32],
+    x: &[f32],
+    dx: &mut [f32],
+    dims: Dims,
+    weight: Option<&[f32]>,
+    mean: &[f32],
+    invstd: &[f32],
+    dweight: Option<&mut [f32]>,
+    dbias: Option<&mut [f32]>,
+    relu: Option<ReluGrad>,
+) -> Result<()> {
     check_backward(dy, x, dx, dims, weight, mean, invstd)?;
     check_grad_outputs(dims, &dweight, &dbias)?;
-    let sums = backward::grad_sums(dy, x, dims, mean);
-    backward_apply(dy, x, dx, dims, weight, mean, invstd, &sums, dims.per_channel() as f64)?;
+    ReluGrad::check(&relu, dims)?;
+    let sums = backward::grad_sums(dy, x, dims, mean, relu.as_ref().map(|r| r.y));
+    backward_apply_fused(dy, x, dx, dims, weight, mean, invstd, &sums, dims.per_channel() as f64, relu)?;
     write_param_grads(&sums, invstd, dweight, dbias);
     Ok(())
 }
@@ -250,7 +365,26 @@ pub fn backward_apply(
     sums: &GradSums,
     count: f64,
 ) -> Result<()> {
+    backward_apply_fused(dy, x, dx, dims, weight, mean, invstd, sums, count, None)
+}
+
+/// [`backward_apply`] through a fused ReLU when `relu` is given (the sums must have been
+/// taken with the same gate).
+#[allow(clippy::too_many_arguments)]
+pub fn backward_apply_fused(
+    dy: &[f32],
+    x: &[f32],
+    dx: &mut [f32],
+    dims: Dims,
+    weight: Option<&[f32]>,
+    mean: &[f32],
+    invstd: &[f32],
+    sums: &GradSums,
+    count: f64,
+    relu: Option<ReluGrad>,
+) -> Result<()> {
     check_backward(dy, x, dx, dims, weight, mean, invstd)?;
+    ReluGrad::check(&relu, dims)?;
     let ch = dims.channels;
     let (mut k, mut b, mut c0) = (vec![0f32; ch], vec![0f32; ch], vec![0f32; ch]);
     for c in 0..ch {
@@ -260,7 +394,11 @@ pub fn backward_apply(
         b[c] = (-kc * is * is * sums.sum_dy_xmu[c] / count) as f32;
         c0[c] = (-kc * sums.sum_dy[c] / count) as f32;
     }
-    backward::dx_apply(dy, x, dx, dims, &k, mean, &b, &c0);
+    let (gate, dz) = match relu {
+        Some(r) => (Some(r.y), r.dz),
+        None => (None, None),
+    };
+    backward::dx_apply(dy, x, gate, dx, dz, dims, &k, mean, &b, &c0);
     Ok(())
 }
 
@@ -278,14 +416,39 @@ pub fn backward_eval(
     dweight: Option<&mut [f32]>,
     dbias: Option<&mut [f32]>,
 ) -> Result<()> {
+    backward_eval_fused(dy, x, dx, dims, weight, mean, invstd, dweight, dbias, None)
+}
+
+/// [`backward_eval`] through a fused ReLU when `relu` is given.
+#[allow(clippy::too_many_arguments)]
+pub fn backward_eval_fused(
+    dy: &[f32],
+    x: &[f32],
+    dx: &mut [f32],
+    dims: Dims,
+    weight: Option<&[f32]>,
+    mean: &[f32],
+    invstd: &[f32],
+    dweight: Option<&mut [f32]>,
+    dbias: Option<&mut [f32]>,
+    relu: Option<ReluGrad>,
+) -> Result<()> {
     check_backward(dy, x, dx, dims, weight, mean, invstd)?;
     check_grad_outputs(dims, &dweight, &dbias)?;
+    ReluGrad::check(&relu, dims)?;
+    let gate = relu.as_ref().map(|r| r.y);
     if dweight.is_some() || dbias.is_some() {
-        let sums = backward::grad_sums(dy, x, dims, mean);
+        let sums = backward::grad_sums(dy, x, dims, mean, gate);
         write_param_grads(&sums, invstd, dweight, dbias);
     }
     let scale: Vec<f32> = (0..dims.channels).map(|c| invstd[c] * weight.map_or(1.0, |w| w[c])).collect();
     let zeros = vec![0f32; dims.channels];
-    affine::affine_per_channel(dy, dx, dims, &zeros, None, &scale, &zeros);
+    let fuse = affine::Fuse { gate, add: None, relu: false };
+    affine::affine_per_channel(dy, dx, dims, &zeros, None, &scale, &zeros, fuse);
+    if let Some(dz) = relu.and_then(|r| r.dz) {
+        // dz = dy where y > 0: the same gated copy, with unit scale.
+        let ones = vec![1f32; dims.channels];
+        affine::affine_per_channel(dy, dz, dims, &zeros, None, &ones, &zeros, fuse);
+    }
     Ok(())
 }

@@ -75,6 +75,25 @@ where
     out.chunks_mut(chunk).enumerate().for_each(|(i, c)| f(i, c));
 }
 
+/// [`for_each_chunk_mut`] over two outputs cut the same way: `f(task, chunk of a, chunk
+/// of b)` (`None` for b when absent).
+pub fn for_each_chunk_mut2<F>(a: &mut [f32], b: Option<&mut [f32]>, chunk: usize, par: bool, f: F)
+where
+    F: Fn(usize, &mut [f32], Option<&mut [f32]>) + Sync + Send,
+{
+    let Some(b) = b else {
+        return for_each_chunk_mut(a, chunk, par, |t, c| f(t, c, None));
+    };
+    #[cfg(feature = "parallel")]
+    if par {
+        use rayon::prelude::*;
+        a.par_chunks_mut(chunk).zip(b.par_chunks_mut(chunk)).enumerate().for_each(|(i, (x, y))| f(i, x, Some(y)));
+        return;
+    }
+    let _ = par;
+    a.chunks_mut(chunk).zip(b.chunks_mut(chunk)).enumerate().for_each(|(i, (x, y))| f(i, x, Some(y)));
+}
+
 /// `reduce(map(0), map(1), ...)` over `0..tasks`, in parallel when `par`. `reduce` must be
 /// associative; results are combined in index order when sequential and in a
 /// rayon-determined tree when parallel.

@@ -44,6 +44,16 @@ mod imp {
         pub fn mul(self, o: Self) -> Self {
             Self(f32x4_mul(self.0, o.0))
         }
+        /// ReLU: `max(v, 0)`; NaN stays NaN, -0 becomes +0 (wasm's `f32x4.max`).
+        #[inline(always)]
+        pub fn relu(self) -> Self {
+            Self(f32x4_max(self.0, f32x4_splat(0.0)))
+        }
+        /// `self` where `gate > 0`, else +0 (ReLU's backward, gated by its output).
+        #[inline(always)]
+        pub fn where_pos(self, gate: Self) -> Self {
+            Self(v128_and(self.0, f32x4_gt(gate.0, f32x4_splat(0.0))))
+        }
         #[inline(always)]
         pub fn to_array(self) -> [f32; 4] {
             [
@@ -95,6 +105,14 @@ mod imp {
             self.zip(o, |a, b| a * b)
         }
         #[inline(always)]
+        pub fn relu(self) -> Self {
+            Self(self.0.map(super::relu))
+        }
+        #[inline(always)]
+        pub fn where_pos(self, gate: Self) -> Self {
+            self.zip(gate, super::where_pos)
+        }
+        #[inline(always)]
         pub fn to_array(self) -> [f32; 4] {
             self.0
         }
@@ -102,6 +120,27 @@ mod imp {
 }
 
 pub use imp::F32x4;
+
+/// Scalar ReLU with the SIMD lanes' semantics: NaN stays NaN, -0 and negatives become +0.
+#[inline(always)]
+pub fn relu(v: f32) -> f32 {
+    if v > 0.0 || v.is_nan() {
+        v
+    } else {
+        0.0
+    }
+}
+
+/// Scalar ReLU backward gated by the ReLU's output: `g` where `gate > 0`, else +0
+/// (PyTorch's `threshold_backward(grad, output, 0)`).
+#[inline(always)]
+pub fn where_pos(g: f32, gate: f32) -> f32 {
+    if gate > 0.0 {
+        g
+    } else {
+        0.0
+    }
+}
 
 impl F32x4 {
     /// Horizontal sum, lanes added pairwise.

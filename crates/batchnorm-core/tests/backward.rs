@@ -165,7 +165,7 @@ fn sharded_grad_sums_match_whole_batch() {
             dims_v[0] = b - a;
             let d = Dims::new(&dims_v, sh.layout).unwrap();
             let r = a * per_batch..b * per_batch;
-            total = total.add(batchnorm_core::backward::grad_sums(&c.dy[r.clone()], &c.x[r], d, &c.mean));
+            total = total.add(batchnorm_core::backward::grad_sums(&c.dy[r.clone()], &c.x[r], d, &c.mean, None));
         }
         let mut dx = vec![f32::NAN; sh.len()];
         for w in cuts.windows(2) {

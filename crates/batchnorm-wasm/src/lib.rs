@@ -119,12 +119,23 @@ unsafe fn affine<'a>(weight: usize, bias: usize, channels: usize) -> bn::Affine<
     bn::Affine { weight: opt(weight, channels), bias: opt(bias, channels) }
 }
 
+/// A fused activation from the exports' arguments: ReLU when `relu`, residual `z` when non-zero.
+unsafe fn fused<'a>(relu: bool, z: usize, n: usize) -> bn::Fused<'a> {
+    bn::Fused { relu, z: opt(z, n) }
+}
+
+/// Backward through a fused ReLU when `y` (the forward output) is non-zero; `dz` written
+/// when non-zero.
+unsafe fn relu_grad<'a>(y: usize, dz: usize, n: usize) -> Option<bn::ReluGrad<'a>> {
+    (y != 0).then(|| bn::ReluGrad { y: view(y, n), dz: opt_mut(dz, n) })
+}
+
 fn js(e: bn::BnError) -> JsError {
     JsError::new(&e.to_string())
 }
 
 /// Training forward; `convention`: 0 = PyTorch, 1 = ONNX. Running stats are updated when
-/// both pointers are non-zero.
+/// both pointers are non-zero. `relu` / `z` (0 = none): `y = relu(BN(x) + z)` in one pass.
 #[wasm_bindgen]
 #[allow(clippy::too_many_arguments)]
 pub fn train_forward(
@@ -142,6 +153,8 @@ pub fn train_forward(
     eps: f32,
     save_mean: usize,
     save_invstd: usize,
+    relu: bool,
+    z: usize,
 ) -> Result<(), JsError> {
     let d = dims(outer, channels, inner);
     let n = d.len();
@@ -155,7 +168,7 @@ pub fn train_forward(
             }),
             _ => None,
         };
-        bn::train_forward(
+        bn::train_forward_fused(
             view(x, n),
             view_mut(y, n),
             d,
@@ -164,11 +177,13 @@ pub fn train_forward(
             eps,
             view_mut(save_mean, channels),
             view_mut(save_invstd, channels),
+            fused(relu, z, n),
         )
         .map_err(js)
     }
 }
 
+/// Inference forward; `relu` / `z` as in `train_forward`.
 #[wasm_bindgen]
 #[allow(clippy::too_many_arguments)]
 pub fn eval_forward(
@@ -182,11 +197,13 @@ pub fn eval_forward(
     running_mean: usize,
     running_var: usize,
     eps: f32,
+    relu: bool,
+    z: usize,
 ) -> Result<(), JsError> {
     let d = dims(outer, channels, inner);
     let n = d.len();
     unsafe {
-        bn::eval_forward(
+        bn::eval_forward_fused(
             view(x, n),
             view_mut(y, n),
             d,
@@ -194,13 +211,15 @@ pub fn eval_forward(
             view(running_mean, channels),
             view(running_var, channels),
             eps,
+            fused(relu, z, n),
         )
         .map_err(js)
     }
 }
 
 /// Backward. `training`: batch statistics (fused reductions) or constant statistics
-/// (`dx = dy * gamma * invstd`). `dweight` / `dbias` are written when non-zero.
+/// (`dx = dy * gamma * invstd`). `dweight` / `dbias` are written when non-zero. Through a
+/// fused ReLU when `y` (its forward output) is non-zero; `dz` (residual gradient) when non-zero.
 #[wasm_bindgen]
 #[allow(clippy::too_many_arguments)]
 pub fn backward(
@@ -216,10 +235,12 @@ pub fn backward(
     dweight: usize,
     dbias: usize,
     training: bool,
+    y: usize,
+    dz: usize,
 ) -> Result<(), JsError> {
     let d = dims(outer, channels, inner);
     let n = d.len();
-    let f = if training { bn::backward } else { bn::backward_eval };
+    let f = if training { bn::backward_fused } else { bn::backward_eval_fused };
     unsafe {
         f(
             view(dy, n),
@@ -231,6 +252,7 @@ pub fn backward(
             view(invstd, channels),
             opt_mut(dweight, channels),
             opt_mut(dbias, channels),
+            relu_grad(y, dz, n),
         )
         .map_err(js)
     }
@@ -263,7 +285,7 @@ pub fn moments(x: usize, outer: usize, channels: usize, inner: usize, out: usize
     }
 }
 
-/// `y = (x - mean) * invstd * weight + bias` with an f64 mean.
+/// `y = (x - mean) * invstd * weight + bias` with an f64 mean; `relu` / `z` as in `train_forward`.
 #[wasm_bindgen]
 #[allow(clippy::too_many_arguments)]
 pub fn normalize_f64_mean(
@@ -276,6 +298,8 @@ pub fn normalize_f64_mean(
     bias: usize,
     mean_f64: usize,
     invstd: usize,
+    relu: bool,
+    z: usize,
 ) -> Result<(), JsError> {
     let d = dims(outer, channels, inner);
     let n = d.len();
@@ -287,25 +311,28 @@ pub fn normalize_f64_mean(
             affine(weight, bias, channels),
             view_f64(mean_f64, channels),
             view(invstd, channels),
+            fused(relu, z, n),
         )
         .map_err(js)
     }
 }
 
-/// Per-channel `sum(dy)` and `sum(dy * (x - mean))`, written as f64 `[sum_dy.., sum_dy_xmu..]`.
+/// Per-channel `sum(dy)` and `sum(dy * (x - mean))`, written as f64 `[sum_dy.., sum_dy_xmu..]`;
+/// `dy` masked by `y > 0` when `y` (a fused ReLU's output) is non-zero.
 #[wasm_bindgen]
 #[allow(clippy::too_many_arguments)]
-pub fn grad_sums(dy: usize, x: usize, outer: usize, channels: usize, inner: usize, mean: usize, out: usize) {
+pub fn grad_sums(dy: usize, x: usize, outer: usize, channels: usize, inner: usize, mean: usize, out: usize, y: usize) {
     let d = dims(outer, channels, inner);
     unsafe {
-        let s = bn::backward::grad_sums(view(dy, d.len()), view(x, d.len()), d, view(mean, channels));
+        let s = bn::backward::grad_sums(view(dy, d.len()), view(x, d.len()), d, view(mean, channels), opt(y, d.len()));
         let o = view_f64_mut(out, 2 * channels);
         o[..channels].copy_from_slice(&s.sum_dy);
         o[channels..].copy_from_slice(&s.sum_dy_xmu);
     }
 }
 
-/// The elementwise half of the training backward, from global sums over `count` values.
+/// The elementwise half of the training backward, from global sums over `count` values;
+/// through a fused ReLU when `y` is non-zero, writing `dz` when non-zero.
 #[wasm_bindgen]
 #[allow(clippy::too_many_arguments)]
 pub fn backward_apply(
@@ -320,13 +347,16 @@ pub fn backward_apply(
     invstd: usize,
     sums: usize,
     count: f64,
+    y: usize,
+    dz: usize,
 ) -> Result<(), JsError> {
     let d = dims(outer, channels, inner);
     let n = d.len();
     unsafe {
         let s = view_f64(sums, 2 * channels);
         let sums = bn::GradSums { sum_dy: s[..channels].to_vec(), sum_dy_xmu: s[channels..].to_vec() };
-        bn::backward_apply(view(dy, n), view(x, n), view_mut(dx, n), d, opt(weight, channels), view(mean, channels), view(invstd, channels), &sums, count)
+        let (w, m, is) = (opt(weight, channels), view(mean, channels), view(invstd, channels));
+        bn::backward_apply_fused(view(dy, n), view(x, n), view_mut(dx, n), d, w, m, is, &sums, count, relu_grad(y, dz, n))
             .map_err(js)
     }
 }

@@ -1,0 +1,172 @@
+//! Fused ReLU / residual-add+ReLU against the unfused composition, bit for bit: forward
+//! `relu(BN(x) + z)` against BN, then `+ z`, then ReLU as separate loops; backward through
+//! the ReLU (mask from its output) against a separate mask pass followed by the plain
+//! backward; dz against the masked dy. Both layouts, all test shapes, training and eval,
+//! sequential and (with `--features parallel`) on the pool.
+
+mod common;
+
+use batchnorm_core::{
+    backward, backward_eval, backward_eval_fused, backward_fused, eval_forward, eval_forward_fused, train_forward,
+    train_forward_fused, Affine, Fused, ReluGrad,
+};
+use common::*;
+
+fn relu(v: f32) -> f32 {
+    if v > 0.0 {
+        v
+    } else {
+        0.0
+    }
+}
+
+fn assert_bits(what: &str, got: &[f32], want: &[f32]) {
+    assert_eq!(got.len(), want.len(), "{what}: length");
+    for (i, (g, w)) in got.iter().zip(want).enumerate() {
+        assert!(g.to_bits() == w.to_bits(), "{what}: element {i}: fused {g} ({:#x}) != unfused {w} ({:#x})", g.to_bits(), w.to_bits());
+    }
+}
+
+struct Data {
+    x: Vec<f32>,
+    z: Vec<f32>,
+    dy: Vec<f32>,
+    w: Vec<f32>,
+    b: Vec<f32>,
+    rm: Vec<f32>,
+    rv: Vec<f32>,
+}
+
+fn data(rng: &mut Rng, sh: &Shape) -> Data {
+    let c = sh.channels();
+    Data {
+        x: channel_data(rng, sh),
+        z: rng.normal_vec(sh.len(), 0.0, 1.0),
+        dy: rng.normal_vec(sh.len(), 0.0, 1.0),
+        w: rng.uniform_vec(c, 0.5, 1.5),
+        // Biases around 0 so that about half of the outputs are clipped.
+        b: rng.uniform_vec(c, -0.5, 0.5),
+        rm: rng.uniform_vec(c, -1.0, 1.0),
+        rv: rng.uniform_vec(c, 0.5, 2.0),
+    }
+}
+
+fn forward_and_backward_match(sh: &Shape, with_z: bool, seed: u64) {
+    let mut rng = Rng::new(seed);
+    let d = data(&mut rng, sh);
+    let (dims, n, ch) = (sh.bn_dims(), sh.len(), sh.channels());
+    let affine = Affine { weight: Some(&d.w), bias: Some(&d.b) };
+    let z = with_z.then_some(d.z.as_slice());
+    let ctx = format!("{:?} {:?} z={with_z}", sh.dims, sh.layout);
+
+    // Training forward: unfused BN, + z, ReLU.
+    let (mut ybn, mut mean, mut invstd) = (vec![0f32; n], vec![0f32; ch], vec![0f32; ch]);
+    train_forward(&d.x, &mut ybn, dims, affine, None, 1e-5, &mut mean, &mut invstd).unwrap();
+    let unfused: Vec<f32> = (0..n).map(|i| relu(if with_z { ybn[i] + d.z[i] } else { ybn[i] })).collect();
+    let (mut y, mut mean2, mut invstd2) = (vec![f32::NAN; n], vec![0f32; ch], vec![0f32; ch]);
+    train_forward_fused(&d.x, &mut y, dims, affine, None, 1e-5, &mut mean2, &mut invstd2, Fused { relu: true, z }).unwrap();
+    assert_bits(&format!("{ctx}: train y"), &y, &unfused);
+    assert_bits(&format!("{ctx}: mean"), &mean2, &mean);
+    if n >= 16 {
+        assert!(y.iter().any(|&v| v == 0.0) && y.iter().any(|&v| v > 0.0), "{ctx}: the ReLU must clip some values and pass others");
+    }
+
+    // Eval forward.
+    let mut ebn = vec![0f32; n];
+    eval_forward(&d.x, &mut ebn, dims, affine, &d.rm, &d.rv, 1e-5).unwrap();
+    let eunfused: Vec<f32> = (0..n).map(|i| relu(if with_z { ebn[i] + d.z[i] } else { ebn[i] })).collect();
+    let mut ey = vec![f32::NAN; n];
+    eval_forward_fused(&d.x, &mut ey, dims, affine, &d.rm, &d.rv, 1e-5, Fused { relu: true, z }).unwrap();
+    assert_bits(&format!("{ctx}: eval y"), &ey, &eunfused);
+
+    // Backward: the ReLU's gradient pass, then plain BN backward.
+    let g: Vec<f32> = (0..n).map(|i| if y[i] > 0.0 { d.dy[i] } else { 0.0 }).collect();
+    for training in [true, false] {
+        let (mut dx, mut dw, mut db) = (vec![0f32; n], vec![0f32; ch], vec![0f32; ch]);
+        let f = if training { backward } else { backward_eval };
+        f(&g, &d.x, &mut dx, dims, Some(&d.w), &mean, &invstd, Some(&mut dw), Some(&mut db)).unwrap();
+        let (mut fdx, mut fdw, mut fdb, mut fdz) = (vec![f32::NAN; n], vec![0f32; ch], vec![0f32; ch], vec![f32::NAN; n]);
+        let ff = if training { backward_fused } else { backward_eval_fused };
+        let relu_grad = ReluGrad { y: &y, dz: with_z.then_some(fdz.as_mut_slice()) };
+        ff(&d.dy, &d.x, &mut fdx, dims, Some(&d.w), &mean, &invstd, Some(&mut fdw), Some(&mut fdb), Some(relu_grad)).unwrap();
+        let c = format!("{ctx} training={training}");
+        assert_bits(&format!("{c}: dx"), &fdx, &dx);
+        assert_bits(&format!("{c}: dweight"), &fdw, &dw);
+        assert_bits(&format!("{c}: dbias"), &fdb, &db);
+        if with_z {
+            assert_bits(&format!("{c}: dz"), &fdz, &g);
+        }
+    }
+}
+
+#[test]
+fn fused_equals_unfused_composition() {
+    let mut seed = 1;
+    for sh in small_shapes() {
+        if sh.count() < 2 {
+            continue;
+        }
+        for with_z in [false, true] {
+            seed += 1;
+            forward_and_backward_match(&sh, with_z, seed);
+        }
+    }
+}
+
+#[test]
+fn fused_equals_unfused_composition_on_the_pool() {
+    on_pool(|| {
+        for (k, dims) in [&[8usize, 6, 33, 17][..], &[4, 40, 7], &[300, 9]].iter().enumerate() {
+            for sh in [Shape::cf(dims), Shape::cl(dims)] {
+                forward_and_backward_match(&sh, k % 2 == 0, 100 + k as u64);
+                forward_and_backward_match(&sh, k % 2 == 1, 200 + k as u64);
+            }
+        }
+    });
+}
+
+/// The ReLU's backward uses its output: a value normalised to exactly 0 passes no
+/// gradient (PyTorch's `threshold_backward(grad, output, 0)`), and NaN inputs stay NaN.
+#[test]
+fn relu_kink_and_nan() {
+    let sh = Shape::cf(&[4, 1, 1]);
+    let dims = sh.bn_dims();
+    // mean 0, so x = 0 normalises to exactly 0.
+    let x = [-1f32, 0.0, 0.0, 1.0];
+    let (mut y, mut mean, mut invstd) = ([0f32; 4], [0f32; 1], [0f32; 1]);
+    train_forward_fused(&x, &mut y, dims, Affine::default(), None, 1e-5, &mut mean, &mut invstd, Fused { relu: true, z: None }).unwrap();
+    assert_eq!(y[0], 0.0);
+    assert_eq!(y[1].to_bits(), 0f32.to_bits());
+    assert!(y[3] > 0.0);
+    let dy = [1f32, 1.0, 1.0, 1.0];
+    let mut dz = [f32::NAN; 4];
+    let mut dx = [0f32; 4];
+    let rg = ReluGrad { y: &y, dz: Some(&mut dz) };
+    backward_fused(&dy, &x, &mut dx, dims, None, &mean, &invstd, None, None, Some(rg)).unwrap();
+    assert_eq!(dz, [0.0, 0.0, 0.0, 1.0]);
+
+    let xn = [1f32, 2.0, f32::NAN, 3.0];
+    let (mut yn, mut rm, mut rv) = ([0f32; 4], [0f32; 1], [1f32; 1]);
+    rm[0] = 0.0;
+    let _ = &mut rv;
+    eval_forward_fused(&xn, &mut yn, dims, Affine::default(), &rm, &rv, 0.0, Fused { relu: true, z: None }).unwrap();
+    assert!(yn[2].is_nan(), "relu(NaN) must be NaN, as in PyTorch, got {}", yn[2]);
+}
+
+#[test]
+fn fused_length_errors_change_nothing() {
+    let sh = Shape::cf(&[2, 3, 4]);
+    let dims = sh.bn_dims();
+    let x = vec![1f32; 24];
+    let z = vec![0f32; 23];
+    let mut y = vec![7f32; 24];
+    let (mut m, mut s) = (vec![7f32; 3], vec![7f32; 3]);
+    let e = train_forward_fused(&x, &mut y, dims, Affine::default(), None, 1e-5, &mut m, &mut s, Fused { relu: true, z: Some(&z) });
+    assert!(e.is_err());
+    assert!(y.iter().chain(&m).chain(&s).all(|&v| v == 7.0));
+    let mut dx = vec![7f32; 24];
+    let short = vec![1f32; 5];
+    let rg = ReluGrad { y: &short, dz: None };
+    assert!(backward_fused(&x, &x, &mut dx, dims, None, &m, &s, None, None, Some(rg)).is_err());
+    assert!(dx.iter().all(|&v| v == 7.0));
+}
