@@ -12,7 +12,9 @@ export { WasmTensor } from "./engine/tensor.js";
 export {
   batchNormTrain, batchNormEval, batchNormBackward, batchNormTrainOn, batchNormEvalOn, batchNormBackwardOn,
   type TrainOptions, type TrainResult, type EvalOptions, type BackwardOptions, type BackwardResult, type Output,
+  type Activation, type FusedOptions,
 } from "./layers/functional.js";
+export { foldBatchNorm, type FoldOptions, type Folded, type WeightLayout } from "./layers/fold.js";
 export type { Layout, Convention, TensorLike } from "./engine/validate.js";
 export {
   BatchNormError, ShapeError, LengthMismatchError, ChannelMismatchError, TooFewValuesError,
