@@ -5,7 +5,7 @@
 //   node bench/run.mjs --smoke    every harness path on tiny shapes, 1-2 repetitions,
 //                                 numerical agreement of every contender checked;
 //                                 exits non-zero if any harness path fails
-//   --sections=startup,memory,shapes,sweep,ort-threads   run only some sections
+//   --sections=startup,memory,shapes,sweep,ort-threads,fused   run only some sections
 //   --rerender                    rewrite the .md and .svg from the last .json (no measuring)
 //
 // Every comparison is measured in this one process, round-robin (see lib/timing.mjs),
@@ -24,13 +24,14 @@ import * as plain from "./lib/plainjs.mjs";
 import { typedArraySet, wasmCopy } from "./lib/copy.mjs";
 import { BUILDS, THREADS, createOurEngine, oursContender } from "./lib/ours.mjs";
 import { writeReport } from "./lib/report.mjs";
+import { fusedCases } from "./lib/fused.mjs";
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const args = process.argv.slice(2);
 const SMOKE = args.includes("--smoke");
 const sectionsArg = args.find((a) => a.startsWith("--sections="));
 const SECTIONS = new Set(
-  sectionsArg ? sectionsArg.slice("--sections=".length).split(",") : ["startup", "memory", "shapes", "sweep", "ort-threads"],
+  sectionsArg ? sectionsArg.slice("--sections=".length).split(",") : ["startup", "memory", "shapes", "sweep", "ort-threads", "fused"],
 );
 
 const EPS = 1e-5;
@@ -63,7 +64,14 @@ const SHAPES = SMOKE
       { name: "(8,256,14,14) NCHW", shape: [8, 256, 14, 14], layout: "NCHW" },
       // 32 elements: what every call costs besides the data (validation, glue, staging).
       { name: "(4,8) per-call overhead", shape: [4, 8], layout: "NCHW" },
+      // Small layers of small models: per-call overhead dominates.
+      { name: "(32,16) small", shape: [32, 16], layout: "NCHW" },
+      { name: "(64,128) small", shape: [64, 128], layout: "NCHW" },
     ];
+// Fused activation section: BN steps with and without ReLU / add + ReLU, fused and not.
+const FUSED_SHAPES = SMOKE
+  ? [{ name: "(2,8,6,6) NCHW", shape: [2, 8, 6, 6], layout: "NCHW" }, { name: "(2,6,6,8) NHWC", shape: [2, 6, 6, 8], layout: "NHWC" }]
+  : [{ name: "(32,64,56,56) NCHW", shape: [32, 64, 56, 56], layout: "NCHW" }, { name: "(32,56,56,64) NHWC", shape: [32, 56, 56, 64], layout: "NHWC" }];
 // Sweep: tensor sizes (bytes of x) from 4 KB to 64 MB in factors of 2.
 const SWEEP_BYTES = SMOKE ? [4096, 16384, 65536] : Array.from({ length: 15 }, (_, i) => 4096 * 2 ** i);
 const MEM_SHAPE = [8, 16, 8, 8];
@@ -75,6 +83,7 @@ const results = {
   shapes: [],
   sweep: null,
   ortThreads: null,
+  fused: [],
   failures: [],
 };
 const fail = (where, e) => {
@@ -429,6 +438,44 @@ function ortThreads() {
   for (const f of results.ortThreads.failures ?? []) results.failures.push(`ort-threads child: ${f}`);
 }
 
+// ---------------------------------------------------------------- fused activation
+async function fused() {
+  await ensureEngines();
+  log("== fused BN+ReLU and BN+add+ReLU training steps vs BN then separate ReLU (add) passes, resident; TF.js tf.relu(tf.batchNorm) eval for reference");
+  const tfjs = await import("./lib/tfjs.mjs");
+  for (const s of FUSED_SHAPES) {
+    const spec = { ...s, eps: EPS, momentum: MOMENTUM };
+    const n = s.shape.reduce((a, b) => a * b, 1);
+    const data = makeData(s.shape, s.layout, 13);
+    const frees = [];
+    const cases = [];
+    try {
+      for (const b of ["simd", "simd-threads"]) {
+        const label = b === "simd-threads" ? `simd-threads(${THREADS})` : b;
+        const c = fusedCases(engines[b], spec, data, label);
+        frees.push(c.free);
+        cases.push(...c.cases);
+      }
+      // TF.js for reference: eval forward + ReLU (its fastest op here), wasm backend.
+      const tw = await quietly(() => tfjs.tfjsContender("wasm", spec, data));
+      frees.push(tw.free);
+      cases.push({ id: "tfjs-wasm eval BN", fn: tw.eval, before: tw.before });
+      cases.push({ id: "tfjs-wasm eval tf.relu(BN)", fn: tw.evalRelu, before: tw.before });
+      const m = await measure(cases.map((c) => ({ ...c, warmup: PLAN.warmup, reps: PLAN.reps, minRepMs: PLAN.minRepMs })), {});
+      const row = { name: s.name, shape: s.shape, layout: s.layout, elems: n, ms: {} };
+      for (const [id, r] of m) row.ms[id] = r.median * 1e3;
+      results.fused.push(row);
+      for (const b of ["simd", `simd-threads(${THREADS})`]) {
+        const t = (k) => row.ms[`${b} ${k}`];
+        log(`  ${s.name} ${b}: BN step ${t("BN step").toFixed(2)} ms; BN+ReLU fused ${(t("BN+ReLU fused step") / t("BN step")).toFixed(2)}x ` +
+          `(unfused ${(t("BN, ReLU unfused step") / t("BN step")).toFixed(2)}x); BN+add+ReLU fused ${(t("BN+add+ReLU fused step") / t("BN step")).toFixed(2)}x ` +
+          `(unfused ${(t("BN, add+ReLU unfused step") / t("BN step")).toFixed(2)}x)`);
+      }
+    } catch (e) { fail(`fused ${s.name}`, e); }
+    for (const f of frees) { try { f(); } catch (e) { fail(`fused ${s.name} free`, e); } }
+  }
+}
+
 // ---------------------------------------------------------------- main
 async function main() {
   if (args.includes("--rerender")) {
@@ -457,6 +504,7 @@ async function main() {
   await run("shapes", shapes);
   await run("sweep", sweep);
   await run("ort-threads", ortThreads);
+  await run("fused", fused);
   results.meta.durationS = Number(((performance.now() - t0) / 1000).toFixed(1));
   const dir = path.join(here, "results");
   fs.mkdirSync(dir, { recursive: true });

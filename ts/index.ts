@@ -20,7 +20,9 @@ export {
   BatchNormError, ShapeError, LengthMismatchError, ChannelMismatchError, TooFewValuesError,
   InvalidOptionError, InvalidArgumentError, StateError, OutOfMemoryError, type MemoryShortfall,
 } from "./engine/errors.js";
-export { BatchNorm, BatchNorm1d, BatchNorm2d, BatchNorm3d, type BatchNormOptions, type StateDict } from "./layers/batchnorm.js";
+export {
+  BatchNorm, BatchNorm1d, BatchNorm2d, BatchNorm3d, type BatchNormOptions, type ForwardOptions, type ModuleBackwardOptions, type StateDict,
+} from "./layers/batchnorm.js";
 export { readSafetensors, writeSafetensors, SafetensorsError, type NamedTensor, type DType } from "./layers/safetensors.js";
 export { BatchNormWorker, RemoteBatchNorm, WorkerError, type SendOptions } from "./parallel/remote.js";
 export {

@@ -188,6 +188,26 @@ export function markdown(res) {
       "ORT 1 thread / ours simd copy (main process)", "implied ORT 2-thread speed-up"], rows));
     L.push("", "ORT's thread count is fixed per process, so 1 vs 2 threads are compared through the same yardstick (our simd copy path) in each process.", "");
   }
+  if (res.fused?.length) {
+    L.push("## Fused activation: training step (forward + backward), resident", "");
+    const rows = [];
+    const x2 = (r) => (Number.isFinite(r) ? `×${r.toFixed(2)}` : "–");
+    for (const f of res.fused) {
+      const builds = [...new Set(Object.keys(f.ms).filter((k) => k.endsWith(" BN step")).map((k) => k.slice(0, -" BN step".length)))];
+      for (const b of builds) {
+        const t = (k) => f.ms[`${b} ${k}`];
+        const base = t("BN step");
+        rows.push([f.name, b, fmtT(base), x2(t("BN+ReLU fused step") / base), x2(t("BN, ReLU unfused step") / base),
+          x2(t("BN+add+ReLU fused step") / base), x2(t("BN, add+ReLU unfused step") / base)]);
+      }
+      const tb = f.ms["tfjs-wasm eval BN"], tr = f.ms["tfjs-wasm eval tf.relu(BN)"];
+      if (tb && tr) rows.push([f.name, "tfjs-wasm (eval only)", fmtT(tb), x2(tr / tb), "", "", ""]);
+    }
+    L.push(table(["shape", "build", "BN step", "BN+ReLU fused / BN", "BN, ReLU unfused / BN", "BN+add+ReLU fused / BN", "BN, add+ReLU unfused / BN"], rows));
+    L.push("", "Unfused: BN, then a separate ReLU (add + ReLU) pass and a separate ReLU-gradient pass, in wasm. " +
+      "Fused: the ReLU (and add) in the normalisation pass, its mask (from the saved output y) in both backward passes. " +
+      "tfjs-wasm row: eval forward only, tf.relu(BN) / BN.", "");
+  }
   return L.join("\n") + "\n";
 }
 

@@ -84,6 +84,8 @@ export async function tfjsContender(name, spec, data) {
     native,
     before: async () => { if (tf.getBackend() !== name) await tf.setBackend(name); },
     eval: () => tf.tidy(() => bn(x, rm, rv, weight, bias)).dispose(),
+    /** tf.relu(tf.batchNorm(...)): what a TF.js user writes for BN + ReLU. */
+    evalRelu: () => tf.tidy(() => tf.relu(bn(x, rm, rv, weight, bias))).dispose(),
     train: () => {
       const r = tf.tidy(() => { const o = fwd(x, weight, bias); return [o.y, o.mean, o.variance]; });
       updateRunning(r[1], r[2]);

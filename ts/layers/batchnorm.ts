@@ -11,13 +11,16 @@
  *
  * The input of `forward` is kept for `backward`: a `Float32Array` input is copied into
  * module-owned wasm memory (so the caller may reuse the array); a `WasmTensor` input is
- * kept by reference, so do not modify or free it before `backward`.
+ * kept by reference, so do not modify or free it before `backward`. With
+ * `activation: "relu"` the output is kept the same way (the ReLU's backward needs it):
+ * computed into module-owned memory and copied out, or, with a `WasmTensor` `out`, kept by
+ * reference.
  * @module
  */
 import { ChannelMismatchError, ShapeError, StateError } from "../engine/errors.js";
 import { resolveLayerOptions, stepMomentum, type LayerConfig, type LayerOptions } from "./options.js";
 import { checkStateDict, makeStateDict, stateKeysOf, type StateDict } from "./state.js";
-import { batchNormBackwardOn, batchNormEvalOn, batchNormTrainOn, type Output } from "./functional.js";
+import { batchNormBackwardOn, batchNormEvalOn, batchNormTrainOn, checkActivation, type Activation, type Output } from "./functional.js";
 import { getEngine, type Engine } from "../engine/loader.js";
 import { readSafetensors, writeSafetensors, SafetensorsError, type NamedTensor } from "./safetensors.js";
 import { WasmTensor } from "../engine/tensor.js";
@@ -26,12 +29,34 @@ import { checkData, checkEps, checkNoAlias, checkOptionKeys, checkTrainable, dim
 export interface BatchNormOptions extends LayerOptions {
   /** The build to run on (default: the one `init()` loaded). */
   engine?: Engine;
+  /**
+   * `"relu"`: the module is BN followed by a ReLU, fused into the same passes forward and
+   * backward (`forward`'s `z` adds a residual before it). Default `"none"`.
+   */
+  activation?: Activation;
+}
+
+/** Options of {@link BatchNorm.forward}. */
+export interface ForwardOptions {
+  /** Where to write `y`. */
+  out?: TensorLike;
+  /** Residual input added before the activation: `y = act(BN(x) + z)`; `backward` then also gives its gradient. */
+  z?: TensorLike;
+}
+
+/** Options of {@link BatchNorm.backward}. */
+export interface ModuleBackwardOptions {
+  /** Where to write `dx`. */
+  out?: TensorLike;
+  /** Where to write `dz` when the forward had a residual `z` (see {@link BatchNorm.residualGrad}). */
+  outZ?: TensorLike;
 }
 
 const MODULE_KEYS = optionKeys<BatchNormOptions>({
-  eps: true, momentum: true, affine: true, trackRunningStats: true, layout: true, convention: true, engine: true,
+  eps: true, momentum: true, affine: true, trackRunningStats: true, layout: true, convention: true, engine: true, activation: true,
 });
-const OUT_KEYS = ["out"] as const;
+const FORWARD_KEYS = optionKeys<ForwardOptions>({ out: true, z: true });
+const BACKWARD_KEYS = optionKeys<ModuleBackwardOptions>({ out: true, outZ: true });
 
 interface Saved {
   x: WasmTensor;
@@ -40,6 +65,10 @@ interface Saved {
   invStd: WasmTensor;
   /** true: batch statistics (gradients flow through them); false: running statistics. */
   batchStats: boolean;
+  /** The output, kept for the ReLU's backward (with `activation: "relu"`). */
+  y?: WasmTensor;
+  /** The forward had a residual `z`. */
+  residual: boolean;
 }
 
 export class BatchNorm {
@@ -50,6 +79,8 @@ export class BatchNorm {
   readonly trackRunningStats: boolean;
   readonly layout: Layout;
   readonly convention: Convention;
+  /** The fused activation (`"none"` or `"relu"`). */
+  readonly activation: Activation;
   readonly engine: Engine;
   /** Training mode (batch statistics, running statistics updated) or eval mode. */
   training = true;
@@ -67,7 +98,9 @@ export class BatchNorm {
   #savedMean: WasmTensor;
   #savedInvStd: WasmTensor;
   #inputCopy?: WasmTensor; // reused between steps while the size stays the same
+  #outputCopy?: WasmTensor; // likewise, for the kept output of a fused ReLU
   #saved?: Saved;
+  #residualGrad?: Output;
   #disposed = false;
 
   constructor(numFeatures: number, opts: BatchNormOptions = {}) {
@@ -76,6 +109,7 @@ export class BatchNorm {
     ({ numFeatures: this.numFeatures, eps: this.eps, momentum: this.momentum, affine: this.affine } = cfg);
     ({ trackRunningStats: this.trackRunningStats, layout: this.layout, convention: this.convention } = cfg);
     this.#config = cfg;
+    this.activation = checkActivation(opts.activation);
     this.engine = opts.engine ?? getEngine();
     const C = numFeatures;
     if (this.affine) {
@@ -108,6 +142,8 @@ export class BatchNorm {
   /** Accumulated gradient of `weight` (summed over `backward` calls until `zeroGrad`). */
   get weightGrad(): WasmTensor | undefined { this.#live(); return this.#weightGrad; }
   get biasGrad(): WasmTensor | undefined { this.#live(); return this.#biasGrad; }
+  /** Gradient of the last forward's residual `z`, set by `backward` (undefined when it had none). */
+  get residualGrad(): Output | undefined { this.#live(); return this.#residualGrad; }
   get disposed(): boolean { return this.#disposed; }
 
   /** Training mode: batch statistics, running statistics updated. Returns `this`. */
@@ -127,10 +163,10 @@ export class BatchNorm {
     void shape;
   }
 
-  /** Normalises `x` and keeps what `backward` needs. */
-  forward(x: TensorLike, shape: readonly number[], opts: { out?: TensorLike } = {}): Output {
+  /** Normalises `x` (then adds `z` and applies the activation) and keeps what `backward` needs. */
+  forward(x: TensorLike, shape: readonly number[], opts: ForwardOptions = {}): Output {
     this.#live();
-    checkOptionKeys("forward", opts, OUT_KEYS);
+    checkOptionKeys("forward", opts, FORWARD_KEYS);
     if (!Array.isArray(shape)) throw new ShapeError("shape must be an array of integers");
     this.checkRank(shape);
     const dims = dimsOf(shape, this.layout);
@@ -143,15 +179,22 @@ export class BatchNorm {
     // overwritten, so a rejected forward leaves the last one's saved state intact.
     checkData("x", x, shape, dims);
     if (opts.out !== undefined) checkData("out", opts.out, shape, dims);
-    checkNoAlias("out", opts.out, { x, ...this.#ownedByName() });
+    if (opts.z !== undefined) checkData("z", opts.z, shape, dims);
+    checkNoAlias("out", opts.out, { x, z: opts.z, ...this.#ownedByName() });
     if (useBatchStats) {
       checkTrainable(shape, dims);
       checkEps(this.eps, true);
     }
-    const common = { weight: this.#weight, bias: this.#bias, eps: this.eps, layout: this.layout, out: opts.out };
+    // A fused ReLU's backward needs the output: compute it into memory the module keeps.
+    const keepY = this.activation === "relu";
+    const yTensor = keepY ? (opts.out instanceof WasmTensor ? opts.out : this.#keptOutput(dims.size)) : undefined;
+    const common = {
+      weight: this.#weight, bias: this.#bias, eps: this.eps, layout: this.layout,
+      out: yTensor ?? opts.out, activation: this.activation, z: opts.z,
+    };
     const xs = this.#keepInput(x);
     try {
-      return this.#normalize(xs, shape, common, useBatchStats, updateRunning);
+      return this.#normalize(xs, shape, common, useBatchStats, updateRunning, yTensor, opts);
     } catch (e) {
       // Only running out of memory for scratch gets here (everything else was checked):
       // the module's input copy may already hold the new x, so the last forward's saved
@@ -162,8 +205,9 @@ export class BatchNorm {
   }
 
   #normalize(
-    xs: WasmTensor, shape: readonly number[], common: { weight?: WasmTensor; bias?: WasmTensor; eps: number; layout: Layout; out?: TensorLike },
-    useBatchStats: boolean, updateRunning: boolean,
+    xs: WasmTensor, shape: readonly number[],
+    common: { weight?: WasmTensor; bias?: WasmTensor; eps: number; layout: Layout; out?: TensorLike; activation: Activation; z?: TensorLike },
+    useBatchStats: boolean, updateRunning: boolean, yTensor: WasmTensor | undefined, opts: ForwardOptions,
   ): Output {
     let y: Output;
     if (useBatchStats) {
@@ -185,8 +229,33 @@ export class BatchNorm {
       const rv = this.#runningVar!.view;
       this.#savedInvStd.view.set(rv.map((v) => 1 / Math.sqrt(v + this.eps)));
     }
-    this.#saved = { x: xs, shape: [...shape], mean: this.#savedMean, invStd: this.#savedInvStd, batchStats: useBatchStats };
+    this.#saved = {
+      x: xs, shape: [...shape], mean: this.#savedMean, invStd: this.#savedInvStd, batchStats: useBatchStats,
+      y: yTensor, residual: opts.z !== undefined,
+    };
+    this.#residualGrad = undefined;
+    if (yTensor && yTensor !== opts.out) {
+      // Deliver a copy: the caller may modify its array, the module keeps its own.
+      if (opts.out instanceof Float32Array) {
+        opts.out.set(yTensor.view);
+        return opts.out;
+      }
+      return yTensor.view.slice();
+    }
     return y;
+  }
+
+  /** Module-owned memory for a kept output of `size` elements. */
+  #keptOutput(size: number): WasmTensor {
+    if (!this.#outputCopy || this.#outputCopy.length !== size) {
+      const fresh = WasmTensor.alloc(size, this.engine); // OutOfMemoryError here changes nothing
+      if (this.#outputCopy) {
+        this.#tensors = this.#tensors.filter((t) => t !== this.#outputCopy);
+        this.#outputCopy.free();
+      }
+      this.#outputCopy = this.#own(fresh);
+    }
+    return this.#outputCopy;
   }
 
   #ownedByName(): Record<string, WasmTensor | undefined> {
@@ -211,17 +280,21 @@ export class BatchNorm {
 
   /**
    * Gradient of the last `forward`'s output: returns `dx` and adds `dWeight`/`dBias` to
-   * `weightGrad`/`biasGrad`.
+   * `weightGrad`/`biasGrad`. Through the fused ReLU when the module has one; when the
+   * forward had a residual `z`, its gradient goes to `outZ` and {@link residualGrad}.
    */
-  backward(dy: TensorLike, opts: { out?: TensorLike } = {}): Output {
+  backward(dy: TensorLike, opts: ModuleBackwardOptions = {}): Output {
     this.#live();
-    checkOptionKeys("backward", opts, OUT_KEYS);
+    checkOptionKeys("backward", opts, BACKWARD_KEYS);
     const s = this.#saved;
     if (!s) throw new StateError("backward() needs a forward() first");
     if (s.x.freed) throw new StateError("the input of the last forward() was freed before backward()");
+    if (s.y?.freed) throw new StateError("the output of the last forward() was freed before backward()");
     const r = batchNormBackwardOn(this.engine, dy, s.x, s.shape, {
       weight: this.#weight, mean: s.mean, invStd: s.invStd, layout: this.layout, training: s.batchStats, out: opts.out,
+      activation: this.activation, y: s.y, residual: s.residual, outZ: opts.outZ,
     });
+    this.#residualGrad = r.dz;
     if (this.affine) {
       const wg = this.#weightGrad!.view;
       const bg = this.#biasGrad!.view;

@@ -14,12 +14,37 @@ import {
   checkOptionKeys, checkPerChannel, checkTrainable, dimsOf, optionKeys, required,
   type Convention, type Layout, type TensorLike,
 } from "../engine/validate.js";
-import { InvalidArgumentError } from "../engine/errors.js";
+import { InvalidArgumentError, InvalidOptionError } from "../engine/errors.js";
 
 /** Output type: a `Float32Array`, unless the caller passed a {@link WasmTensor} as `out`. */
 export type Output = Float32Array | WasmTensor;
 
-export interface TrainOptions {
+/**
+ * An activation fused into the normalisation pass (oneDNN's `fuse_norm_relu`):
+ * `"relu"` gives `y = max(BN(x) + z, 0)`, bit-identical to BN, then the add, then a ReLU
+ * as separate passes, without another read and write of `y`. Default `"none"`.
+ */
+export type Activation = "none" | "relu";
+
+/** Options of a forward pass that fuse what usually follows batch norm. */
+export interface FusedOptions {
+  /** Applied last, in the same pass (default `"none"`). */
+  activation?: Activation;
+  /**
+   * Residual input added before the activation: `y = relu(BN(x) + z)` (ResNet's
+   * `bn -> + shortcut -> relu`, oneDNN's `fuse_norm_add_relu`). Same shape as `x`.
+   */
+  z?: TensorLike;
+}
+
+/** Checks an `activation` option. */
+export function checkActivation(a: unknown): Activation {
+  if (a === undefined) return "none";
+  if (a !== "none" && a !== "relu") throw new InvalidOptionError(`activation must be "none" or "relu", got ${JSON.stringify(a)}`);
+  return a;
+}
+
+export interface TrainOptions extends FusedOptions {
   /** gamma, one per channel (default: all 1, as with `affine: false`). */
   weight?: TensorLike;
   /** beta, one per channel (default: all 0). */
@@ -45,6 +70,7 @@ export interface TrainOptions {
 
 const TRAIN_KEYS = optionKeys<TrainOptions>({
   weight: true, bias: true, runningMean: true, runningVar: true, momentum: true, eps: true, layout: true, convention: true, out: true,
+  activation: true, z: true,
 });
 
 export interface TrainResult {
@@ -68,6 +94,9 @@ const needBoth = (a: unknown, b: unknown) => {
  *
  * @example
  * const { y, mean, invStd } = batchNormTrain(x, [8, 3, 32, 32], { weight, bias, runningMean, runningVar });
+ * // conv -> BN -> ReLU, and ResNet's BN -> + shortcut -> ReLU, in one pass:
+ * const r1 = batchNormTrain(x, [8, 3, 32, 32], { weight, bias, activation: "relu" });
+ * const r2 = batchNormTrain(x, [8, 3, 32, 32], { weight, bias, activation: "relu", z: shortcut });
  */
 export function batchNormTrain(x: TensorLike, shape: readonly number[], opts: TrainOptions = {}): TrainResult {
   return batchNormTrainOn(getEngine(), x, shape, opts);
@@ -78,9 +107,11 @@ export function batchNormTrainOn(engine: Engine, x: TensorLike, shape: readonly 
   checkOptionKeys("batchNormTrain", opts, TRAIN_KEYS);
   const layout = checkLayout(opts.layout);
   const convention = checkConvention(opts.convention);
+  const activation = checkActivation(opts.activation);
   const dims = dimsOf(shape, layout);
   checkData("x", x, shape, dims);
   if (opts.out !== undefined) checkData("out", opts.out, shape, dims);
+  if (opts.z !== undefined) checkData("z", opts.z, shape, dims);
   checkPerChannel("weight", opts.weight, dims);
   checkPerChannel("bias", opts.bias, dims);
   needBoth(opts.runningMean, opts.runningVar);
@@ -90,7 +121,7 @@ export function batchNormTrainOn(engine: Engine, x: TensorLike, shape: readonly 
   const momentum = checkMomentum(opts.momentum, convention);
   checkTrainable(shape, dims);
   // Everything the kernel writes must be disjoint from everything else it touches.
-  const inputs = { x, weight: opts.weight, bias: opts.bias };
+  const inputs = { x, weight: opts.weight, bias: opts.bias, z: opts.z };
   checkNoAlias("out", opts.out, { ...inputs, runningMean: opts.runningMean, runningVar: opts.runningVar });
   checkNoAlias("runningMean", opts.runningMean, { ...inputs, runningVar: opts.runningVar });
   checkNoAlias("runningVar", opts.runningVar, inputs);
@@ -103,7 +134,7 @@ export function batchNormTrainOn(engine: Engine, x: TensorLike, shape: readonly 
     s.engine.glue.train_forward(
       s.input(x), y.ptr, dims.outer, dims.channels, dims.inner,
       s.input(opts.weight), s.input(opts.bias), s.inout(opts.runningMean), s.inout(opts.runningVar),
-      momentum, convention === "onnx" ? 1 : 0, eps, mean.ptr, invStd.ptr,
+      momentum, convention === "onnx" ? 1 : 0, eps, mean.ptr, invStd.ptr, activation === "relu", s.input(opts.z),
     );
     s.commit();
     return { y: y.result(), mean: mean.result() as Float32Array, invStd: invStd.result() as Float32Array };
@@ -112,7 +143,7 @@ export function batchNormTrainOn(engine: Engine, x: TensorLike, shape: readonly 
   }
 }
 
-export interface EvalOptions {
+export interface EvalOptions extends FusedOptions {
   weight?: TensorLike;
   bias?: TensorLike;
   /** Running mean (required). */
@@ -127,11 +158,14 @@ export interface EvalOptions {
   out?: TensorLike;
 }
 
-const EVAL_KEYS = optionKeys<EvalOptions>({ weight: true, bias: true, runningMean: true, runningVar: true, eps: true, layout: true, out: true });
+const EVAL_KEYS = optionKeys<EvalOptions>({
+  weight: true, bias: true, runningMean: true, runningVar: true, eps: true, layout: true, out: true, activation: true, z: true,
+});
 
 /**
  * Inference-mode forward with the running statistics:
- * `y = (x - runningMean) * (weight / sqrt(runningVar + eps)) + bias`.
+ * `y = (x - runningMean) * (weight / sqrt(runningVar + eps)) + bias`, then `+ z` and the
+ * activation when given.
  */
 export function batchNormEval(x: TensorLike, shape: readonly number[], opts: EvalOptions): Output {
   return batchNormEvalOn(getEngine(), x, shape, opts);
@@ -142,15 +176,17 @@ export function batchNormEvalOn(engine: Engine, x: TensorLike, shape: readonly n
   if (opts === undefined) throw new InvalidArgumentError("batchNormEval needs options with runningMean and runningVar");
   checkOptionKeys("batchNormEval", opts, EVAL_KEYS);
   const layout = checkLayout(opts.layout);
+  const activation = checkActivation(opts.activation);
   const dims = dimsOf(shape, layout);
   checkData("x", x, shape, dims);
   if (opts.out !== undefined) checkData("out", opts.out, shape, dims);
+  if (opts.z !== undefined) checkData("z", opts.z, shape, dims);
   checkPerChannel("weight", opts.weight, dims);
   checkPerChannel("bias", opts.bias, dims);
   checkPerChannel("runningMean", required("runningMean", opts.runningMean), dims);
   checkPerChannel("runningVar", required("runningVar", opts.runningVar), dims);
   const eps = checkEps(opts.eps);
-  checkNoAlias("out", opts.out, { x, weight: opts.weight, bias: opts.bias, runningMean: opts.runningMean, runningVar: opts.runningVar });
+  checkNoAlias("out", opts.out, { x, z: opts.z, weight: opts.weight, bias: opts.bias, runningMean: opts.runningMean, runningVar: opts.runningVar });
 
   const s = new Staging(engine);
   try {
@@ -158,6 +194,7 @@ export function batchNormEvalOn(engine: Engine, x: TensorLike, shape: readonly n
     s.engine.glue.eval_forward(
       s.input(x), y.ptr, dims.outer, dims.channels, dims.inner,
       s.input(opts.weight), s.input(opts.bias), s.input(opts.runningMean), s.input(opts.runningVar), eps,
+      activation === "relu", s.input(opts.z),
     );
     return y.result();
   } finally {
@@ -181,12 +218,27 @@ export interface BackwardOptions {
   training?: boolean;
   /** Where to write `dx`. */
   out?: TensorLike;
+  /** The forward's fused activation (default `"none"`). */
+  activation?: Activation;
+  /**
+   * The forward's output `y`, required with `activation: "relu"`: the ReLU passes the
+   * gradient where `y > 0` (as PyTorch's ReLU backward, which also uses its output).
+   */
+  y?: TensorLike;
+  /** The forward had a residual `z`: also return its gradient `dz`. */
+  residual?: boolean;
+  /** Where to write `dz`. */
+  outZ?: TensorLike;
 }
 
-const BACKWARD_KEYS = optionKeys<BackwardOptions>({ weight: true, mean: true, invStd: true, layout: true, training: true, out: true });
+const BACKWARD_KEYS = optionKeys<BackwardOptions>({
+  weight: true, mean: true, invStd: true, layout: true, training: true, out: true, activation: true, y: true, residual: true, outZ: true,
+});
 
 export interface BackwardResult {
   dx: Output;
+  /** Gradient of the residual input `z` (only with `residual: true`). */
+  dz?: Output;
   /** `sum(dy * x_hat)` per channel (computed whether or not `weight` was given). */
   dWeight: Float32Array;
   /** `sum(dy)` per channel. */
@@ -195,7 +247,15 @@ export interface BackwardResult {
 
 /**
  * Backward pass: `dx`, `dWeight`, `dBias` from one fused reduction over `dy` and `x`
- * plus one elementwise pass.
+ * plus one elementwise pass. Through a fused ReLU (`activation: "relu"`, with the forward's
+ * output `y`), the ReLU's mask is applied as `dy` is read in both passes, and `dz` (with
+ * `residual: true`) is written in the second.
+ *
+ * @example
+ * const f = batchNormTrain(x, shape, { weight, activation: "relu", z });
+ * const { dx, dz, dWeight, dBias } = batchNormBackward(dy, x, shape, {
+ *   weight, mean: f.mean, invStd: f.invStd, activation: "relu", y: f.y, residual: true,
+ * });
  */
 export function batchNormBackward(dy: TensorLike, x: TensorLike, shape: readonly number[], opts: BackwardOptions): BackwardResult {
   return batchNormBackwardOn(getEngine(), dy, x, shape, opts);
@@ -206,29 +266,54 @@ export function batchNormBackwardOn(engine: Engine, dy: TensorLike, x: TensorLik
   if (opts === undefined) throw new InvalidArgumentError("batchNormBackward needs options with mean and invStd");
   checkOptionKeys("batchNormBackward", opts, BACKWARD_KEYS);
   const layout = checkLayout(opts.layout);
+  const activation = checkActivation(opts.activation);
   const dims = dimsOf(shape, layout);
   checkData("dy", dy, shape, dims);
   checkData("x", x, shape, dims);
   if (opts.out !== undefined) checkData("out", opts.out, shape, dims);
+  if (activation === "relu") checkData("y", required("y (the forward output, for the ReLU's mask)", opts.y), shape, dims);
+  const residual = opts.residual ?? false;
+  if (typeof residual !== "boolean") throw new InvalidArgumentError(`residual must be a boolean, got ${String(residual)}`);
+  if (opts.outZ !== undefined) {
+    if (!residual) throw new InvalidArgumentError("outZ is for dz, which needs residual: true");
+    checkData("outZ", opts.outZ, shape, dims);
+  }
   checkPerChannel("weight", opts.weight, dims);
   checkPerChannel("mean", required("mean", opts.mean), dims);
   checkPerChannel("invStd", required("invStd", opts.invStd), dims);
   const training = opts.training ?? true;
   if (typeof training !== "boolean") throw new InvalidArgumentError(`training must be a boolean, got ${String(training)}`);
   if (training) checkTrainable(shape, dims);
-  checkNoAlias("out", opts.out, { dy, x, weight: opts.weight, mean: opts.mean, invStd: opts.invStd });
+  const y = activation === "relu" ? opts.y : undefined;
+  const inputs = { dy, x, y, weight: opts.weight, mean: opts.mean, invStd: opts.invStd };
+  checkNoAlias("out", opts.out, { ...inputs, outZ: opts.outZ });
+  checkNoAlias("outZ", opts.outZ, inputs);
 
   const s = new Staging(engine);
   try {
     const dx = s.output(dims.size, opts.out);
     const dW = s.output(dims.channels);
     const dB = s.output(dims.channels);
+    // Without a ReLU the residual's gradient is dy itself; with one, the kernel writes it.
+    const dz = residual && y !== undefined ? s.output(dims.size, opts.outZ) : undefined;
     s.engine.glue.backward(
       s.input(dy), s.input(x), dx.ptr, dims.outer, dims.channels, dims.inner,
       s.input(opts.weight), s.input(opts.mean), s.input(opts.invStd), dW.ptr, dB.ptr, training,
+      s.input(y), dz?.ptr ?? 0,
     );
-    return { dx: dx.result(), dWeight: dW.result() as Float32Array, dBias: dB.result() as Float32Array };
+    const r: BackwardResult = { dx: dx.result(), dWeight: dW.result() as Float32Array, dBias: dB.result() as Float32Array };
+    if (dz) r.dz = dz.result();
+    else if (residual) r.dz = copyOf(dy, opts.outZ);
+    return r;
   } finally {
     s.release();
   }
+}
+
+/** `src` copied into `out` (or a new array): the residual's gradient without a ReLU. */
+function copyOf(src: TensorLike, out: TensorLike | undefined): Output {
+  const v = src instanceof WasmTensor ? src.view : src;
+  if (out === undefined) return v.slice();
+  (out instanceof WasmTensor ? out.view : out).set(v);
+  return out;
 }

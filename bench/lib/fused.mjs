@@ -1,0 +1,50 @@
+// Fused BN + ReLU and BN + add + ReLU (issue 10) against the unfused composition in wasm:
+// BN, then a separate ReLU (or add + ReLU) pass, and in backward a separate ReLU-gradient
+// pass before the plain BN backward. All on wasm-resident tensors of one build, so the
+// comparison is of memory passes, not of copies.
+//
+// The separate passes run through the same kernels with identity statistics (mean 0,
+// variance 1, eps 0, so scale is exactly 1): eval forward with `relu` (and `z`) reads its
+// input (and z) and writes its output, exactly what a standalone ReLU (add + ReLU) pass
+// moves; eval-mode backward with the ReLU's output `y` and no parameter gradients reads dy
+// and y and writes the masked gradient, what a standalone ReLU backward moves (its input
+// `x` is not read when no parameter gradients are asked for).
+import { batchNormTrainOn, batchNormEvalOn, batchNormBackwardOn, WasmTensor } from "../../dist/index.js";
+
+/**
+ * Returns { cases: [{ id, fn }], free() } for one engine and shape: steps (train forward +
+ * backward) of BN alone, BN+ReLU fused and unfused, BN+add+ReLU fused and unfused.
+ */
+export function fusedCases(eng, spec, data, label) {
+  const { shape, layout, eps } = spec;
+  const n = data.x.length;
+  const owned = [];
+  const put = (a) => { const t = WasmTensor.from(a, eng); owned.push(t); return t; };
+  const alloc = () => { const t = WasmTensor.alloc(n, eng); owned.push(t); return t; };
+  const x = put(data.x), dy = put(data.dy), z = put(data.dy.map((v) => v * 0.5));
+  const weight = put(data.weight), bias = put(data.bias);
+  const C = data.weight.length;
+  const zeros = put(new Float32Array(C)), ones = put(new Float32Array(C).fill(1));
+  const y = alloc(), y2 = alloc(), g = alloc(), dx = alloc(), dz = alloc();
+  const identity = { runningMean: zeros, runningVar: ones, eps: 0, layout };
+  const bnFwd = (extra) => batchNormTrainOn(eng, x, shape, { weight, bias, eps, layout, out: y, ...extra });
+  const bnBwd = (r, grad, extra) => batchNormBackwardOn(eng, grad, x, shape, { weight, mean: r.mean, invStd: r.invStd, layout, out: dx, ...extra });
+  // A separate ReLU (add + ReLU) pass y -> y2, and its backward dy -> g (= dz).
+  const reluPass = (zz) => batchNormEvalOn(eng, y, shape, { ...identity, activation: "relu", z: zz, out: y2 });
+  // Through the glue: the functional eval-mode backward always also takes parameter
+  // gradients (another read of dy and x), which a ReLU-gradient pass does not do.
+  const inner = layout === "NCHW" ? shape.slice(2).reduce((a, b) => a * b, 1) : 1;
+  const outer = n / (C * inner);
+  const reluGradPass = () => eng.glue.backward(dy.ptr, y.ptr, g.ptr, outer, C, inner, 0, zeros.ptr, ones.ptr, 0, 0, false, y2.ptr, 0);
+  const cases = [
+    { id: `${label} BN step`, fn: () => bnBwd(bnFwd(), dy) },
+    { id: `${label} BN+ReLU fused step`, fn: () => bnBwd(bnFwd({ activation: "relu" }), dy, { activation: "relu", y }) },
+    { id: `${label} BN, ReLU unfused step`, fn: () => { const r = bnFwd(); reluPass(); reluGradPass(); bnBwd(r, g); } },
+    {
+      id: `${label} BN+add+ReLU fused step`,
+      fn: () => bnBwd(bnFwd({ activation: "relu", z }), dy, { activation: "relu", y, residual: true, outZ: dz }),
+    },
+    { id: `${label} BN, add+ReLU unfused step`, fn: () => { const r = bnFwd(); reluPass(z); reluGradPass(); bnBwd(r, g); } },
+  ];
+  return { cases, free() { for (const t of owned) t.free(); owned.length = 0; } };
+}

@@ -1,0 +1,263 @@
+/**
+ * Fused activation (`activation: "relu"`, residual `z`) on every build: against the
+ * unfused composition (BN, then the add, then a ReLU in JavaScript) bit for bit, against
+ * the float64 reference, through the backward (mask from the forward output; dz), and
+ * finite differences through the ReLU away from its kink. Sizes above the lowered parallel
+ * threshold put simd-threads on its pool.
+ */
+import { beforeAll, describe, expect, it } from "vitest";
+import fc from "fast-check";
+import {
+  createEngine, supportedBuilds, setParallelThreshold, batchNormTrainOn, batchNormEvalOn, batchNormBackwardOn, WasmTensor,
+  InvalidOptionError, InvalidArgumentError, LengthMismatchError, type Engine, type BuildName, type Layout,
+} from "../dist/index.js";
+import { refBackward, refNormalize, refTrain, rng, channelOf } from "./reference.js";
+import { expectClose } from "./close.js";
+
+const builds = await supportedBuilds();
+const relu = (v: number) => (v > 0 ? v : 0);
+
+/** Bitwise equality (so -0 vs +0 and NaN payloads count), naming the first difference. */
+function expectBits(what: string, got: ArrayLike<number>, want: ArrayLike<number>) {
+  expect(got.length, `${what}: length`).toBe(want.length);
+  const g = new Uint32Array(Float32Array.from(got).buffer);
+  const w = new Uint32Array(Float32Array.from(want).buffer);
+  for (let i = 0; i < g.length; i++) {
+    if (g[i] !== w[i]) expect.fail(`${what}[${i}]: fused ${got[i]} != unfused ${want[i]}`);
+  }
+}
+
+interface Case {
+  shape: number[];
+  layout: Layout;
+  residual: boolean;
+  affine: boolean;
+  seed: number;
+}
+
+const small = fc.record({
+  rank: fc.integer({ min: 2, max: 5 }),
+  dims: fc.array(fc.integer({ min: 1, max: 7 }), { minLength: 5, maxLength: 5 }),
+});
+// Above 2^16 elements (the threshold set below): the thread pool's code path.
+const large = fc.constantFrom(
+  { rank: 4, dims: [4, 6, 61, 49, 1] },
+  { rank: 2, dims: [9001, 9, 1, 1, 1] },
+  { rank: 3, dims: [3, 31, 769, 1, 1] },
+);
+const caseArb = (shapes: fc.Arbitrary<{ rank: number; dims: number[] }>): fc.Arbitrary<Case> =>
+  fc
+    .record({ s: shapes, layout: fc.constantFrom<Layout>("NCHW", "NHWC"), residual: fc.boolean(), affine: fc.boolean(), seed: fc.integer() })
+    .map(({ s, ...rest }) => ({ shape: s.dims.slice(0, s.rank), ...rest }))
+    .filter((c) => c.shape.reduce((a, b) => a * b, 1) / channelOf(c.shape, c.layout).C >= 2);
+
+function dataFor(c: Case) {
+  const r = rng(c.seed);
+  const size = c.shape.reduce((a, b) => a * b, 1);
+  const C = channelOf(c.shape, c.layout).C;
+  return {
+    size,
+    x: r.normals(size, 1, 2),
+    z: c.residual ? r.normals(size) : undefined,
+    dy: r.normals(size),
+    weight: c.affine ? r.normals(C, 1, 0.5) : undefined,
+    bias: c.affine ? r.normals(C, 0, 0.5) : undefined,
+    rm: r.normals(C),
+    rv: Float32Array.from(r.normals(C), (v) => 0.5 + Math.abs(v)),
+  };
+}
+
+describe.each(builds)("build %s", (build: BuildName) => {
+  let engine: Engine;
+  beforeAll(async () => {
+    engine = await createEngine(build, 2);
+    setParallelThreshold(1 << 16, engine);
+  });
+
+  /** One case: fused against unfused (bits) and the f64 reference, forward and backward. */
+  function check(c: Case) {
+    const d = dataFor(c);
+    const { layout, shape } = c;
+    const common = { weight: d.weight, bias: d.bias, layout };
+    // Training forward.
+    const plain = batchNormTrainOn(engine, d.x, shape, common);
+    const unfused = Float32Array.from(plain.y as Float32Array, (v, i) => relu(d.z ? v + d.z[i] : v));
+    const f = batchNormTrainOn(engine, d.x, shape, { ...common, activation: "relu", z: d.z });
+    const y = f.y as Float32Array;
+    expectBits("train y", y, unfused);
+    expectBits("mean", f.mean, plain.mean);
+    const ref = refTrain(d.x, shape, layout, 1e-5, d);
+    expectClose("train y vs f64", y, ref.y.map((v, i) => relu(d.z ? v + d.z[i] : v)), 1e-4, 1e-4);
+
+    // Eval forward.
+    const ev = { ...common, runningMean: d.rm, runningVar: d.rv };
+    const eplain = batchNormEvalOn(engine, d.x, shape, ev) as Float32Array;
+    const ey = batchNormEvalOn(engine, d.x, shape, { ...ev, activation: "relu", z: d.z }) as Float32Array;
+    expectBits("eval y", ey, eplain.map((v, i) => relu(d.z ? v + d.z[i] : v)));
+    const eref = refNormalize(d.x, shape, layout, d.rm, d.rv, 1e-5, d);
+    expectClose("eval y vs f64", ey, eref.map((v, i) => relu(d.z ? v + d.z[i] : v)), 1e-4, 1e-4);
+
+    // Backward, training and eval mode: the ReLU's backward (mask y > 0), then plain BN backward.
+    const g = Float32Array.from(d.dy, (v, i) => (y[i] > 0 ? v : 0));
+    for (const training of [true, false]) {
+      const bw = { weight: d.weight, mean: f.mean, invStd: f.invStd, layout, training };
+      const want = batchNormBackwardOn(engine, g, d.x, shape, bw);
+      const got = batchNormBackwardOn(engine, d.dy, d.x, shape, { ...bw, activation: "relu", y, residual: d.z !== undefined });
+      expectBits(`dx (training ${training})`, got.dx as Float32Array, want.dx as Float32Array);
+      expectBits(`dWeight (training ${training})`, got.dWeight, want.dWeight);
+      expectBits(`dBias (training ${training})`, got.dBias, want.dBias);
+      if (d.z) expectBits("dz", got.dz as Float32Array, g);
+      else expect(got.dz).toBeUndefined();
+    }
+    const m = d.size / channelOf(shape, layout).C;
+    const rb = refBackward(g, d.x, shape, layout, f.mean, f.invStd, d.weight);
+    const got = batchNormBackwardOn(engine, d.dy, d.x, shape, { weight: d.weight, mean: f.mean, invStd: f.invStd, layout, activation: "relu", y });
+    expectClose("dx vs f64", got.dx as Float32Array, rb.dx, 1e-4, 1e-3);
+    expectClose("dBias vs f64", got.dBias, rb.dBias, 1e-4 * Math.sqrt(m), 1e-4);
+    expectClose("dWeight vs f64", got.dWeight, rb.dWeight, 1e-4 * Math.sqrt(m), 1e-4);
+  }
+
+  it("small shapes: fused = unfused bit for bit, and the f64 reference", () => {
+    fc.assert(fc.property(caseArb(small), check), { numRuns: 60 });
+  });
+
+  it("large shapes (thread pool on simd-threads): fused = unfused bit for bit, and the f64 reference", () => {
+    fc.assert(fc.property(caseArb(large), check), { numRuns: 4 });
+  });
+
+  it("resident tensors (WasmTensor in and out) give the same bits as plain arrays", () => {
+    const c: Case = { shape: [3, 5, 7, 9], layout: "NHWC", residual: true, affine: true, seed: 3 };
+    const d = dataFor(c);
+    const plain = batchNormTrainOn(engine, d.x, c.shape, { weight: d.weight, bias: d.bias, layout: c.layout, activation: "relu", z: d.z });
+    const [x, z, y, dy, dx, dz] = [d.x, d.z!, null, d.dy, null, null].map((a) => (a ? WasmTensor.from(a, engine) : WasmTensor.alloc(d.size, engine)));
+    try {
+      const r = batchNormTrainOn(engine, x, c.shape, { weight: d.weight, bias: d.bias, layout: c.layout, activation: "relu", z, out: y });
+      expectBits("y", y.view, plain.y as Float32Array);
+      const want = batchNormBackwardOn(engine, d.dy, d.x, c.shape, {
+        weight: d.weight, mean: r.mean, invStd: r.invStd, layout: c.layout, activation: "relu", y: plain.y, residual: true,
+      });
+      batchNormBackwardOn(engine, dy, x, c.shape, {
+        weight: d.weight, mean: r.mean, invStd: r.invStd, layout: c.layout, activation: "relu", y, residual: true, out: dx, outZ: dz,
+      });
+      expectBits("dx", dx.view, want.dx as Float32Array);
+      expectBits("dz", dz.view, want.dz as Float32Array);
+    } finally {
+      for (const t of [x, z, y, dy, dx, dz]) t.free();
+    }
+  });
+});
+
+describe("gradients through the ReLU (default build)", () => {
+  let engine: Engine;
+  beforeAll(async () => {
+    engine = await createEngine("auto");
+  });
+
+  it.each([
+    [[4, 3, 5], "NCHW", false],
+    [[6, 2, 3], "NHWC", true],
+    [[8, 3], "NCHW", true],
+  ] as const)("shape %j %s residual %s: finite differences of sum(w * relu(BN(x) + z))", (shape, layout, residual) => {
+    const r = rng(5);
+    const size = shape.reduce((a, b) => a * b, 1);
+    const C = channelOf(shape, layout).C;
+    const x = r.normals(size, 0.5, 1.5);
+    const z = residual ? r.normals(size, 0, 0.5) : undefined;
+    const w = r.normals(size);
+    const gamma = r.normals(C, 1, 0.3), beta = r.normals(C, 0, 0.3);
+    const eps = 1e-3;
+    const out = (xs: ArrayLike<number>, zs: ArrayLike<number> | undefined) =>
+      refTrain(xs, shape, layout, eps, { weight: gamma, bias: beta }).y.map((v, i) => (zs ? v + zs[i] : v));
+    const loss = (xs: ArrayLike<number>, zs: ArrayLike<number> | undefined) => out(xs, zs).reduce((a, v, i) => a + w[i] * relu(v), 0);
+    // Away from the kink: every pre-activation at least 100 h from 0.
+    const h = 1e-6;
+    const pre = out(x, z);
+    expect(Math.min(...pre.map(Math.abs))).toBeGreaterThan(100 * h * 10);
+    const diff = (arr: Float32Array, which: "x" | "z") =>
+      Float64Array.from(arr, (_, i) => {
+        const p = Float64Array.from(arr), m = Float64Array.from(arr);
+        p[i] += h;
+        m[i] -= h;
+        return which === "x" ? (loss(p, z) - loss(m, z)) / (2 * h) : (loss(x, p) - loss(x, m)) / (2 * h);
+      });
+    const f = batchNormTrainOn(engine, x, shape, { weight: gamma, bias: beta, eps, layout, activation: "relu", z });
+    const got = batchNormBackwardOn(engine, w, x, shape, {
+      weight: gamma, mean: f.mean, invStd: f.invStd, layout, activation: "relu", y: f.y, residual,
+    });
+    expectClose("dx", got.dx as Float32Array, diff(x, "x"), 1e-4, 1e-3);
+    if (z) expectClose("dz", got.dz as Float32Array, diff(z, "z"), 1e-4, 1e-3);
+    // Non-trivial: the ReLU clipped some outputs, so its mask mattered.
+    expect(pre.some((v) => v < 0) && pre.some((v) => v > 0)).toBe(true);
+  });
+
+  it("rejects bad fused options with named errors, writing nothing", () => {
+    const shape = [2, 3];
+    const x = new Float32Array(6).fill(1);
+    const out = new Float32Array(6).fill(7);
+    expect(() => batchNormTrainOn(engine, x, shape, { activation: "gelu" as "relu", out })).toThrow(InvalidOptionError);
+    expect(() => batchNormTrainOn(engine, x, shape, { z: new Float32Array(5), out })).toThrow(LengthMismatchError);
+    const stats = { mean: new Float32Array(3), invStd: new Float32Array(3).fill(1) };
+    expect(() => batchNormBackwardOn(engine, x, x, shape, { ...stats, activation: "relu", out })).toThrow(InvalidArgumentError);
+    expect(() => batchNormBackwardOn(engine, x, x, shape, { ...stats, activation: "relu", y: new Float32Array(4), out })).toThrow(LengthMismatchError);
+    expect(() => batchNormBackwardOn(engine, x, x, shape, { ...stats, outZ: new Float32Array(6), out })).toThrow(InvalidArgumentError);
+    const t = WasmTensor.from(x, engine);
+    try {
+      expect(() => batchNormTrainOn(engine, x, shape, { z: t, out: t })).toThrow(InvalidArgumentError);
+    } finally {
+      t.free();
+    }
+    expect(out.every((v) => v === 7)).toBe(true);
+  });
+});
+
+describe("modules with activation: \"relu\" (default build)", () => {
+  let engine: Engine;
+  beforeAll(async () => {
+    engine = await createEngine("auto");
+  });
+
+  it.each(["NCHW", "NHWC"] as const)("%s: train and eval steps equal the functional fused calls; dz; WasmTensor out", async (layout) => {
+    const { BatchNorm2d } = await import("../dist/index.js");
+    const shape = layout === "NCHW" ? [4, 3, 5, 6] : [4, 5, 6, 3];
+    const r = rng(9);
+    const size = 360;
+    const [x, z, dy] = [r.normals(size, 1, 2), r.normals(size), r.normals(size)];
+    using bn = new BatchNorm2d(3, { layout, activation: "relu", engine });
+    bn.weight!.view.set(r.normals(3, 1, 0.3));
+    bn.bias!.view.set(r.normals(3, 0, 0.3));
+    const weight = bn.weight!.view.slice(), bias = bn.bias!.view.slice();
+    const rm = new Float32Array(3), rv = new Float32Array(3).fill(1);
+
+    const y = bn.forward(x, shape, { z }) as Float32Array;
+    const want = batchNormTrainOn(engine, x, shape, { weight, bias, layout, runningMean: rm, runningVar: rv, activation: "relu", z });
+    expectBits("y", y, want.y as Float32Array);
+    y.fill(-1); // the module kept its own copy of y for backward
+    const dx = bn.backward(dy) as Float32Array;
+    const wb = batchNormBackwardOn(engine, dy, x, shape, {
+      weight, mean: want.mean, invStd: want.invStd, layout, activation: "relu", y: want.y, residual: true,
+    });
+    expectBits("dx", dx, wb.dx as Float32Array);
+    expectBits("dz", bn.residualGrad as Float32Array, wb.dz as Float32Array);
+    expectBits("weightGrad", bn.weightGrad!.view, wb.dWeight);
+
+    // Eval mode, resident output kept by reference.
+    bn.eval();
+    const out = WasmTensor.alloc(size, engine);
+    const dxT = WasmTensor.alloc(size, engine);
+    try {
+      bn.forward(x, shape, { out });
+      const ev = batchNormEvalOn(engine, x, shape, { weight, bias, layout, runningMean: rm, runningVar: rv, activation: "relu" });
+      expectBits("eval y", out.view, ev as Float32Array);
+      bn.backward(dy, { out: dxT });
+      const evb = batchNormBackwardOn(engine, dy, x, shape, {
+        weight, mean: rm, invStd: rv.map((v) => 1 / Math.sqrt(v + 1e-5)), layout, training: false, activation: "relu", y: ev,
+      });
+      expectBits("eval dx", dxT.view, evb.dx as Float32Array);
+      expect(bn.residualGrad).toBeUndefined();
+      expect((ev as Float32Array).some((v) => v === 0)).toBe(true);
+    } finally {
+      out.free();
+      dxT.free();
+    }
+  });
+});
