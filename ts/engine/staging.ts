@@ -26,6 +26,11 @@ export class Staging {
     return ptr;
   }
 
+  /** Scratch for `length` f32s, freed by `release()`; not zeroed. */
+  scratch(length: number): number {
+    return this.#alloc(length);
+  }
+
   /** A view of wasm memory, fresh (memory may have grown since any earlier view). */
   heap(ptr: number, length: number): Float32Array {
     return new Float32Array(this.engine.memory.buffer, ptr, length);
@@ -95,5 +100,82 @@ export class Staging {
   release(): void {
     for (const [ptr, len] of this.#scratch) this.engine.glue.free_f32(ptr, len);
     this.#scratch.length = 0;
+  }
+}
+
+/**
+ * Elements per staging window of the streaming path: 32 Ki f32 = 128 KiB, so an input
+ * window, an output window (and a residual's) stay in a 1 MiB L2 cache between the copy
+ * in, the kernel and the copy out.
+ */
+export const STREAM_WINDOW = 1 << 15;
+
+/** One piece of a tensor as the kernels see it: its element range and its own dims. */
+export interface Chunk {
+  /** First element and element count in the whole tensor. */
+  start: number;
+  length: number;
+  outer: number;
+  channels: number;
+  inner: number;
+  /** The chunk's first channel (per-channel parameters are read from there). */
+  channel0: number;
+}
+
+/**
+ * Cuts a tensor of `outer x channels x inner` into contiguous chunks of about `window`
+ * elements that are each a valid tensor for the kernels: whole outer units (samples of
+ * `channels * inner`, or channels-last rows) when they fit, otherwise runs of whole
+ * channel planes within one sample (with `channel0` telling which). A plane larger than
+ * the window is one chunk.
+ */
+export function* chunksOf(d: { outer: number; channels: number; inner: number }, window = STREAM_WINDOW): Generator<Chunk> {
+  const unit = d.channels * d.inner;
+  if (unit <= window) {
+    const per = Math.max(1, Math.floor(window / unit));
+    for (let o = 0; o < d.outer; o += per) {
+      const outer = Math.min(per, d.outer - o);
+      yield { start: o * unit, length: outer * unit, outer, channels: d.channels, inner: d.inner, channel0: 0 };
+    }
+    return;
+  }
+  const planes = Math.max(1, Math.floor(window / d.inner));
+  for (let o = 0; o < d.outer; o++) {
+    for (let c = 0; c < d.channels; c += planes) {
+      const channels = Math.min(planes, d.channels - c);
+      yield { start: (o * d.channels + c) * d.inner, length: channels * d.inner, outer: 1, channels, inner: d.inner, channel0: c };
+    }
+  }
+}
+
+/**
+ * Runs an elementwise kernel over plain arrays through cache-sized windows in wasm
+ * memory: for each chunk, copy each input's piece in, run `kernel` on the windows, copy
+ * the output's piece out. Each element crosses main memory twice (read from the caller's
+ * array, written to the caller's output) instead of six times through whole-tensor
+ * scratch copies. Results are those of one whole-tensor call, bit for bit: the kernel is
+ * elementwise, and every chunk is a valid tensor with its own channel offset.
+ * `inputs[i]` may be a resident tensor (read in place at the chunk's offset).
+ */
+export function streamElementwise(
+  s: Staging,
+  d: { outer: number; channels: number; inner: number },
+  inputs: readonly (TensorLike | undefined)[],
+  out: Float32Array,
+  kernel: (c: Chunk, inPtrs: number[], outPtr: number) => void,
+): void {
+  const window = STREAM_WINDOW;
+  const longest = chunksOf(d, window).next().value!.length; // the first chunk is the longest
+  const outWin = s.scratch(longest);
+  const inWins = inputs.map((t) => (t instanceof Float32Array ? s.scratch(longest) : 0));
+  for (const c of chunksOf(d, window)) {
+    const ptrs = inputs.map((t, i) => {
+      if (t === undefined) return 0;
+      if (t instanceof WasmTensor) return t.ptr + 4 * c.start;
+      s.heap(inWins[i], c.length).set(t.subarray(c.start, c.start + c.length));
+      return inWins[i];
+    });
+    kernel(c, ptrs, outWin);
+    out.set(s.heap(outWin, c.length), c.start);
   }
 }

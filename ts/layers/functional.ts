@@ -7,7 +7,7 @@
  * @module
  */
 import { getEngine, type Engine } from "../engine/loader.js";
-import { Staging } from "../engine/staging.js";
+import { Staging, streamElementwise } from "../engine/staging.js";
 import { WasmTensor } from "../engine/tensor.js";
 import {
   checkConvention, checkData, checkEps, checkLayout, checkMomentum, checkNoAlias,
@@ -190,12 +190,20 @@ export function batchNormEvalOn(engine: Engine, x: TensorLike, shape: readonly n
 
   const s = new Staging(engine);
   try {
+    const relu = activation === "relu";
+    const params = [opts.weight, opts.bias, opts.runningMean, opts.runningVar].map((t) => s.input(t));
+    if (x instanceof Float32Array && !(opts.out instanceof WasmTensor)) {
+      // Plain arrays: stream through cache-sized windows (one allocation for a new output).
+      const out = opts.out ?? new Float32Array(dims.size);
+      streamElementwise(s, dims, [x, opts.z], out, (c, [xp, zp], yp) => {
+        const [w, b, rm, rv] = params.map((p) => (p === 0 ? 0 : p + 4 * c.channel0));
+        s.engine.glue.eval_forward(xp, yp, c.outer, c.channels, c.inner, w, b, rm, rv, eps, relu, zp);
+      });
+      return out;
+    }
     const y = s.output(dims.size, opts.out);
-    s.engine.glue.eval_forward(
-      s.input(x), y.ptr, dims.outer, dims.channels, dims.inner,
-      s.input(opts.weight), s.input(opts.bias), s.input(opts.runningMean), s.input(opts.runningVar), eps,
-      activation === "relu", s.input(opts.z),
-    );
+    const [w, b, rm, rv] = params;
+    s.engine.glue.eval_forward(s.input(x), y.ptr, dims.outer, dims.channels, dims.inner, w, b, rm, rv, eps, relu, s.input(opts.z));
     return y.result();
   } finally {
     s.release();

@@ -1,0 +1,99 @@
+/**
+ * The streaming plain-array path (Float32Array in and out, moved through cache-sized
+ * windows) against the resident path (WasmTensor in and out, one whole-tensor kernel
+ * call): bit for bit on every build, both layouts, tiny tensors and tensors whose samples,
+ * planes and rows do not divide the window; and the chunking itself.
+ */
+import { beforeAll, describe, expect, it } from "vitest";
+import {
+  createEngine, supportedBuilds, setParallelThreshold, batchNormEvalOn, WasmTensor, type Engine, type BuildName, type Layout,
+} from "../dist/index.js";
+import { chunksOf, STREAM_WINDOW } from "../dist/engine/staging.js";
+import { rng, channelOf } from "./reference.js";
+
+const builds = await supportedBuilds();
+
+function expectBits(what: string, got: Float32Array, want: Float32Array) {
+  expect(got.length, `${what}: length`).toBe(want.length);
+  const g = new Uint32Array(got.buffer, got.byteOffset, got.length);
+  const w = new Uint32Array(want.buffer, want.byteOffset, want.length);
+  for (let i = 0; i < g.length; i++) if (g[i] !== w[i]) expect.fail(`${what}[${i}]: streamed ${got[i]} != resident ${want[i]}`);
+}
+
+const W = STREAM_WINDOW;
+const shapes: [number[], Layout, string][] = [
+  [[2, 3], "NCHW", "tiny"],
+  [[3, 5, 7], "NHWC", "tiny channels-last"],
+  [[9, 4, 33, 31], "NCHW", "several samples per window, last chunk short"],
+  [[3, 7, 97, 101], "NCHW", "a sample larger than the window: runs of planes"],
+  [[2, 3, 200, 199], "NCHW", "a plane larger than the window"],
+  [[5003, 13], "NHWC", "rows not dividing the window"],
+  [[2, 70001], "NHWC", "one row larger than the window"],
+  [[4, 66, 130, 5], "NHWC", "channels-last rank 4"],
+];
+
+describe("chunksOf", () => {
+  it.each(shapes)("%j %s (%s): chunks tile the tensor in order, each a valid tensor", (shape, layout) => {
+    const C = channelOf(shape, layout).C;
+    const size = shape.reduce((a, b) => a * b, 1);
+    const inner = layout === "NCHW" ? size / shape[0] / C : 1;
+    const d = { outer: size / (C * inner), channels: C, inner };
+    let next = 0;
+    for (const c of chunksOf(d)) {
+      expect(c.start).toBe(next);
+      expect(c.length).toBe(c.outer * c.channels * c.inner);
+      expect(c.inner).toBe(inner);
+      expect(c.channel0 + c.channels).toBeLessThanOrEqual(C);
+      // Element (o, c, i) of the chunk is element start + ... of the whole with channel channel0 + c.
+      expect(c.start % (C * inner)).toBe(c.channel0 * inner);
+      expect(c.length <= W || c.channels === 1).toBe(true);
+      next += c.length;
+    }
+    expect(next).toBe(size);
+  });
+});
+
+describe.each(builds)("build %s", (build: BuildName) => {
+  let engine: Engine;
+  beforeAll(async () => {
+    engine = await createEngine(build, 2);
+    setParallelThreshold(1 << 16, engine); // the resident call of the large shapes runs on the pool
+  });
+
+  it.each(shapes)("eval %j %s (%s): streamed = resident, with and without weight, z and ReLU", (shape, layout) => {
+    const r = rng(shape.length * 7 + shape[0]);
+    const size = shape.reduce((a, b) => a * b, 1);
+    const C = channelOf(shape, layout).C;
+    const x = r.normals(size, 1, 2), z = r.normals(size);
+    const stats = { runningMean: r.normals(C), runningVar: Float32Array.from(r.normals(C), (v) => 0.5 + Math.abs(v)) };
+    const params = { weight: r.normals(C, 1, 0.3), bias: r.normals(C) };
+    const xt = WasmTensor.from(x, engine), zt = WasmTensor.from(z, engine), yt = WasmTensor.alloc(size, engine);
+    try {
+      for (const [name, extra] of [
+        ["plain", {}],
+        ["affine", params],
+        ["affine + z + relu", { ...params, activation: "relu" as const }],
+      ] as const) {
+        const withZ = name.includes("z");
+        batchNormEvalOn(engine, xt, shape, { ...stats, ...extra, layout, z: withZ ? zt : undefined, out: yt });
+        const want = yt.view.slice();
+        const fresh = batchNormEvalOn(engine, x, shape, { ...stats, ...extra, layout, z: withZ ? z : undefined }) as Float32Array;
+        expectBits(`${name}: new output`, fresh, want);
+        const out = new Float32Array(size).fill(NaN);
+        expect(batchNormEvalOn(engine, x, shape, { ...stats, ...extra, layout, z: withZ ? z : undefined, out })).toBe(out);
+        expectBits(`${name}: into out`, out, want);
+        if (withZ) {
+          // A resident residual with a streamed x: read in place at each chunk's offset.
+          expectBits(`${name}: resident z`, batchNormEvalOn(engine, x, shape, { ...stats, ...extra, layout, z: zt }) as Float32Array, want);
+        }
+      }
+      // In place: out is x itself.
+      const xi = x.slice();
+      batchNormEvalOn(engine, xt, shape, { ...stats, layout, out: yt });
+      batchNormEvalOn(engine, xi, shape, { ...stats, layout, out: xi });
+      expectBits("in place", xi, yt.view.slice());
+    } finally {
+      for (const t of [xt, zt, yt]) t.free();
+    }
+  });
+});
