@@ -250,7 +250,7 @@ async function contenders(spec, data) {
   const n = data.x.length;
   const slow = !SMOKE && n > SLOW_ELEMS;
   for (const b of BUILDS) {
-    for (const p of ["resident", "copy"]) {
+    for (const p of b === "scalar" ? ["resident", "copy"] : ["resident", "copy", "new"]) {
       try {
         const c = oursContender(engines[b], spec, data, p);
         list.push({

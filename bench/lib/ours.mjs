@@ -1,6 +1,7 @@
 // Our library's harness: one contender per (build, path), where path is
-// "resident" (WasmTensor arguments: zero-copy) or "copy" (Float32Array arguments,
-// copied into wasm memory and back on every call, into preallocated outputs).
+// "resident" (WasmTensor arguments: zero-copy), "copy" (Float32Array arguments, moved
+// through wasm memory on every call, into preallocated outputs) or "new" (Float32Array
+// arguments, a new output array per call: what `batchNormEval(x, shape, opts)` does).
 import { createEngine, batchNormTrainOn, batchNormEvalOn, batchNormBackwardOn, WasmTensor } from "../../dist/index.js";
 
 export const BUILDS = ["scalar", "simd", "simd-threads"];
@@ -19,12 +20,13 @@ export function oursContender(eng, spec, data, path) {
   const n = data.x.length;
   const owned = [];
   const put = (a) => {
-    if (path === "copy") return a.slice();
+    if (path !== "resident") return a.slice();
     const t = WasmTensor.from(a, eng);
     owned.push(t);
     return t;
   };
   const fresh = (len) => {
+    if (path === "new") return undefined;
     if (path === "copy") return new Float32Array(len);
     const t = WasmTensor.alloc(len, eng);
     owned.push(t);
@@ -32,7 +34,7 @@ export function oursContender(eng, spec, data, path) {
   };
   const x = put(data.x), dy = put(data.dy), weight = put(data.weight), bias = put(data.bias);
   const runningMean = put(data.runningMean), runningVar = put(data.runningVar);
-  const y = fresh(n), dx = fresh(n);
+  const y = fresh(n), dx = fresh(n); // undefined for "new": every call allocates its output
   const trainOpts = { weight, bias, runningMean, runningVar, momentum, eps, layout, out: y };
   const evalOpts = { weight, bias, runningMean, runningVar, eps, layout, out: y };
   const saved = batchNormTrainOn(eng, x, shape, trainOpts);

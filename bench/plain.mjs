@@ -1,0 +1,73 @@
+// Plain arrays against resident tensors and the copy limit (issue 10), side by side in
+// one process (round-robin medians, lib/timing.mjs): eval, train forward, backward and a
+// step with Float32Array arguments into preallocated outputs ("copy") and into new arrays
+// ("new"), the resident path, TypedArray.set / memory.copy of the tensor, and a tight
+// plain-JS eval loop writing into a preallocated array; then per-call overhead on small
+// shapes in microseconds.
+//   node bench/plain.mjs [--quick]
+import { measure } from "./lib/timing.mjs";
+import { makeData } from "./lib/data.mjs";
+import * as plain from "./lib/plainjs.mjs";
+import { typedArraySet, wasmCopy } from "./lib/copy.mjs";
+import { THREADS, createOurEngine, oursContender } from "./lib/ours.mjs";
+
+const QUICK = process.argv.includes("--quick");
+const PLAN = QUICK ? { warmup: 2, reps: 7, minRepMs: 4 } : { warmup: 3, reps: 15, minRepMs: 4 };
+const BUILDS = ["simd", "simd-threads"];
+const engines = Object.fromEntries(await Promise.all(BUILDS.map(async (b) => [b, await createOurEngine(b)])));
+const label = (b) => (b === "simd-threads" ? `simd-threads(${THREADS})` : b);
+const EPS = 1e-5, MOMENTUM = 0.1;
+
+async function compare(spec, ops, withLimits) {
+  const data = makeData(spec.shape, spec.layout, 3);
+  const n = data.x.length;
+  const frees = [];
+  const cases = [];
+  for (const b of BUILDS) {
+    for (const p of ["resident", "copy", "new"]) {
+      const c = oursContender(engines[b], { ...spec, eps: EPS, momentum: MOMENTUM }, data, p);
+      frees.push(c.free);
+      for (const op of ops) cases.push({ id: `${label(b)} ${p} ${op}`, fn: c[op] });
+    }
+  }
+  if (withLimits) {
+    cases.push({ id: "copy: TypedArray.set", fn: typedArraySet(n).fn }, { id: "copy: wasm memory.copy", fn: wasmCopy(n).fn });
+    const d = plain.dimsOf(spec.shape, spec.layout), y = new Float32Array(n);
+    cases.push({ id: "plain JS eval", fn: () => plain.evalForward(data.x, y, d, data.weight, data.bias, data.runningMean, data.runningVar, EPS) });
+  }
+  const m = await measure(cases.map((c) => ({ ...c, ...PLAN })), {});
+  for (const f of frees) f();
+  return Object.fromEntries([...m].map(([id, r]) => [id, r.median * 1e3]));
+}
+
+const load = (await import("node:os")).loadavg().map((v) => v.toFixed(2)).join(" ");
+console.log(`# bench/plain.mjs ${QUICK ? "--quick" : ""}: medians (ms) of ${PLAN.reps} round-robin repetitions; load ${load}`);
+for (const spec of [
+  { name: "(32,64,56,56) NCHW", shape: [32, 64, 56, 56], layout: "NCHW" },
+  { name: "(32,56,56,64) NHWC", shape: [32, 56, 56, 64], layout: "NHWC" },
+]) {
+  const t = await compare(spec, ["eval", "train", "backward", "step"], true);
+  const copy = Math.min(t["copy: TypedArray.set"], t["copy: wasm memory.copy"]);
+  console.log(`\n## ${spec.name}: copy limit ${copy.toFixed(2)} ms (best of TypedArray.set ${t["copy: TypedArray.set"].toFixed(2)}, memory.copy ${t["copy: wasm memory.copy"].toFixed(2)}); plain JS eval ${t["plain JS eval"].toFixed(2)} ms`);
+  console.log("| build | op | resident | copy (out) | new output | copy / resident | new / resident | eval: copy limit / time | eval: plain JS / time |");
+  console.log("|---|---|---|---|---|---|---|---|---|");
+  for (const b of BUILDS.map(label)) {
+    for (const op of ["eval", "train", "backward", "step"]) {
+      const [r, c, nw] = ["resident", "copy", "new"].map((p) => t[`${b} ${p} ${op}`]);
+      const ev = op === "eval" ? [`${(copy / c).toFixed(2)} (new ${(copy / nw).toFixed(2)})`, `${(t["plain JS eval"] / c).toFixed(2)}x`] : ["", ""];
+      console.log(`| ${b} | ${op} | ${r.toFixed(2)} | ${c.toFixed(2)} | ${nw.toFixed(2)} | ${(r / c).toFixed(2)} | ${(r / nw).toFixed(2)} | ${ev.join(" | ")} |`);
+    }
+  }
+}
+console.log("\n## per-call overhead (µs per call), small shapes");
+console.log("| shape | build | path | eval | train | backward |");
+console.log("|---|---|---|---|---|---|");
+for (const spec of [{ name: "(32,16)", shape: [32, 16], layout: "NCHW" }, { name: "(64,128)", shape: [64, 128], layout: "NCHW" }]) {
+  const t = await compare(spec, ["eval", "train", "backward"], false);
+  for (const b of BUILDS.map(label)) {
+    for (const p of ["resident", "copy", "new"]) {
+      console.log(`| ${spec.name} | ${b} | ${p} | ${["eval", "train", "backward"].map((op) => (t[`${b} ${p} ${op}`] * 1e3).toFixed(1)).join(" | ")} |`);
+    }
+  }
+}
+process.exit(0);
