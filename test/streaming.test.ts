@@ -6,7 +6,8 @@
  */
 import { beforeAll, describe, expect, it } from "vitest";
 import {
-  createEngine, supportedBuilds, setParallelThreshold, batchNormEvalOn, WasmTensor, type Engine, type BuildName, type Layout,
+  createEngine, supportedBuilds, setParallelThreshold, batchNormEvalOn, batchNormTrainOn, batchNormBackwardOn, WasmTensor,
+  type Engine, type BuildName, type Layout,
 } from "../dist/index.js";
 import { chunksOf, STREAM_WINDOW } from "../dist/engine/staging.js";
 import { rng, channelOf } from "./reference.js";
@@ -94,6 +95,49 @@ describe.each(builds)("build %s", (build: BuildName) => {
       expectBits("in place", xi, yt.view.slice());
     } finally {
       for (const t of [xt, zt, yt]) t.free();
+    }
+  });
+
+  it.each(shapes)("train forward and backward %j %s (%s): streamed = resident, running stats, ReLU and residual", (shape, layout) => {
+    const r = rng(shape.length * 13 + shape[0]);
+    const size = shape.reduce((a, b) => a * b, 1);
+    const C = channelOf(shape, layout).C;
+    if (size / C < 2) return; // training needs two values per channel
+    const x = r.normals(size, 3, 2), z = r.normals(size), dy = r.normals(size);
+    const weight = r.normals(C, 1, 0.3), bias = r.normals(C);
+    const rm0 = r.normals(C), rv0 = Float32Array.from(r.normals(C), (v) => 0.5 + Math.abs(v));
+    const [xt, zt, dyt, yt, dxt, dzt] = [x, z, dy, null, null, null].map((a) => (a ? WasmTensor.from(a, engine) : WasmTensor.alloc(size, engine)));
+    try {
+      for (const fused of [false, true]) {
+        const f = fused ? { activation: "relu" as const } : {};
+        // Resident: WasmTensor in and out, one whole-tensor call each.
+        const rmR = rm0.slice(), rvR = rv0.slice();
+        const res = batchNormTrainOn(engine, xt, shape, { weight, bias, layout, runningMean: rmR, runningVar: rvR, ...f, z: fused ? zt : undefined, out: yt });
+        const bw = { weight, mean: res.mean, invStd: res.invStd, layout, ...f };
+        batchNormBackwardOn(engine, dyt, xt, shape, { ...bw, y: fused ? yt : undefined, residual: fused, out: dxt, outZ: fused ? dzt : undefined });
+        const wantB = batchNormBackwardOn(engine, dyt, xt, shape, { ...bw, y: fused ? yt : undefined, out: dxt });
+        // Streamed: plain arrays in and out.
+        const rmS = rm0.slice(), rvS = rv0.slice();
+        const str = batchNormTrainOn(engine, x, shape, { weight, bias, layout, runningMean: rmS, runningVar: rvS, ...f, z: fused ? z : undefined });
+        const tag = fused ? "relu + z" : "plain";
+        expectBits(`${tag}: y`, str.y as Float32Array, yt.view.slice());
+        expectBits(`${tag}: mean`, str.mean, res.mean);
+        expectBits(`${tag}: invStd`, str.invStd, res.invStd);
+        expectBits(`${tag}: runningMean`, rmS, rmR);
+        expectBits(`${tag}: runningVar`, rvS, rvR);
+        const yArr = str.y as Float32Array;
+        const b = batchNormBackwardOn(engine, dy, x, shape, { ...bw, y: fused ? yArr : undefined, residual: fused });
+        expectBits(`${tag}: dx`, b.dx as Float32Array, dxt.view.slice());
+        expectBits(`${tag}: dWeight`, b.dWeight, wantB.dWeight);
+        expectBits(`${tag}: dBias`, b.dBias, wantB.dBias);
+        if (fused) expectBits(`${tag}: dz`, b.dz as Float32Array, dzt.view.slice());
+        // Into given arrays; resident x with a plain-array output streams too.
+        const out = new Float32Array(size).fill(NaN);
+        batchNormTrainOn(engine, xt, shape, { weight, bias, layout, ...f, z: fused ? z : undefined, out });
+        expectBits(`${tag}: y into out from resident x`, out, yt.view.slice());
+      }
+    } finally {
+      for (const t of [xt, zt, dyt, yt, dxt, dzt]) t.free();
     }
   });
 });

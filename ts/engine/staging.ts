@@ -150,32 +150,34 @@ export function* chunksOf(d: { outer: number; channels: number; inner: number },
 
 /**
  * Runs an elementwise kernel over plain arrays through cache-sized windows in wasm
- * memory: for each chunk, copy each input's piece in, run `kernel` on the windows, copy
- * the output's piece out. Each element crosses main memory twice (read from the caller's
- * array, written to the caller's output) instead of six times through whole-tensor
- * scratch copies. Results are those of one whole-tensor call, bit for bit: the kernel is
- * elementwise, and every chunk is a valid tensor with its own channel offset.
- * `inputs[i]` may be a resident tensor (read in place at the chunk's offset).
+ * memory: for each chunk, copy each plain input's piece in, run `kernel` on the windows,
+ * copy each output's piece out. Each element crosses main memory about twice (read from
+ * the caller's array, written to the caller's output) instead of six times through
+ * whole-tensor scratch copies. Results are those of one whole-tensor call, bit for bit:
+ * the kernel is elementwise, and every chunk is a valid tensor with its own channel offset.
+ * An input may also be a resident tensor or a pointer to a whole tensor already in wasm
+ * memory (read in place at the chunk's offset); absent inputs and outputs pass 0.
  */
 export function streamElementwise(
   s: Staging,
   d: { outer: number; channels: number; inner: number },
-  inputs: readonly (TensorLike | undefined)[],
-  out: Float32Array,
-  kernel: (c: Chunk, inPtrs: number[], outPtr: number) => void,
+  inputs: readonly (TensorLike | number | undefined)[],
+  outputs: readonly (Float32Array | undefined)[],
+  kernel: (c: Chunk, inPtrs: number[], outPtrs: number[]) => void,
 ): void {
   const window = STREAM_WINDOW;
   const longest = chunksOf(d, window).next().value!.length; // the first chunk is the longest
-  const outWin = s.scratch(longest);
   const inWins = inputs.map((t) => (t instanceof Float32Array ? s.scratch(longest) : 0));
+  const outWins = outputs.map((t) => (t === undefined ? 0 : s.scratch(longest)));
   for (const c of chunksOf(d, window)) {
     const ptrs = inputs.map((t, i) => {
       if (t === undefined) return 0;
+      if (typeof t === "number") return t + 4 * c.start;
       if (t instanceof WasmTensor) return t.ptr + 4 * c.start;
       s.heap(inWins[i], c.length).set(t.subarray(c.start, c.start + c.length));
       return inWins[i];
     });
-    kernel(c, ptrs, outWin);
-    out.set(s.heap(outWin, c.length), c.start);
+    kernel(c, ptrs, outWins);
+    outputs.forEach((o, i) => o?.set(s.heap(outWins[i], c.length), c.start));
   }
 }

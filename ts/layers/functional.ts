@@ -8,6 +8,7 @@
  */
 import { getEngine, type Engine } from "../engine/loader.js";
 import { Staging, streamElementwise } from "../engine/staging.js";
+import { backwardStreamed, trainStreamed } from "./streamed.js";
 import { WasmTensor } from "../engine/tensor.js";
 import {
   checkConvention, checkData, checkEps, checkLayout, checkMomentum, checkNoAlias,
@@ -128,13 +129,18 @@ export function batchNormTrainOn(engine: Engine, x: TensorLike, shape: readonly 
 
   const s = new Staging(engine);
   try {
+    const relu = activation === "relu";
+    if (!(opts.out instanceof WasmTensor)) {
+      // A plain-array output: reductions on the whole tensor, then the output streamed out.
+      return trainStreamed(s, x, dims, { ...opts, out: opts.out }, { eps, momentum, convention, relu });
+    }
     const y = s.output(dims.size, opts.out);
     const mean = s.output(dims.channels);
     const invStd = s.output(dims.channels);
     s.engine.glue.train_forward(
       s.input(x), y.ptr, dims.outer, dims.channels, dims.inner,
       s.input(opts.weight), s.input(opts.bias), s.inout(opts.runningMean), s.inout(opts.runningVar),
-      momentum, convention === "onnx" ? 1 : 0, eps, mean.ptr, invStd.ptr, activation === "relu", s.input(opts.z),
+      momentum, convention === "onnx" ? 1 : 0, eps, mean.ptr, invStd.ptr, relu, s.input(opts.z),
     );
     s.commit();
     return { y: y.result(), mean: mean.result() as Float32Array, invStd: invStd.result() as Float32Array };
@@ -195,7 +201,7 @@ export function batchNormEvalOn(engine: Engine, x: TensorLike, shape: readonly n
     if (x instanceof Float32Array && !(opts.out instanceof WasmTensor)) {
       // Plain arrays: stream through cache-sized windows (one allocation for a new output).
       const out = opts.out ?? new Float32Array(dims.size);
-      streamElementwise(s, dims, [x, opts.z], out, (c, [xp, zp], yp) => {
+      streamElementwise(s, dims, [x, opts.z], [out], (c, [xp, zp], [yp]) => {
         const [w, b, rm, rv] = params.map((p) => (p === 0 ? 0 : p + 4 * c.channel0));
         s.engine.glue.eval_forward(xp, yp, c.outer, c.channels, c.inner, w, b, rm, rv, eps, relu, zp);
       });
@@ -299,6 +305,14 @@ export function batchNormBackwardOn(engine: Engine, dy: TensorLike, x: TensorLik
 
   const s = new Staging(engine);
   try {
+    if (training && !(opts.out instanceof WasmTensor) && !(opts.outZ instanceof WasmTensor)) {
+      // Plain-array outputs: the sums on the whole tensors, then dx (and dz) streamed out.
+      const dz = residual && y !== undefined ? (opts.outZ ?? new Float32Array(dims.size)) : undefined;
+      const r: BackwardResult = backwardStreamed(s, dy, x, dims, { weight: opts.weight, mean: opts.mean, invStd: opts.invStd, y, out: opts.out, dz });
+      if (dz) r.dz = dz;
+      else if (residual) r.dz = copyOf(dy, opts.outZ);
+      return r;
+    }
     const dx = s.output(dims.size, opts.out);
     const dW = s.output(dims.channels);
     const dB = s.output(dims.channels);

@@ -1,0 +1,102 @@
+/**
+ * Training forward and backward when the output is a plain array: the reductions run
+ * once over the whole tensor in wasm memory (exactly the kernels of the one-call path,
+ * so statistics and sums are the same bits), then the elementwise pass streams chunk by
+ * chunk into a cache-sized window and straight out to the caller's array
+ * ({@link streamElementwise}). Compared with computing the whole output in scratch memory
+ * and copying it out, the output crosses main memory once instead of three times.
+ *
+ * The pieces are the data-parallel exports (`moments`, `normalize_f64_mean`,
+ * `update_running`, `grad_sums`, `backward_apply`), which the whole-tensor kernels are
+ * built from: `train_forward` is moments -> invStd -> running update -> normalise with
+ * the f64 mean; `backward` is grad sums -> the dx pass with `count` values per channel.
+ * @module
+ */
+import type { Chunk, Staging } from "../engine/staging.js";
+import { streamElementwise } from "../engine/staging.js";
+import type { Dims, TensorLike } from "../engine/validate.js";
+
+/** Per-channel parameter pointers (0 = absent) moved to a chunk's first channel. */
+const at = (ptr: number, c: Chunk, bytes = 4) => (ptr === 0 ? 0 : ptr + bytes * c.channel0);
+
+/** What the train-forward kernel returns (and the result type of batchNormTrain). */
+export interface StreamedTrain {
+  y: Float32Array;
+  mean: Float32Array;
+  invStd: Float32Array;
+}
+
+/**
+ * Training forward into a plain array (`out`, or a new one). Bit-identical to
+ * `train_forward` on the same data: the same moments, `invStd = 1 / sqrt(m2 / n + eps)`
+ * rounded once as the kernel does, the same running update and the same normalisation.
+ */
+export function trainStreamed(
+  s: Staging, x: TensorLike, d: Dims,
+  o: { weight?: TensorLike; bias?: TensorLike; runningMean?: TensorLike; runningVar?: TensorLike; z?: TensorLike; out?: Float32Array },
+  k: { eps: number; momentum: number; convention: "pytorch" | "onnx"; relu: boolean },
+): StreamedTrain {
+  const g = s.engine.glue;
+  const xp = s.input(x); // whole x in wasm memory: the statistics need all of it first
+  const stats = s.outputF64(2 * d.channels);
+  g.moments(xp, d.outer, d.channels, d.inner, stats.ptr);
+  const st = stats.result();
+  const C = d.channels, count = d.perChannel;
+  const eps32 = Math.fround(k.eps); // the kernels take eps as f32
+  const invStd = Float32Array.from(st.subarray(C), (m2) => 1 / Math.sqrt(m2 / count + eps32));
+  if (o.runningMean !== undefined) {
+    g.update_running(s.inout(o.runningMean), s.inout(o.runningVar), C, stats.ptr, count, k.momentum, k.convention === "onnx" ? 1 : 0);
+  }
+  const meanF64 = s.inputF64(st.subarray(0, C));
+  const invP = s.input(invStd);
+  const w = s.input(o.weight), b = s.input(o.bias);
+  const y = o.out ?? new Float32Array(d.size);
+  streamElementwise(s, d, [xp, o.z], [y], (c, [xc, zc], [yc]) => {
+    g.normalize_f64_mean(xc, yc, c.outer, c.channels, c.inner, at(w, c), at(b, c), at(meanF64, c, 8), at(invP, c), k.relu, zc);
+  });
+  s.commit();
+  return { y, mean: Float32Array.from(st.subarray(0, C)), invStd };
+}
+
+/**
+ * Training-mode backward into plain arrays (`dx`, and `dz` through a fused ReLU with a
+ * residual). Bit-identical to `backward`: the same gradient sums, the same dx pass with
+ * `count` values per channel, and `dWeight = sum(dy * xmu) * invStd`, `dBias = sum(dy)`
+ * rounded once as the kernel does.
+ */
+export function backwardStreamed(
+  s: Staging, dy: TensorLike, x: TensorLike, d: Dims,
+  o: { weight?: TensorLike; mean: TensorLike; invStd: TensorLike; y?: TensorLike; out?: Float32Array; dz?: Float32Array },
+): { dx: Float32Array; dWeight: Float32Array; dBias: Float32Array } {
+  const g = s.engine.glue;
+  const C = d.channels;
+  const dyP = s.input(dy), xP = s.input(x), yP = s.input(o.y);
+  const meanP = s.input(o.mean), invP = s.input(o.invStd), w = s.input(o.weight);
+  const sums = s.outputF64(2 * C);
+  g.grad_sums(dyP, xP, d.outer, C, d.inner, meanP, sums.ptr, yP);
+  const sm = sums.result();
+  // The dx pass reads [sum_dy.., sum_dy_xmu..] of its chunk's channels: one copy per
+  // distinct channel run (a single one when chunks are whole samples or rows).
+  const sumsAt = new Map<number, number>();
+  const sumsFor = (c: Chunk) => {
+    let p = sumsAt.get(c.channel0);
+    if (p === undefined) {
+      const part = new Float64Array(2 * c.channels);
+      part.set(sm.subarray(c.channel0, c.channel0 + c.channels));
+      part.set(sm.subarray(C + c.channel0, C + c.channel0 + c.channels), c.channels);
+      p = s.inputF64(part);
+      sumsAt.set(c.channel0, p);
+    }
+    return p;
+  };
+  const dx = o.out ?? new Float32Array(d.size);
+  streamElementwise(s, d, [dyP, xP, yP || undefined], [dx, o.dz], (c, [dyc, xc, yc], [dxc, dzc]) => {
+    g.backward_apply(dyc, xc, dxc, c.outer, c.channels, c.inner, at(w, c), at(meanP, c), at(invP, c), sumsFor(c), d.perChannel, yc, dzc);
+  });
+  const inv = o.invStd instanceof Float32Array ? o.invStd : o.invStd.view;
+  return {
+    dx,
+    dWeight: Float32Array.from(sm.subarray(C), (v, c) => v * inv[c]),
+    dBias: Float32Array.from(sm.subarray(0, C)),
+  };
+}
