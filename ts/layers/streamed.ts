@@ -44,9 +44,6 @@ export function trainStreamed(
   const C = d.channels, count = d.perChannel;
   const eps32 = Math.fround(k.eps); // the kernels take eps as f32
   const invStd = Float32Array.from(st.subarray(C), (m2) => 1 / Math.sqrt(m2 / count + eps32));
-  if (o.runningMean !== undefined) {
-    g.update_running(s.inout(o.runningMean), s.inout(o.runningVar), C, stats.ptr, count, k.momentum, k.convention === "onnx" ? 1 : 0);
-  }
   const meanF64 = s.inputF64(st.subarray(0, C));
   const invP = s.input(invStd);
   const w = s.input(o.weight), b = s.input(o.bias);
@@ -54,6 +51,11 @@ export function trainStreamed(
   streamElementwise(s, d, [xp, o.z], [y], (c, [xc, zc], [yc]) => {
     g.normalize_f64_mean(xc, yc, c.outer, c.channels, c.inner, at(w, c), at(b, c), at(meanF64, c, 8), at(invP, c), k.relu, zc);
   });
+  // Running statistics last: everything that allocates (and could run out of memory) is
+  // done, so a failed call leaves them as they were.
+  if (o.runningMean !== undefined) {
+    g.update_running(s.inout(o.runningMean), s.inout(o.runningVar), C, stats.ptr, count, k.momentum, k.convention === "onnx" ? 1 : 0);
+  }
   s.commit();
   return { y, mean: Float32Array.from(st.subarray(0, C)), invStd };
 }
