@@ -1,8 +1,9 @@
 /**
  * The streaming plain-array path (Float32Array in and out, moved through cache-sized
  * windows) against the resident path (WasmTensor in and out, one whole-tensor kernel
- * call): bit for bit on every build, both layouts, tiny tensors and tensors whose samples,
- * planes and rows do not divide the window; and the chunking itself.
+ * call): bit for bit on every build, both layouts, tiny tensors (which take the one-call
+ * path: they fit in one window) and tensors whose samples, planes and rows do not divide
+ * the window; and the chunking itself.
  */
 import { beforeAll, describe, expect, it } from "vitest";
 import {
