@@ -261,3 +261,28 @@ describe("modules with activation: \"relu\" (default build)", () => {
     }
   });
 });
+
+describe("a module with activation: \"relu\" in a worker", () => {
+  it("gives the local module's y, dx and dz (residual) bit for bit", async () => {
+    const { BatchNormWorker, BatchNorm2d } = await import("../dist/index.js");
+    const engine = await createEngine("simd");
+    const worker = await BatchNormWorker.spawn({ build: "simd" });
+    try {
+      const shape = [3, 4, 5, 5];
+      const r = rng(21);
+      const [x, z, dy] = [r.normals(300, 1, 2), r.normals(300), r.normals(300)];
+      using local = new BatchNorm2d(4, { activation: "relu", engine });
+      const remote = await worker.createModule(4, { activation: "relu" });
+      expectBits("y", await remote.forward(x, shape, { z }), local.forward(x, shape, { z }) as Float32Array);
+      expectBits("dx", await remote.backward(dy), local.backward(dy) as Float32Array);
+      expectBits("dz", (await remote.residualGrad())!, local.residualGrad as Float32Array);
+      expect(await remote.residualGrad()).toBeDefined();
+      await remote.forward(x, shape);
+      await remote.backward(dy);
+      expect(await remote.residualGrad()).toBeUndefined();
+      await remote.dispose();
+    } finally {
+      worker.terminate();
+    }
+  });
+});

@@ -126,8 +126,13 @@ export class RemoteBatchNorm {
     return this.worker.handle.call(f);
   }
 
-  forward(x: Float32Array, shape: number[], o: SendOptions = {}): Promise<Float32Array> {
-    return this.#call((api) => api.forward(this.id, send(x, o.transfer), shape));
+  /** `o.z`: the residual input of a module created with `activation: "relu"` (`y = relu(BN(x) + z)`). */
+  forward(x: Float32Array, shape: number[], o: SendOptions & { z?: Float32Array } = {}): Promise<Float32Array> {
+    return this.#call((api) => api.forward(this.id, send(x, o.transfer), shape, o.z === undefined ? undefined : send(o.z, o.transfer)));
+  }
+  /** Gradient of the last forward's residual `z`, after `backward` (undefined without one). */
+  residualGrad(): Promise<Float32Array | undefined> {
+    return this.#call((api) => api.residualGrad(this.id));
   }
   backward(dy: Float32Array, o: SendOptions = {}): Promise<Float32Array> {
     return this.#call((api) => api.backward(this.id, send(dy, o.transfer)));

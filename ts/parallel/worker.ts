@@ -39,8 +39,14 @@ const api = {
     modules.set(id, new BatchNorm(numFeatures, { ...opts, engine: getEngine() }));
     return id;
   },
-  forward(id: number, x: Float32Array, shape: number[]): Float32Array {
-    return give(mod(id).forward(x, shape));
+  /** `z`: the residual input of a module with a fused activation (`y = relu(BN(x) + z)`). */
+  forward(id: number, x: Float32Array, shape: number[], z?: Float32Array): Float32Array {
+    return give(mod(id).forward(x, shape, z === undefined ? {} : { z }));
+  },
+  /** The gradient of the last forward's residual `z` (after backward), if it had one. */
+  residualGrad(id: number): Float32Array | undefined {
+    const g = mod(id).residualGrad;
+    return g === undefined ? undefined : give(g instanceof WasmTensor ? g : g.slice());
   },
   backward(id: number, dy: Float32Array): Float32Array {
     return give(mod(id).backward(dy));
