@@ -136,22 +136,8 @@ impl<'a> Step<'a> {
     /// `(x - s - l) * a + b (+ z) (relu)` of the four lanes at `i`.
     #[inline(always)]
     fn quad<const F: u8>(&self, i: usize, s: F32x4, l: F32x4, a: F32x4, b: F32x4) -> F32x4 {
-        let mut v = F32x4::load(q(&self.x[i..i + 4]));
-        if F & GATE != 0 {
-            v = v.where_pos(F32x4::load(q(&self.gate[i..i + 4])));
-        }
-        let mut d = v.sub(s);
-        if F & LO != 0 {
-            d = d.sub(l);
-        }
-        let mut r = d.mul(a).add(b);
-        if F & ADD != 0 {
-            r = r.add(F32x4::load(q(&self.z[i..i + 4])));
-        }
-        if F & RELU != 0 {
-            r = r.relu();
-        }
-        r
+        let r = i..i + 4;
+        lanes::<F>(q(&self.x[r.clone()]), q(&self.gate[r.clone()]), q(&self.z[r]), s, l, a, b)
     }
 
     /// The same for one lane.
@@ -176,16 +162,43 @@ impl<'a> Step<'a> {
     }
 }
 
-/// One contiguous run of a single channel.
+/// The per-element step on four lanes (gate and z are only read when their flag is set).
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+fn lanes<const F: u8>(x: &[f32; 4], gate: &[f32; 4], z: &[f32; 4], s: F32x4, l: F32x4, a: F32x4, b: F32x4) -> F32x4 {
+    let mut v = F32x4::load(x);
+    if F & GATE != 0 {
+        v = v.where_pos(F32x4::load(gate));
+    }
+    let mut d = v.sub(s);
+    if F & LO != 0 {
+        d = d.sub(l);
+    }
+    let mut r = d.mul(a).add(b);
+    if F & ADD != 0 {
+        r = r.add(F32x4::load(z));
+    }
+    if F & RELU != 0 {
+        r = r.relu();
+    }
+    r
+}
+
+/// One contiguous run of a single channel. Zipped exact chunks, not indices: the loop
+/// then carries no bounds checks (this is the eval hot loop).
 #[inline]
 fn plane<const F: u8>(src: Step, y: &mut [f32], shift: f32, lo: f32, scale: f32, offset: f32) {
     let (s, l, a, b) = (F32x4::splat(shift), F32x4::splat(lo), F32x4::splat(scale), F32x4::splat(offset));
-    let body = y.len() / 4 * 4;
-    for i in (0..body).step_by(4) {
-        src.quad::<F>(i, s, l, a, b).store(q_mut(&mut y[i..i + 4]));
+    let n = y.len();
+    let (xs, gs, zs) = (&src.x[..n], &src.gate[..n], &src.z[..n]);
+    let mut yc = y.chunks_exact_mut(4);
+    let ins = xs.chunks_exact(4).zip(gs.chunks_exact(4)).zip(zs.chunks_exact(4));
+    for (yv, ((xv, gv), zv)) in (&mut yc).zip(ins) {
+        lanes::<F>(q(xv), q(gv), q(zv), s, l, a, b).store(q_mut(yv));
     }
-    for i in body..y.len() {
-        y[i] = src.one::<F>(i, shift, lo, scale, offset);
+    let body = n / 4 * 4;
+    for (k, yv) in yc.into_remainder().iter_mut().enumerate() {
+        *yv = src.one::<F>(body + k, shift, lo, scale, offset);
     }
 }
 

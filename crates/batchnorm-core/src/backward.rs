@@ -127,23 +127,22 @@ impl PlaneSums {
     #[inline]
     fn add<const G: bool>(&mut self, dy: &[f32], x: &[f32], gate: &[f32]) {
         let m = F32x4::splat(self.mean);
-        let body = dy.len() / 8 * 8;
-        let load = |i: usize| {
-            let d = F32x4::load(q(&dy[i..i + 4]));
+        let n = dy.len();
+        let (x, gate) = (&x[..n], &gate[..n]);
+        // Zipped exact chunks (no bounds checks in the loop); `gate` is only read with G.
+        let steps = dy.chunks_exact(8).zip(x.chunks_exact(8)).zip(gate.chunks_exact(8));
+        for ((d, v), g) in steps {
+            let (mut d0, mut d1) = (F32x4::load(q(&d[0..4])), F32x4::load(q(&d[4..8])));
             if G {
-                d.where_pos(F32x4::load(q(&gate[i..i + 4])))
-            } else {
-                d
+                d0 = d0.where_pos(F32x4::load(q(&g[0..4])));
+                d1 = d1.where_pos(F32x4::load(q(&g[4..8])));
             }
-        };
-        for i in (0..body).step_by(8) {
-            let (d0, d1) = (load(i), load(i + 4));
             self.a = self.a.add(d0);
             self.a2 = self.a2.add(d1);
-            self.b = self.b.add(d0.mul(F32x4::load(q(&x[i..i + 4])).sub(m)));
-            self.b2 = self.b2.add(d1.mul(F32x4::load(q(&x[i + 4..i + 8])).sub(m)));
+            self.b = self.b.add(d0.mul(F32x4::load(q(&v[0..4])).sub(m)));
+            self.b2 = self.b2.add(d1.mul(F32x4::load(q(&v[4..8])).sub(m)));
         }
-        for i in body..dy.len() {
+        for i in n / 8 * 8..n {
             let d = if G { where_pos(dy[i], gate[i]) } else { dy[i] };
             self.tail_dy += d;
             self.tail_dxm += d * (x[i] - self.mean);
@@ -180,19 +179,20 @@ fn rows_sums<const G: bool>(dy: &[f32], x: &[f32], gate: &[f32], mean: &[f32], b
 
 #[inline]
 fn row_sums_into<const G: bool>(s_dy: &mut [f32], s_dxm: &mut [f32], dy: &[f32], x: &[f32], gate: &[f32], mean: &[f32]) {
-    let body = dy.len() / 4 * 4;
-    for c in (0..body).step_by(4) {
-        let a = q_mut(&mut s_dy[c..c + 4]);
-        let mut d = F32x4::load(q(&dy[c..c + 4]));
+    let n = dy.len();
+    let (x, gate, mean) = (&x[..n], &gate[..n], &mean[..n]);
+    let accs = s_dy.chunks_exact_mut(4).zip(s_dxm.chunks_exact_mut(4));
+    let ins = dy.chunks_exact(4).zip(x.chunks_exact(4)).zip(gate.chunks_exact(4)).zip(mean.chunks_exact(4));
+    for ((a, b), (((d, v), g), m)) in accs.zip(ins) {
+        let (a, b) = (q_mut(a), q_mut(b));
+        let mut d = F32x4::load(q(d));
         if G {
-            d = d.where_pos(F32x4::load(q(&gate[c..c + 4])));
+            d = d.where_pos(F32x4::load(q(g)));
         }
         F32x4::load(a).add(d).store(a);
-        let xm = F32x4::load(q(&x[c..c + 4])).sub(F32x4::load(q(&mean[c..c + 4])));
-        let b = q_mut(&mut s_dxm[c..c + 4]);
-        F32x4::load(b).add(d.mul(xm)).store(b);
+        F32x4::load(b).add(d.mul(F32x4::load(q(v)).sub(F32x4::load(q(m))))).store(b);
     }
-    for c in body..dy.len() {
+    for c in n / 4 * 4..n {
         let d = if G { where_pos(dy[c], gate[c]) } else { dy[c] };
         s_dy[c] += d;
         s_dxm[c] += d * (x[c] - mean[c]);
@@ -254,30 +254,36 @@ fn dx_run<const G: bool>(dy: &[f32], x: &[f32], gate: &[f32], dx: &mut [f32], dz
     });
 }
 
-#[inline(always)]
-fn gated<const G: bool>(dy: &[f32], gate: &[f32], i: usize) -> F32x4 {
-    let d = F32x4::load(q(&dy[i..i + 4]));
-    if G {
-        d.where_pos(F32x4::load(q(&gate[i..i + 4])))
-    } else {
-        d
-    }
-}
-
 #[inline]
 fn dx_plane<const G: bool>(dy: &[f32], x: &[f32], gate: &[f32], dx: &mut [f32], mut dz: Option<&mut [f32]>, p: Coef) {
     let (k, mean, b, c0) = (p.k[0], p.mean[0], p.b[0], p.c0[0]);
     let (kv, mv, bv, cv) = (F32x4::splat(k), F32x4::splat(mean), F32x4::splat(b), F32x4::splat(c0));
-    let body = dx.len() / 4 * 4;
-    for i in (0..body).step_by(4) {
-        let g = gated::<G>(dy, gate, i);
-        let r = g.mul(kv).add(F32x4::load(q(&x[i..i + 4])).sub(mv).mul(bv)).add(cv);
-        r.store(q_mut(&mut dx[i..i + 4]));
-        if let Some(z) = dz.as_deref_mut() {
-            g.store(q_mut(&mut z[i..i + 4]));
+    let n = dx.len();
+    let (dy, x, gate) = (&dy[..n], &x[..n], &gate[..n]);
+    let step = |d: &[f32], v: &[f32], g: &[f32]| {
+        let mut d = F32x4::load(q(d));
+        if G {
+            d = d.where_pos(F32x4::load(q(g)));
+        }
+        (d, d.mul(kv).add(F32x4::load(q(v)).sub(mv).mul(bv)).add(cv))
+    };
+    let ins = dy.chunks_exact(4).zip(x.chunks_exact(4)).zip(gate.chunks_exact(4));
+    // Zipped exact chunks (no bounds checks); the dz variant is its own loop.
+    match dz.as_deref_mut() {
+        Some(z) => {
+            for ((o, zo), ((d, v), g)) in dx.chunks_exact_mut(4).zip(z.chunks_exact_mut(4)).zip(ins) {
+                let (gd, r) = step(d, v, g);
+                r.store(q_mut(o));
+                gd.store(q_mut(zo));
+            }
+        }
+        None => {
+            for (o, ((d, v), g)) in dx.chunks_exact_mut(4).zip(ins) {
+                step(d, v, g).1.store(q_mut(o));
+            }
         }
     }
-    for i in body..dx.len() {
+    for i in n / 4 * 4..n {
         let g = if G { where_pos(dy[i], gate[i]) } else { dy[i] };
         dx[i] = g * k + (x[i] - mean) * b + c0;
         if let Some(z) = dz.as_deref_mut() {
@@ -288,20 +294,41 @@ fn dx_plane<const G: bool>(dy: &[f32], x: &[f32], gate: &[f32], dx: &mut [f32], 
 
 #[inline]
 fn dx_row<const G: bool>(dy: &[f32], x: &[f32], gate: &[f32], dx: &mut [f32], mut dz: Option<&mut [f32]>, p: Coef) {
-    let body = dx.len() / 4 * 4;
-    let v = |s: &[f32], c: usize| F32x4::load(q(&s[c..c + 4]));
-    for c in (0..body).step_by(4) {
-        let g = gated::<G>(dy, gate, c);
-        let xm = v(x, c).sub(v(p.mean, c));
-        let r = g.mul(v(p.k, c)).add(xm.mul(v(p.b, c))).add(v(p.c0, c));
-        r.store(q_mut(&mut dx[c..c + 4]));
-        if let Some(z) = dz.as_deref_mut() {
-            g.store(q_mut(&mut z[c..c + 4]));
+    let n = dx.len();
+    let (dy, x, gate) = (&dy[..n], &x[..n], &gate[..n]);
+    let (k, mean, b, c0) = (&p.k[..n], &p.mean[..n], &p.b[..n], &p.c0[..n]);
+    fn ch(s: &[f32]) -> core::slice::ChunksExact<'_, f32> {
+        s.chunks_exact(4)
+    }
+    let params = ch(k).zip(ch(mean)).zip(ch(b)).zip(ch(c0));
+    let ins = ch(dy).zip(ch(x)).zip(ch(gate)).zip(params);
+    type Quads<'a> = (((&'a [f32], &'a [f32]), &'a [f32]), (((&'a [f32], &'a [f32]), &'a [f32]), &'a [f32]));
+    let step = |(((d, v), g), (((kk, m), bq), cq)): Quads| {
+        let mut d = F32x4::load(q(d));
+        if G {
+            d = d.where_pos(F32x4::load(q(g)));
+        }
+        let xm = F32x4::load(q(v)).sub(F32x4::load(q(m)));
+        (d, d.mul(F32x4::load(q(kk))).add(xm.mul(F32x4::load(q(bq)))).add(F32x4::load(q(cq))))
+    };
+    // Zipped exact chunks (no bounds checks); the dz variant is its own loop.
+    match dz.as_deref_mut() {
+        Some(z) => {
+            for ((o, zo), i) in dx.chunks_exact_mut(4).zip(z.chunks_exact_mut(4)).zip(ins) {
+                let (gd, r) = step(i);
+                r.store(q_mut(o));
+                gd.store(q_mut(zo));
+            }
+        }
+        None => {
+            for (o, i) in dx.chunks_exact_mut(4).zip(ins) {
+                step(i).1.store(q_mut(o));
+            }
         }
     }
-    for c in body..dx.len() {
+    for c in n / 4 * 4..n {
         let g = if G { where_pos(dy[c], gate[c]) } else { dy[c] };
-        dx[c] = g * p.k[c] + (x[c] - p.mean[c]) * p.b[c] + p.c0[c];
+        dx[c] = g * k[c] + (x[c] - mean[c]) * b[c] + c0[c];
         if let Some(z) = dz.as_deref_mut() {
             z[c] = g;
         }
