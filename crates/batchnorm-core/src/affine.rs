@@ -105,21 +105,22 @@ fn run<const F: u8>(src: Step, y: &mut [f32], dims: Dims, shift: &[f32], lo: &[f
             for (k, yp) in ys.chunks_mut(inner).enumerate() {
                 let p = first + k;
                 let c = p % ch;
-                plane::<F>(src.range(p * inner, inner), yp, shift[c], lo[c], scale[c], offset[c]);
+                plane::<F>(src.range::<F>(p * inner, inner), yp, shift[c], lo[c], scale[c], offset[c]);
             }
         });
     } else {
         let rows_per_task = parallel::units_per_task(dims.outer, ch, par);
         parallel::for_each_chunk_mut(y, rows_per_task * ch, par, |t, ys| {
-            let first = t * rows_per_task * ch;
+            let task = src.range::<F>(t * rows_per_task * ch, ys.len());
             // Rows in pairs: each parameter load serves two rows.
-            for (j, yp) in ys.chunks_mut(2 * ch).enumerate() {
-                let s = first + j * 2 * ch;
+            let pairs = task.x.chunks(2 * ch).zip(task.gate.chunks(2 * ch)).zip(task.z.chunks(2 * ch));
+            for (yp, ((x, gate), z)) in ys.chunks_mut(2 * ch).zip(pairs) {
+                let pair = Step { x, gate, z };
                 if yp.len() == 2 * ch {
                     let (y0, y1) = yp.split_at_mut(ch);
-                    row2::<F>(src.range(s, ch), src.range(s + ch, ch), y0, y1, shift, lo, scale, offset);
+                    row2::<F>(pair.range::<F>(0, ch), pair.range::<F>(ch, ch), y0, y1, shift, lo, scale, offset);
                 } else {
-                    row::<F>(src.range(s, ch), yp, shift, lo, scale, offset);
+                    row::<F>(pair, yp, shift, lo, scale, offset);
                 }
             }
         });
@@ -127,17 +128,26 @@ fn run<const F: u8>(src: Step, y: &mut [f32], dims: Dims, shift: &[f32], lo: &[f
 }
 
 impl<'a> Step<'a> {
+    /// The elements `start..start + len`; gate and z are sliced only when flag set `F`
+    /// reads them (each slice is a bounds check; unread ones stay `x`).
     #[inline(always)]
-    fn range(self, start: usize, len: usize) -> Step<'a> {
+    fn range<const F: u8>(self, start: usize, len: usize) -> Step<'a> {
         let r = start..start + len;
-        Step { x: &self.x[r.clone()], gate: &self.gate[r.clone()], z: &self.z[r] }
+        let x = &self.x[r.clone()];
+        let gate = if F & GATE != 0 { &self.gate[r.clone()] } else { x };
+        let z = if F & ADD != 0 { &self.z[r] } else { x };
+        Step { x, gate, z }
     }
 
     /// `(x - s - l) * a + b (+ z) (relu)` of the four lanes at `i`.
     #[inline(always)]
     fn quad<const F: u8>(&self, i: usize, s: F32x4, l: F32x4, a: F32x4, b: F32x4) -> F32x4 {
         let r = i..i + 4;
-        lanes::<F>(q(&self.x[r.clone()]), q(&self.gate[r.clone()]), q(&self.z[r]), s, l, a, b)
+        let x = q(&self.x[r.clone()]);
+        // gate and z are sliced only when read: each slice is a bounds check.
+        let g = if F & GATE != 0 { q(&self.gate[r.clone()]) } else { x };
+        let z = if F & ADD != 0 { q(&self.z[r]) } else { x };
+        lanes::<F>(x, g, z, s, l, a, b)
     }
 
     /// The same for one lane.
@@ -186,15 +196,23 @@ fn lanes<const F: u8>(x: &[f32; 4], gate: &[f32; 4], z: &[f32; 4], s: F32x4, l: 
 
 /// One contiguous run of a single channel. Zipped exact chunks, not indices: the loop
 /// then carries no bounds checks (this is the eval hot loop).
-#[inline]
+#[inline(always)]
 fn plane<const F: u8>(src: Step, y: &mut [f32], shift: f32, lo: f32, scale: f32, offset: f32) {
     let (s, l, a, b) = (F32x4::splat(shift), F32x4::splat(lo), F32x4::splat(scale), F32x4::splat(offset));
     let n = y.len();
     let (xs, gs, zs) = (&src.x[..n], &src.gate[..n], &src.z[..n]);
     let mut yc = y.chunks_exact_mut(4);
-    let ins = xs.chunks_exact(4).zip(gs.chunks_exact(4)).zip(zs.chunks_exact(4));
-    for (yv, ((xv, gv), zv)) in (&mut yc).zip(ins) {
-        lanes::<F>(q(xv), q(gv), q(zv), s, l, a, b).store(q_mut(yv));
+    if F & (GATE | ADD) == 0 {
+        // Plain BN (and ReLU): only x is read; the same loop as before fusion existed.
+        for (yv, xv) in (&mut yc).zip(xs.chunks_exact(4)) {
+            let xv = q(xv);
+            lanes::<F>(xv, xv, xv, s, l, a, b).store(q_mut(yv));
+        }
+    } else {
+        let ins = xs.chunks_exact(4).zip(gs.chunks_exact(4)).zip(zs.chunks_exact(4));
+        for (yv, ((xv, gv), zv)) in (&mut yc).zip(ins) {
+            lanes::<F>(q(xv), q(gv), q(zv), s, l, a, b).store(q_mut(yv));
+        }
     }
     let body = n / 4 * 4;
     for (k, yv) in yc.into_remainder().iter_mut().enumerate() {
@@ -203,7 +221,7 @@ fn plane<const F: u8>(src: Step, y: &mut [f32], shift: f32, lo: f32, scale: f32,
 }
 
 /// One channels-last row: every channel once, parameters loaded as vectors.
-#[inline]
+#[inline(always)]
 fn row<const F: u8>(src: Step, y: &mut [f32], shift: &[f32], lo: &[f32], scale: &[f32], offset: &[f32]) {
     let body = y.len() / 4 * 4;
     for c in (0..body).step_by(4) {
@@ -217,15 +235,43 @@ fn row<const F: u8>(src: Step, y: &mut [f32], shift: &[f32], lo: &[f32], scale: 
 }
 
 /// `row` for two rows at once.
-#[inline]
+#[inline(always)]
 #[allow(clippy::too_many_arguments)]
 fn row2<const F: u8>(s0: Step, s1: Step, y0: &mut [f32], y1: &mut [f32], shift: &[f32], lo: &[f32], scale: &[f32], offset: &[f32]) {
-    let body = shift.len() / 4 * 4;
+    let ch = shift.len();
+    // Every row slice as long as the parameters, so the checks below fold into one.
+    let (s0, s1) = (s0.range::<F>(0, ch), s1.range::<F>(0, ch));
+    let (y0, y1) = (&mut y0[..ch], &mut y1[..ch]);
+    let (lo, scale, offset) = (&lo[..ch], &scale[..ch], &offset[..ch]);
+    let body = ch / 4 * 4;
     for c in (0..body).step_by(4) {
         let (s, l) = (F32x4::load(q(&shift[c..c + 4])), F32x4::load(q(&lo[c..c + 4])));
         let (a, b) = (F32x4::load(q(&scale[c..c + 4])), F32x4::load(q(&offset[c..c + 4])));
-        s0.quad::<F>(c, s, l, a, b).store(q_mut(&mut y0[c..c + 4]));
-        s1.quad::<F>(c, s, l, a, b).store(q_mut(&mut y1[c..c + 4]));
+        // The two rows step by step, interleaved, both stores last: wasm keeps loads and
+        // stores in program order (one linear memory), and this order measured fastest.
+        let (x0, x1) = (F32x4::load(q(&s0.x[c..c + 4])), F32x4::load(q(&s1.x[c..c + 4])));
+        let (mut d0, mut d1) = if F & GATE != 0 {
+            (x0.where_pos(F32x4::load(q(&s0.gate[c..c + 4]))), x1.where_pos(F32x4::load(q(&s1.gate[c..c + 4]))))
+        } else {
+            (x0, x1)
+        };
+        d0 = d0.sub(s);
+        d1 = d1.sub(s);
+        if F & LO != 0 {
+            d0 = d0.sub(l);
+            d1 = d1.sub(l);
+        }
+        let (mut r0, mut r1) = (d0.mul(a).add(b), d1.mul(a).add(b));
+        if F & ADD != 0 {
+            r0 = r0.add(F32x4::load(q(&s0.z[c..c + 4])));
+            r1 = r1.add(F32x4::load(q(&s1.z[c..c + 4])));
+        }
+        if F & RELU != 0 {
+            r0 = r0.relu();
+            r1 = r1.relu();
+        }
+        r0.store(q_mut(&mut y0[c..c + 4]));
+        r1.store(q_mut(&mut y1[c..c + 4]));
     }
     for c in body..shift.len() {
         y0[c] = s0.one::<F>(c, shift[c], lo[c], scale[c], offset[c]);
