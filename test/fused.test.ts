@@ -286,3 +286,14 @@ describe("a module with activation: \"relu\" in a worker", () => {
     }
   });
 });
+
+describe("SyncBatchNorm and the fused activation", () => {
+  it("rejects activation (not supported there) instead of dropping the ReLU", async () => {
+    const { SyncBatchNorm, BatchNorm2d, InvalidOptionError: IOE } = await import("../dist/index.js");
+    const engine = await createEngine("simd");
+    using bn = new BatchNorm2d(3, { activation: "relu", engine });
+    const comm = {} as never; // never reached: both reject before using the group
+    expect(() => SyncBatchNorm.from(bn, comm)).toThrow(IOE);
+    expect(() => new SyncBatchNorm(3, comm, { activation: "relu" } as never)).toThrow(IOE);
+  });
+});

@@ -15,7 +15,7 @@
  * statistics and gradients are {@link WasmTensor}s, as on `BatchNorm`.
  * @module
  */
-import { ChannelMismatchError, ShapeError, StateError, TooFewValuesError } from "../engine/errors.js";
+import { ChannelMismatchError, InvalidOptionError, ShapeError, StateError, TooFewValuesError } from "../engine/errors.js";
 import type { Engine } from "../engine/loader.js";
 import { WasmTensor } from "../engine/tensor.js";
 import { checkData, checkEps, checkOptionKeys, dimsOf, optionKeys, type TensorLike } from "../engine/validate.js";
@@ -24,7 +24,10 @@ import { stepMomentum, type LayerConfig } from "../layers/options.js";
 import type { Communicator } from "./communicator.js";
 import { invStdOf, mergeMoments, shardBackwardApply, shardGradSums, shardMoments, shardNormalize, updateRunning, type ShardMoments } from "./shard.js";
 
-const OPTION_KEYS = optionKeys<BatchNormOptions>({
+/** SyncBatchNorm has no fused activation (yet): `activation` is an unknown option here. */
+type SyncBatchNormOptions = Omit<BatchNormOptions, "activation">;
+
+const OPTION_KEYS = optionKeys<SyncBatchNormOptions>({
   eps: true, momentum: true, affine: true, trackRunningStats: true, layout: true, convention: true, engine: true,
 });
 
@@ -63,7 +66,7 @@ export class SyncBatchNorm {
    * const bn = new SyncBatchNorm(64, comm);
    * const y = await bn.forward(xShard, [rows, 64, 28, 28]);
    */
-  constructor(numFeatures: number, readonly comm: Communicator, opts: BatchNormOptions = {}) {
+  constructor(numFeatures: number, readonly comm: Communicator, opts: SyncBatchNormOptions = {}) {
     checkOptionKeys("SyncBatchNorm", opts, OPTION_KEYS);
     this.#bn = new BatchNorm(numFeatures, opts);
     const b = this.#bn;
@@ -79,6 +82,10 @@ export class SyncBatchNorm {
    * as it is (dispose it if it is no longer needed).
    */
   static from(bn: BatchNorm, comm: Communicator): SyncBatchNorm {
+    if (bn.activation !== "none") {
+      // Converting would drop the ReLU silently.
+      throw new InvalidOptionError(`SyncBatchNorm has no fused activation; this BatchNorm has activation "${bn.activation}"`);
+    }
     const s = new SyncBatchNorm(bn.numFeatures, comm, {
       eps: bn.eps, momentum: bn.momentum, affine: bn.affine, trackRunningStats: bn.trackRunningStats,
       layout: bn.layout, convention: bn.convention, engine: bn.engine,
