@@ -48,12 +48,12 @@ const PLANE_BLOCK: usize = 2048;
 /// Per-channel sums of `g = dy` (or, with a `gate`, `g = dy where gate > 0, else 0`).
 pub fn grad_sums(dy: &[f32], x: &[f32], dims: Dims, mean: &[f32], gate: Option<&[f32]>) -> GradSums {
     match gate {
-        Some(g) => sums::<true>(dy, x, g, dims, mean),
-        None => sums::<false>(dy, x, x, dims, mean),
+        Some(g) => grad_sums_with::<true>(dy, x, g, dims, mean),
+        None => grad_sums_with::<false>(dy, x, x, dims, mean),
     }
 }
 
-fn sums<const G: bool>(dy: &[f32], x: &[f32], gate: &[f32], dims: Dims, mean: &[f32]) -> GradSums {
+fn grad_sums_with<const G: bool>(dy: &[f32], x: &[f32], gate: &[f32], dims: Dims, mean: &[f32]) -> GradSums {
     let par = parallel::worth_it(x.len());
     let ch = dims.channels;
     if dims.is_planar() {
@@ -216,8 +216,8 @@ pub fn dx_apply(
 ) {
     let p = Coef { k, mean, b, c0 };
     match gate {
-        Some(g) => dx_run::<true>(dy, x, g, dx, dz, dims, p),
-        None => dx_run::<false>(dy, x, x, dx, dz, dims, p),
+        Some(g) => dx_apply_with::<true>(dy, x, g, dx, dz, dims, p),
+        None => dx_apply_with::<false>(dy, x, x, dx, dz, dims, p),
     }
 }
 
@@ -230,7 +230,7 @@ struct Coef<'a> {
     c0: &'a [f32],
 }
 
-fn dx_run<const G: bool>(dy: &[f32], x: &[f32], gate: &[f32], dx: &mut [f32], dz: Option<&mut [f32]>, dims: Dims, p: Coef) {
+fn dx_apply_with<const G: bool>(dy: &[f32], x: &[f32], gate: &[f32], dx: &mut [f32], dz: Option<&mut [f32]>, dims: Dims, p: Coef) {
     let par = parallel::worth_it(x.len());
     let ch = dims.channels;
     let inner = dims.inner;
