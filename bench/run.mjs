@@ -454,6 +454,8 @@ async function fused() {
         const label = b === "simd-threads" ? `simd-threads(${THREADS})` : b;
         const c = fusedCases(engines[b], spec, data, label);
         frees.push(c.free);
+        const problem = c.check();
+        if (problem) fail(`fused ${s.name} numerics`, problem);
         cases.push(...c.cases);
       }
       // TF.js for reference: eval forward + ReLU (its fastest op here), wasm backend.

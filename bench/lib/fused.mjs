@@ -46,5 +46,23 @@ export function fusedCases(eng, spec, data, label) {
     },
     { id: `${label} BN, add+ReLU unfused step`, fn: () => { const r = bnFwd(); reluPass(z); reluGradPass(); bnBwd(r, g); } },
   ];
-  return { cases, free() { for (const t of owned) t.free(); owned.length = 0; } };
+  /** The fused and unfused steps must give the same bits (y, dx); returns a problem or null. */
+  const check = () => {
+    const same = (a, b) => a.length === b.length && new Uint32Array(a.buffer.slice(a.byteOffset, a.byteOffset + a.byteLength))
+      .every((v, i) => v === new Uint32Array(b.buffer.slice(b.byteOffset, b.byteOffset + b.byteLength))[i]);
+    for (const zz of [undefined, z]) {
+      const rf = bnFwd({ activation: "relu", z: zz });
+      const yFused = y.toArray();
+      bnBwd(rf, dy, { activation: "relu", y });
+      const dxFused = dx.toArray();
+      const r = bnFwd();
+      reluPass(zz);
+      reluGradPass();
+      bnBwd(r, g);
+      if (!same(yFused, y2.toArray())) return `${label}${zz ? " add" : ""}: fused y differs from BN then ReLU`;
+      if (!same(dxFused, dx.toArray())) return `${label}${zz ? " add" : ""}: fused dx differs from the unfused backward`;
+    }
+    return null;
+  };
+  return { cases, check, free() { for (const t of owned) t.free(); owned.length = 0; } };
 }
