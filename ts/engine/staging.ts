@@ -112,11 +112,15 @@ export const STREAM_WINDOW = 1 << 15;
 
 /** One piece of a tensor as the kernels see it: its element range and its own dims. */
 export interface Chunk {
-  /** First element and element count in the whole tensor. */
+  /** First element in the whole tensor. */
   start: number;
+  /** Elements in the chunk (`outer * channels * inner`). */
   length: number;
+  /** The chunk's dims as the kernels see them: outer units, channels, inner run. */
   outer: number;
+  /** Channels in the chunk (from `channel0`). */
   channels: number;
+  /** Elements per channel plane (1 for channels-last rows). */
   inner: number;
   /** The chunk's first channel (per-channel parameters are read from there). */
   channel0: number;

@@ -21,8 +21,11 @@ const at = (ptr: number, c: Chunk, bytes = 4) => (ptr === 0 ? 0 : ptr + bytes * 
 
 /** What the train-forward kernel returns (and the result type of batchNormTrain). */
 export interface StreamedTrain {
+  /** The output (the caller's `out`, or a new array). */
   y: Float32Array;
+  /** Per-channel batch mean, rounded to f32 as the kernel saves it. */
   mean: Float32Array;
+  /** Per-channel `1 / sqrt(biased variance + eps)`. */
   invStd: Float32Array;
 }
 
