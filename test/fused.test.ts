@@ -297,3 +297,27 @@ describe("SyncBatchNorm and the fused activation", () => {
     expect(() => new SyncBatchNorm(3, comm, { activation: "relu" } as never)).toThrow(IOE);
   });
 });
+
+describe("a residual without an activation", () => {
+  it("y = BN(x) + z bit for bit; dz = dy", async () => {
+    const engine = await createEngine("simd");
+    const shape = [4, 3, 40, 100]; // above one streaming window
+    const r = rng(31);
+    const [x, z, dy] = [r.normals(48000, 1, 2), r.normals(48000), r.normals(48000)];
+    const weight = r.normals(3, 1, 0.3), bias = r.normals(3);
+    const plain = batchNormTrainOn(engine, x, shape, { weight, bias });
+    const withZ = batchNormTrainOn(engine, x, shape, { weight, bias, z });
+    expectBits("y", withZ.y as Float32Array, (plain.y as Float32Array).map((v, i) => v + z[i]));
+    const b = batchNormBackwardOn(engine, dy, x, shape, { weight, mean: plain.mean, invStd: plain.invStd, residual: true });
+    const want = batchNormBackwardOn(engine, dy, x, shape, { weight, mean: plain.mean, invStd: plain.invStd });
+    expectBits("dx", b.dx as Float32Array, want.dx as Float32Array);
+    expectBits("dz", b.dz as Float32Array, dy);
+    const { BatchNorm2d } = await import("../dist/index.js");
+    using bn = new BatchNorm2d(3, { engine });
+    bn.weight!.view.set(weight);
+    bn.bias!.view.set(bias);
+    expectBits("module y", bn.forward(x, shape, { z }) as Float32Array, withZ.y as Float32Array);
+    bn.backward(dy);
+    expectBits("module dz", bn.residualGrad as Float32Array, dy);
+  });
+});
