@@ -1,7 +1,8 @@
 // Plain arrays against resident tensors and the copy limit (issue 10), side by side in
 // one process (round-robin medians, lib/timing.mjs): eval, train forward, backward and a
 // step with Float32Array arguments into preallocated outputs ("copy") and into new arrays
-// ("new"), the resident path, TypedArray.set / memory.copy of the tensor, and a tight
+// ("new"), the resident path, a BatchNorm module's training step (Float32Array or
+// WasmTensor x, dy and outputs), TypedArray.set / memory.copy of the tensor, and a tight
 // plain-JS eval loop writing into a preallocated array; then per-call overhead on small
 // shapes in microseconds.
 //   node bench/plain.mjs [--quick]
@@ -30,6 +31,22 @@ async function compare(spec, ops, withLimits) {
       for (const op of ops) cases.push({ id: `${label(b)} ${p} ${op}`, fn: c[op] });
     }
   }
+  if (ops.includes("step")) {
+    // A module training step (forward + backward): Float32Arrays in and out against
+    // WasmTensors in and out.
+    for (const b of BUILDS) {
+      const { BatchNorm, WasmTensor } = await import("../dist/index.js");
+      const C = data.weight.length;
+      const m = new BatchNorm(C, { layout: spec.layout, engine: engines[b] });
+      const xt = WasmTensor.from(data.x, engines[b]), dyt = WasmTensor.from(data.dy, engines[b]);
+      const yt = WasmTensor.alloc(n, engines[b]), dxt = WasmTensor.alloc(n, engines[b]);
+      const y = new Float32Array(n), dx = new Float32Array(n);
+      frees.push(() => { m.dispose(); for (const t of [xt, dyt, yt, dxt]) t.free(); });
+      cases.push({ id: `${label(b)} resident module step`, fn: () => { m.forward(xt, spec.shape, { out: yt }); m.backward(dyt, { out: dxt }); } });
+      cases.push({ id: `${label(b)} copy module step`, fn: () => { m.forward(data.x, spec.shape, { out: y }); m.backward(data.dy, { out: dx }); } });
+      cases.push({ id: `${label(b)} new module step`, fn: () => { m.forward(data.x, spec.shape); m.backward(data.dy); } });
+    }
+  }
   if (withLimits) {
     cases.push({ id: "copy: TypedArray.set", fn: typedArraySet(n).fn }, { id: "copy: wasm memory.copy", fn: wasmCopy(n).fn });
     const d = plain.dimsOf(spec.shape, spec.layout), y = new Float32Array(n);
@@ -52,7 +69,7 @@ for (const spec of [
   console.log("| build | op | resident | copy (out) | new output | copy / resident | new / resident | eval: copy limit / time | eval: plain JS / time |");
   console.log("|---|---|---|---|---|---|---|---|---|");
   for (const b of BUILDS.map(label)) {
-    for (const op of ["eval", "train", "backward", "step"]) {
+    for (const op of ["eval", "train", "backward", "step", "module step"]) {
       const [r, c, nw] = ["resident", "copy", "new"].map((p) => t[`${b} ${p} ${op}`]);
       const ev = op === "eval" ? [`${(copy / c).toFixed(2)} (new ${(copy / nw).toFixed(2)})`, `${(t["plain JS eval"] / c).toFixed(2)}x`] : ["", ""];
       console.log(`| ${b} | ${op} | ${r.toFixed(2)} | ${c.toFixed(2)} | ${nw.toFixed(2)} | ${(r / c).toFixed(2)} | ${(r / nw).toFixed(2)} | ${ev.join(" | ")} |`);
