@@ -1,48 +1,41 @@
 /**
- * Real headless Chromium (Debian's, never a downloaded one): the package loads straight
- * from dist/ and pkg/ as ES modules. In a cross-origin isolated page a Web Worker gets
+ * Real headless Chromium and Firefox (Debian's, never downloaded ones; see browsers.ts):
+ * the package loads straight from dist/ and pkg/ as ES modules. In a cross-origin isolated page a Web Worker gets
  * the simd-threads build and the main thread the simd build; without isolation both get
  * simd. Every run is checked against the ONNX conformance data.
  */
-import { existsSync } from "node:fs";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { chromium, type Browser } from "playwright-core";
+import { BROWSERS, launch, type TestBrowser } from "./browsers.js";
 import { loadConformance } from "./conformance.js";
 import { serve } from "./serve.js";
 import { expectClose } from "./close.js";
 
-const CHROMIUM = "/usr/bin/chromium";
 const cases = loadConformance().map((c) => ({
   shape: c.x.dims, x: c.x.data, scale: c.scale.data, bias: c.bias.data, mean: c.mean.data, var: c.var.data,
   epsilon: c.epsilon, momentum: c.momentum, training: c.training, expected: c,
 }));
 
-// CI installs chromium (scripts/setup.sh --browser); a missing browser there is a failure.
-const skip = !existsSync(CHROMIUM) && process.env.CI !== "true";
-
-describe.skipIf(skip)("in Chromium", () => {
-  let browser: Browser;
+describe.each(BROWSERS)("in $name", (spec) => {
+  let browser: TestBrowser;
   beforeAll(async () => {
-    browser = await chromium.launch({
-      executablePath: CHROMIUM,
-      args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update", "--no-first-run"],
-    });
+    if (!spec.skip) browser = await launch(spec);
   });
   afterAll(async () => browser?.close());
 
   async function runIn(isolated: boolean, where: "onMain" | "inWorker") {
     const server = await serve(isolated);
     const page = await browser.newPage();
-    const errors: string[] = [];
-    page.on("pageerror", (e) => errors.push(String(e)));
     try {
       await page.goto(`${server.url}/test/browser/index.html`);
-      await page.waitForFunction(() => (window as unknown as { ready?: boolean }).ready === true);
-      const isolatedSeen = await page.evaluate(() => crossOriginIsolated);
+      await page.waitFor(() => (window as unknown as { ready?: boolean }).ready === true, 30_000);
+      // The page really runs in the engine under test (not, say, a fallback browser).
+      const ua = await page.evaluate(() => navigator.userAgent, null);
+      expect(ua).toMatch(spec.name === "firefox" ? /Firefox\/\d+/ : /Chrome\/\d+/);
+      const isolatedSeen = await page.evaluate(() => crossOriginIsolated, null);
       expect(isolatedSeen).toBe(isolated);
       const payload = cases.map(({ expected: _e, ...c }) => c);
       const result = await page.evaluate(([fn, cs]) => (window as never)[fn as string](cs), [where, payload] as const);
-      expect(errors).toEqual([]);
+      expect(page.errors).toEqual([]);
       return result as { info: { build: string; threads: number }; outputs: { y: number[]; mean?: number[]; var?: number[] }[]; bigMean: number[] };
     } finally {
       await page.close();
@@ -61,7 +54,7 @@ describe.skipIf(skip)("in Chromium", () => {
     expect(r.bigMean).toHaveLength(8);
   }
 
-  it("cross-origin isolated: a Web Worker runs simd-threads", async () => {
+  it.skipIf(spec.skip)("cross-origin isolated: a Web Worker runs simd-threads", async () => {
     const r = await runIn(true, "inWorker");
     expect(r.info).toEqual({ build: "simd-threads", threads: 2 });
     checkOutputs(r);
@@ -71,7 +64,7 @@ describe.skipIf(skip)("in Chromium", () => {
     expectClose("threaded vs simd mean", r.bigMean, main.bigMean, 1e-6, 1e-6);
   });
 
-  it("not isolated: simd in a worker too", async () => {
+  it.skipIf(spec.skip)("not isolated: simd in a worker too", async () => {
     const r = await runIn(false, "inWorker");
     expect(r.info.build).toBe("simd");
     checkOutputs(r);
