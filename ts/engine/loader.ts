@@ -18,6 +18,14 @@ import { checkOptionKeys, optionKeys } from "./validate.js";
 /** A wasm build of the kernels. */
 export type BuildName = "scalar" | "simd" | "simd-threads";
 
+/**
+ * Options of {@link init} and {@link createEngine}.
+ *
+ * @example
+ * ```ts
+ * await init({ build: "simd", threads: 1 }); // force the single-threaded SIMD build
+ * ```
+ */
 export interface InitOptions {
   /** Which build to load; `"auto"` (default) picks the best supported one. */
   build?: BuildName | "auto";
@@ -29,6 +37,7 @@ const INIT_KEYS = optionKeys<InitOptions>({ build: true, threads: true });
 
 /** What `init()` loaded. */
 export interface InitResult {
+  /** The build that was loaded. */
   build: BuildName;
   /** Threads the kernels may use (1 unless `simd-threads`). */
   threads: number;
@@ -78,9 +87,16 @@ export interface Glue {
 
 /** A loaded build: its exports and its memory. */
 export interface Engine {
+  /**
+   * The build's raw wasm-bindgen exports (byte-offset pointers; not a public API).
+   * @internal
+   */
   glue: Glue;
+  /** The build's linear memory, where every {@link WasmTensor} of this engine lives. */
   memory: WebAssembly.Memory;
+  /** Which build this is. */
   build: BuildName;
+  /** Threads its kernels may use (1 unless `simd-threads`). */
   threads: number;
 }
 

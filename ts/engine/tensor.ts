@@ -25,6 +25,20 @@ interface Allocation {
 
 const registry = new FinalizationRegistry<Allocation>((a) => a.engine.glue.free_f32(a.ptr, a.length));
 
+/**
+ * f32 data resident in wasm memory: pass it to the kernels instead of a `Float32Array`
+ * and they read and write it in place, with no copy in or out. Free it when done.
+ *
+ * @example
+ * ```ts
+ * await init();
+ * using x = WasmTensor.from(data);            // freed at the end of the scope
+ * const out = WasmTensor.alloc(x.length);
+ * batchNormTrain(x, [32, 16, 28, 28], { out });
+ * console.log(out.view[0]);                   // read through a fresh view
+ * out.free();
+ * ```
+ */
 export class WasmTensor {
   #alloc: Allocation | undefined;
   #view: Float32Array | undefined;
@@ -108,6 +122,7 @@ export class WasmTensor {
     a.engine.glue.free_f32(a.ptr, a.length);
   }
 
+  /** Same as {@link free}, so a `using` declaration frees the tensor at the end of its scope. */
   [Symbol.dispose](): void {
     this.free();
   }

@@ -26,6 +26,7 @@ import { readSafetensors, writeSafetensors, SafetensorsError, type NamedTensor }
 import { WasmTensor } from "../engine/tensor.js";
 import { checkData, checkEps, checkNoAlias, checkOptionKeys, checkTrainable, dimsOf, optionKeys, type Convention, type Layout, type TensorLike } from "../engine/validate.js";
 
+/** Options of the {@link BatchNorm} modules' constructors (PyTorch's keyword arguments, plus `layout`, `convention`, `engine`). */
 export interface BatchNormOptions extends LayerOptions {
   /** The build to run on (default: the one `init()` loaded). */
   engine?: Engine;
@@ -71,16 +72,40 @@ interface Saved {
   residual: boolean;
 }
 
+/**
+ * A batch-normalisation layer of any rank >= 2 (PyTorch's `_BatchNorm`); use
+ * {@link BatchNorm1d}, {@link BatchNorm2d} or {@link BatchNorm3d} for the rank checks.
+ *
+ * @example
+ * ```ts
+ * await init();
+ * const bn = new BatchNorm2d(16);                 // weight 1, bias 0, running stats 0 / 1
+ * const y = bn.forward(x, [32, 16, 28, 28]);      // training mode: batch statistics
+ * const dx = bn.backward(dy);                     // accumulates weightGrad / biasGrad
+ * // ... optimiser step on bn.weight!.view and bn.bias!.view, then bn.zeroGrad()
+ * bn.eval();
+ * const yEval = bn.forward(xTest, [1, 16, 28, 28]); // running statistics
+ * bn.dispose();
+ * ```
+ */
 export class BatchNorm {
+  /** Channels (C). */
   readonly numFeatures: number;
+  /** Added to the variance before the square root. */
   readonly eps: number;
+  /** Running-statistics momentum, or `null` for a cumulative moving average. */
   readonly momentum: number | null;
+  /** Whether the layer has learnable `weight` and `bias`. */
   readonly affine: boolean;
+  /** Whether the layer keeps running statistics. */
   readonly trackRunningStats: boolean;
+  /** Where the channel axis is: `"NCHW"` (second) or `"NHWC"` (last). */
   readonly layout: Layout;
+  /** How running statistics are updated: `"pytorch"` or `"onnx"` (see {@link TrainOptions.convention}). */
   readonly convention: Convention;
   /** The fused activation (`"none"` or `"relu"`). */
   readonly activation: Activation;
+  /** The build whose memory holds the module's tensors. */
   readonly engine: Engine;
   /** Training mode (batch statistics, running statistics updated) or eval mode. */
   training = true;
@@ -135,15 +160,21 @@ export class BatchNorm {
     if (this.#disposed) throw new StateError("this BatchNorm module was disposed");
   }
 
+  /** gamma, one per channel (undefined unless `affine`). */
   get weight(): WasmTensor | undefined { this.#live(); return this.#weight; }
+  /** beta, one per channel (undefined unless `affine`). */
   get bias(): WasmTensor | undefined { this.#live(); return this.#bias; }
+  /** Running mean (undefined unless `trackRunningStats`). */
   get runningMean(): WasmTensor | undefined { this.#live(); return this.#runningMean; }
+  /** Running variance (undefined unless `trackRunningStats`). */
   get runningVar(): WasmTensor | undefined { this.#live(); return this.#runningVar; }
   /** Accumulated gradient of `weight` (summed over `backward` calls until `zeroGrad`). */
   get weightGrad(): WasmTensor | undefined { this.#live(); return this.#weightGrad; }
+  /** Accumulated gradient of `bias`. */
   get biasGrad(): WasmTensor | undefined { this.#live(); return this.#biasGrad; }
   /** Gradient of the last forward's residual `z`, set by `backward` (undefined when it had none). */
   get residualGrad(): Output | undefined { this.#live(); return this.#residualGrad; }
+  /** True after `dispose()`. */
   get disposed(): boolean { return this.#disposed; }
 
   /** Training mode: batch statistics, running statistics updated. Returns `this`. */
@@ -390,6 +421,7 @@ export class BatchNorm {
     this.#saved = undefined;
   }
 
+  /** Same as {@link dispose}, for `using` declarations. */
   [Symbol.dispose](): void {
     this.dispose();
   }

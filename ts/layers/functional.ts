@@ -45,6 +45,7 @@ export function checkActivation(a: unknown): Activation {
   return a;
 }
 
+/** Options of {@link batchNormTrain}: parameters, running statistics, and how to update them. */
 export interface TrainOptions extends FusedOptions {
   /** gamma, one per channel (default: all 1, as with `affine: false`). */
   weight?: TensorLike;
@@ -74,6 +75,7 @@ const TRAIN_KEYS = optionKeys<TrainOptions>({
   activation: true, z: true,
 });
 
+/** What {@link batchNormTrain} returns: the output and the batch statistics backward needs. */
 export interface TrainResult {
   /** The normalised output. */
   y: Output;
@@ -149,8 +151,11 @@ export function batchNormTrainOn(engine: Engine, x: TensorLike, shape: readonly 
   }
 }
 
+/** Options of {@link batchNormEval}: the running statistics are required. */
 export interface EvalOptions extends FusedOptions {
+  /** gamma, one per channel (default: all 1). */
   weight?: TensorLike;
+  /** beta, one per channel (default: all 0). */
   bias?: TensorLike;
   /** Running mean (required). */
   runningMean: TensorLike;
@@ -172,6 +177,11 @@ const EVAL_KEYS = optionKeys<EvalOptions>({
  * Inference-mode forward with the running statistics:
  * `y = (x - runningMean) * (weight / sqrt(runningVar + eps)) + bias`, then `+ z` and the
  * activation when given.
+ *
+ * @example
+ * ```ts
+ * const y = batchNormEval(x, [8, 3, 32, 32], { weight, bias, runningMean, runningVar });
+ * ```
  */
 export function batchNormEval(x: TensorLike, shape: readonly number[], opts: EvalOptions): Output {
   return batchNormEvalOn(getEngine(), x, shape, opts);
@@ -216,6 +226,7 @@ export function batchNormEvalOn(engine: Engine, x: TensorLike, shape: readonly n
   }
 }
 
+/** Options of {@link batchNormBackward}: the statistics the forward pass returned. */
 export interface BackwardOptions {
   /** gamma (default all 1). */
   weight?: TensorLike;
@@ -249,7 +260,9 @@ const BACKWARD_KEYS = optionKeys<BackwardOptions>({
   weight: true, mean: true, invStd: true, layout: true, training: true, out: true, activation: true, y: true, residual: true, outZ: true,
 });
 
+/** What {@link batchNormBackward} returns: the input gradient and the parameter gradients. */
 export interface BackwardResult {
+  /** Gradient with respect to `x`. */
   dx: Output;
   /** Gradient of the residual input `z` (only with `residual: true`). */
   dz?: Output;

@@ -17,8 +17,11 @@ export class SafetensorsError extends BatchNormError {}
 export type DType = "F32" | "F64" | "I64";
 const BYTES: Record<DType, number> = { F32: 4, F64: 8, I64: 8 };
 
+/** One tensor of a safetensors file. */
 export interface NamedTensor {
+  /** Element type. */
   dtype: DType;
+  /** Dimensions (`[]` for a scalar). */
   shape: number[];
   /** F32: Float32Array, F64: Float64Array, I64: BigInt64Array. */
   data: Float32Array | Float64Array | BigInt64Array;
@@ -59,7 +62,12 @@ export function writeSafetensors(tensors: Record<string, NamedTensor>, metadata?
 }
 
 /** Parses and validates a safetensors file. */
-export function readSafetensors(bytes: Uint8Array): { tensors: Record<string, NamedTensor>; metadata: Record<string, string> } {
+export function readSafetensors(bytes: Uint8Array): {
+  /** The tensors by name, in file order. */
+  tensors: Record<string, NamedTensor>;
+  /** The header's `__metadata__` strings (empty if none). */
+  metadata: Record<string, string>;
+} {
   if (!(bytes instanceof Uint8Array)) throw new SafetensorsError("safetensors input must be a Uint8Array");
   if (bytes.length < 8) throw new SafetensorsError(`file is ${bytes.length} bytes, too short for the 8-byte header length`);
   const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);

@@ -8,10 +8,15 @@ import type { LayerConfig } from "./options.js";
 
 /** PyTorch's state-dict entries for a batch-norm layer (absent ones are omitted). */
 export interface StateDict {
+  /** gamma, one per channel (affine layers). */
   weight?: Float32Array;
+  /** beta, one per channel (affine layers). */
   bias?: Float32Array;
+  /** Running mean (layers that track running statistics). */
   running_mean?: Float32Array;
+  /** Running variance (layers that track running statistics). */
   running_var?: Float32Array;
+  /** Training forward passes seen (an int64 in PyTorch, hence a bigint). */
   num_batches_tracked?: bigint;
 }
 

@@ -111,14 +111,23 @@ export function send(a: Float32Array, move: boolean | undefined): Float32Array {
   return move && !isShared(a) ? transfer(a, [a.buffer as ArrayBuffer]) : a;
 }
 
+/** How a `Float32Array` argument reaches a worker. */
 export interface SendOptions {
   /** Move (transfer) the argument's buffer to the worker instead of copying it. */
   transfer?: boolean;
 }
 
-/** A batch-norm module that lives in a worker; the same methods as `BatchNorm`, async. */
+/**
+ * A batch-norm module that lives in a worker; the same methods as `BatchNorm`, async.
+ * Made by {@link BatchNormWorker.createModule}.
+ */
 export class RemoteBatchNorm {
   #disposed = false;
+  /**
+   * @param worker The worker hosting the module.
+   * @param id The module's id in that worker.
+   * @param numFeatures Channels (C).
+   */
   constructor(readonly worker: BatchNormWorker, readonly id: number, readonly numFeatures: number) {}
 
   #call<T>(f: (api: Remote<WorkerApi>) => Promise<T>): Promise<T> {
@@ -126,7 +135,7 @@ export class RemoteBatchNorm {
     return this.worker.handle.call(f);
   }
 
-  /** `o.z`: the residual input of a module created with `activation: "relu"` (`y = relu(BN(x) + z)`). */
+  /** {@link BatchNorm.forward} in the worker; resolves to `y`. `o.z`: the residual input of a module created with `activation: "relu"` (`y = relu(BN(x) + z)`). */
   forward(x: Float32Array, shape: number[], o: SendOptions & { z?: Float32Array } = {}): Promise<Float32Array> {
     return this.#call((api) => api.forward(this.id, send(x, o.transfer), shape, o.z === undefined ? undefined : send(o.z, o.transfer)));
   }
@@ -134,31 +143,49 @@ export class RemoteBatchNorm {
   residualGrad(): Promise<Float32Array | undefined> {
     return this.#call((api) => api.residualGrad(this.id));
   }
+  /** {@link BatchNorm.backward} in the worker; resolves to `dx`. */
   backward(dy: Float32Array, o: SendOptions = {}): Promise<Float32Array> {
     return this.#call((api) => api.backward(this.id, send(dy, o.transfer)));
   }
   /** forward + backward in one round trip. */
-  step(x: Float32Array, shape: number[], dy: Float32Array, o: SendOptions = {}): Promise<{ y: Float32Array; dx: Float32Array }> {
+  step(x: Float32Array, shape: number[], dy: Float32Array, o: SendOptions = {}): Promise<{
+    /** The forward output. */
+    y: Float32Array;
+    /** The input gradient. */
+    dx: Float32Array;
+  }> {
     return this.#call((api) => api.step(this.id, send(x, o.transfer), shape, send(dy, o.transfer)));
   }
-  grads(): Promise<{ weightGrad?: Float32Array; biasGrad?: Float32Array }> {
+  /** Copies of the accumulated parameter gradients (absent unless `affine`). */
+  grads(): Promise<{
+    /** Accumulated gradient of `weight`. */
+    weightGrad?: Float32Array;
+    /** Accumulated gradient of `bias`. */
+    biasGrad?: Float32Array;
+  }> {
     return this.#call((api) => api.grads(this.id));
   }
+  /** {@link BatchNorm.zeroGrad} in the worker. */
   zeroGrad(): Promise<void> {
     return this.#call((api) => api.zeroGrad(this.id));
   }
+  /** {@link BatchNorm.train} in the worker. */
   train(mode = true): Promise<void> {
     return this.#call((api) => api.setTraining(this.id, mode));
   }
+  /** {@link BatchNorm.eval} in the worker. */
   eval(): Promise<void> {
     return this.train(false);
   }
+  /** {@link BatchNorm.stateDict} in the worker (a copy, with PyTorch's names). */
   stateDict(): Promise<StateDict> {
     return this.#call((api) => api.stateDict(this.id));
   }
+  /** {@link BatchNorm.loadStateDict} in the worker. */
   loadStateDict(sd: StateDict, { strict = true } = {}): Promise<void> {
     return this.#call((api) => api.loadStateDict(this.id, sd, strict));
   }
+  /** Frees the module in the worker (the worker keeps running). Idempotent. */
   async dispose(): Promise<void> {
     if (this.#disposed) return;
     this.#disposed = true;
@@ -166,9 +193,27 @@ export class RemoteBatchNorm {
   }
 }
 
-/** One worker hosting batch-norm modules. */
+/**
+ * One worker hosting batch-norm modules.
+ *
+ * @example
+ * ```ts
+ * const worker = await BatchNormWorker.spawn();
+ * const bn = await worker.createModule(16);
+ * const y = await bn.forward(x, [32, 16, 28, 28], { transfer: true });
+ * worker.terminate();
+ * ```
+ */
 export class BatchNormWorker {
-  private constructor(readonly handle: WorkerHandle, readonly info: InitResult) {}
+  /**
+   * @param handle The live worker (internal).
+   * @param info The build the worker loaded.
+   */
+  private constructor(
+    /** @internal */
+    readonly handle: WorkerHandle,
+    readonly info: InitResult,
+  ) {}
 
   /** Starts a worker and loads a wasm build there (`simd-threads` where allowed). */
   static async spawn(opts: InitOptions = {}): Promise<BatchNormWorker> {
@@ -176,6 +221,7 @@ export class BatchNormWorker {
     return new BatchNormWorker(handle, info);
   }
 
+  /** Creates a module in the worker (options as for `new BatchNorm`, except `engine`). */
   async createModule(numFeatures: number, opts: Omit<BatchNormOptions, "engine"> = {}): Promise<RemoteBatchNorm> {
     const id = await this.handle.call((api) => api.createModule(numFeatures, opts));
     return new RemoteBatchNorm(this, id, numFeatures);
@@ -186,6 +232,7 @@ export class BatchNormWorker {
     this.handle.terminate("the worker was terminated by terminate()");
   }
 
+  /** Same as {@link terminate}, for `using` declarations. */
   [Symbol.dispose](): void {
     this.terminate();
   }

@@ -14,11 +14,15 @@ import { dimsOf, type Convention, type Layout, type TensorLike } from "../engine
 
 /** Per-channel count, mean and M2 (sum of squared deviations) of a shard. */
 export interface ShardMoments {
+  /** Values per channel. */
   count: number;
+  /** Per-channel mean. */
   mean: Float64Array;
+  /** Per-channel sum of squared deviations from the mean. */
   m2: Float64Array;
 }
 
+/** The {@link ShardMoments} of one shard, computed by the kernels in f64. */
 export function shardMoments(engine: Engine, x: TensorLike, shape: readonly number[], layout: Layout): ShardMoments {
   const d = dimsOf(shape, layout);
   const s = new Staging(engine);
@@ -67,10 +71,13 @@ export function shardNormalize(
 
 /** Per-channel `sum(dy)` and `sum(dy * (x - mean))` of a shard, against the global mean. */
 export interface ShardGradSums {
+  /** Per-channel `sum(dy)`. */
   sumDy: Float64Array;
+  /** Per-channel `sum(dy * (x - mean))`. */
   sumDyXmu: Float64Array;
 }
 
+/** The {@link ShardGradSums} of one shard, computed by the kernels in f64. */
 export function shardGradSums(engine: Engine, dy: TensorLike, x: TensorLike, shape: readonly number[], layout: Layout, mean: Float32Array): ShardGradSums {
   const d = dimsOf(shape, layout);
   const s = new Staging(engine);
@@ -84,6 +91,7 @@ export function shardGradSums(engine: Engine, dy: TensorLike, x: TensorLike, sha
   }
 }
 
+/** The sums over all shards (elementwise addition of the parts). */
 export function addGradSums(parts: readonly ShardGradSums[]): ShardGradSums {
   const C = parts[0].sumDy.length;
   const acc = { sumDy: new Float64Array(C), sumDyXmu: new Float64Array(C) };
