@@ -12,6 +12,7 @@ cargo test -p batchnorm-core --features parallel
 echo "== Benchmark harness smoke run (correctness only, no timing asserts)"
 node bench/run.mjs --smoke
 
+echo "== API reference (TypeDoc into docs/api, warnings fail)" && npm run docs
 # Last, so its summary closes the output.
 echo "== TypeScript tests: every wasm build, conformance, properties, errors, modules, workers, Chromium, MNIST, packed tarball"
 npx vitest run
