@@ -28,6 +28,18 @@ class BN2d {
   dispose() { this.bn.dispose(); }
 }
 
+/** (x - mean) / std with MNIST's pixel statistics, as PyTorch's MNIST example does. */
+class Standardize {
+  forward(x, shape) {
+    const y = new Float32Array(x.length);
+    for (let i = 0; i < x.length; i++) y[i] = (x[i] - 0.1307) / 0.3081;
+    return { y, shape };
+  }
+  backward() {
+    return null; // nothing before it learns
+  }
+}
+
 /** ../mnist/nn.js's ReLU with the shape passed through. */
 class Relu {
   relu = new ReLU();
@@ -53,7 +65,7 @@ export class Cnn {
    */
   constructor({ seed = 1, bn = true, channels = [8, 16], size = 28, classes = 10 } = {}) {
     const rng = new Rng(seed);
-    Object.assign(this, { size, classes, layers: [] });
+    Object.assign(this, { size, classes, layers: [new Standardize()] });
     let cin = 1, side = size;
     channels.forEach((cout, i) => {
       this.layers.push(new Conv3x3(cin, cout, rng, { bias: !bn, inputGrad: i > 0 }));

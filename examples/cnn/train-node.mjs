@@ -3,7 +3,7 @@
 //   npm run cnn      with vs without batch norm at one learning rate
 //   npm run cnn:lr   the learning-rate experiment; writes docs/cnn-lr.svg
 // or `node examples/cnn/train-node.mjs [--lr-sweep] [--steps 300] [--batch 32] [--seed 42]
-// [--lr 0.05] [--lrs 0.01,0.03,0.1,0.3,1] [--momentum 0.9] [--out file.svg] [--json]`.
+// [--lr 0.03] [--lrs 0.01,0.03,0.1,0.3,1] [--momentum 0.9] [--out file.svg] [--json]`.
 import { writeFileSync } from "node:fs";
 import { parseArgs } from "node:util";
 import { init } from "batchnorm-wasm";

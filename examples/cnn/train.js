@@ -12,7 +12,7 @@ export const DEFAULTS = {
   seed: 42,
   steps: 300,
   batch: 32,
-  lr: 0.05,
+  lr: 0.03,
   momentum: 0.9,
   channels: [8, 16],
   /** Learning rates of lrSweep (log-spaced, 0.01 to 1). */
@@ -26,7 +26,8 @@ const DIVERGED = 1e3;
 
 /**
  * Trains `runs` ({ key, bn, lr }) in lockstep, then evaluates each on the test set.
- * @param {(e: object) => void} onEvent "step" after every step with each run's loss
+ * @param {(e: object) => void} onEvent "start" (the runs), then "step" after every step
+ *   with each run's loss (undefined once it diverged)
  * @param {() => boolean} shouldStop checked before every step
  * @param {() => (Promise<void> | void)} pause awaited after every step (a worker yields there)
  */
@@ -38,6 +39,7 @@ async function trainRuns(data, cfg, runs, onEvent, shouldStop, pause) {
   const xb = new Float32Array(cfg.batch * PIXELS);
   const yb = new Uint8Array(cfg.batch);
   let cursor = perm.length, done = 0;
+  onEvent({ type: "start", config: cfg, runs });
   try {
     for (let step = 1; step <= cfg.steps && !shouldStop(); step++) {
       if (cursor + cfg.batch > perm.length) {
@@ -46,16 +48,17 @@ async function trainRuns(data, cfg, runs, onEvent, shouldStop, pause) {
       }
       gather(data.train, perm.slice(cursor, cursor + cfg.batch), xb, yb);
       cursor += cfg.batch;
-      models.forEach((m, i) => {
+      const losses = models.map((m, i) => {
         const s = stats[i];
-        if (s.divergedAt !== null) return; // a diverged run stays where it broke
+        if (s.divergedAt !== null) return undefined; // a diverged run stays where it broke
         const t0 = performance.now();
         const { loss } = m.step(xb, yb, cfg.batch, { lr: s.lr, momentum: cfg.momentum });
         s.ms += performance.now() - t0;
         s.losses.push(loss);
         if (!(loss < DIVERGED)) s.divergedAt = step;
+        return loss;
       });
-      onEvent({ type: "step", step, losses: stats.map((s) => s.losses[s.losses.length - 1]) });
+      onEvent({ type: "step", step, losses, divergedAt: stats.map((s) => s.divergedAt) });
       done = step;
       await pause();
     }
