@@ -57,6 +57,7 @@ export interface MemoryShortfall {
  * only the message, which states the same numbers.)
  */
 export class OutOfMemoryError extends BatchNormError {
+  /** The allocation that failed and the memory's state (when the allocator knew them). */
   readonly details?: MemoryShortfall;
   constructor(message: string, details?: MemoryShortfall) {
     super(message);
