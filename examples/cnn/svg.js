@@ -75,8 +75,8 @@ export function sweepSvg({ runs, steps, config }) {
     xs: [lrs[0], lrs[lrs.length - 1]], xLog: true, ys: [0, 1], xTicks: lrs, yTicks: [0, 0.25, 0.5, 0.75, 1], lines: acc,
   }) + legend(width - 220, 60);
   body += `<text x="${width - 220}" y="${120}">${esc(`batch ${config.batch}, SGD momentum ${config.momentum}, seed ${config.seed}`)}</text>`;
-  body += `<text x="${width - 220}" y="${136}">accuracy 0.1 = chance (stopped learning)</text>`;
-  if (runs.some((r) => r.divergedAt !== null)) body += `<text x="${width - 220}" y="${152}">× : loss diverged (> 1000, inf, NaN)</text>`;
+  body += `<text x="${width - 220}" y="${136}">accuracy 0.1 = chance level</text>`;
+  if (runs.some((r) => r.divergedAt !== null)) body += `<text x="${width - 220}" y="${152}">× : loss diverged (> 1000)</text>`;
   lrs.forEach((lr, i) => {
     const box = { x0: 40 + i * (pw + gap), y0: 250, w: pw, h: 120, title: `lr ${lr}: training loss` };
     body += lossPanel(runs.filter((r) => r.lr === lr), steps, box);
