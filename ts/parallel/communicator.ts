@@ -32,6 +32,7 @@ import { MessageTransport, type PortLike } from "./transport-message.js";
 export class Communicator {
   /** This rank: 0 .. worldSize - 1 (the index of its worker in `ProcessGroup.create`). */
   readonly rank: number;
+  /** Number of ranks in the group. */
   readonly worldSize: number;
   /** `"shared"` (SharedArrayBuffer + Atomics) or `"message"` (MessagePorts). */
   readonly transport: TransportName;
@@ -40,7 +41,10 @@ export class Communicator {
   #queue: Promise<unknown> = Promise.resolve();
   #reason?: string;
 
-  /** Built by {@link joinProcessGroup}; not for direct use. */
+  /**
+   * Built by {@link joinProcessGroup}; not for direct use.
+   * @internal
+   */
   constructor(init: Extract<ToRank, { t: "init" }>, control: PortLike) {
     this.rank = init.rank;
     this.worldSize = init.worldSize;

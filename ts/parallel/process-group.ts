@@ -31,8 +31,22 @@ import type { PortLike } from "./transport-message.js";
 
 /** A browser `Worker` or a Node `worker_threads` `Worker`. */
 export type WorkerLike =
-  | { postMessage(m: unknown, t?: Transferable[]): void; terminate(): unknown; addEventListener(t: string, f: (e: never) => void): void }
-  | { postMessage(m: unknown, t?: readonly unknown[]): void; terminate(): unknown; on(t: string, f: (...a: never[]) => void): unknown };
+  | {
+      /** Posts a message to the worker. */
+      postMessage(m: unknown, t?: Transferable[]): void;
+      /** Ends the worker (on `dispose()`). */
+      terminate(): unknown;
+      /** Listens to the worker's events (messages, errors). */
+      addEventListener(t: string, f: (e: never) => void): void;
+    }
+  | {
+      /** Posts a message to the worker. */
+      postMessage(m: unknown, t?: readonly unknown[]): void;
+      /** Ends the worker (on `dispose()`). */
+      terminate(): unknown;
+      /** Listens to the worker's events (messages, errors, exit). */
+      on(t: string, f: (...a: never[]) => void): unknown;
+    };
 
 /** Options of {@link ProcessGroup.create}. */
 export interface ProcessGroupOptions {
