@@ -10,7 +10,8 @@ const worker = wrap(new Worker(new URL("./train-worker.js", import.meta.url), { 
 
 function fail(e) {
   state.state = "error";
-  state.error = String(e?.stack ?? e);
+  // Firefox's `stack` lists only the frames; Chromium's starts with "Name: message".
+  state.error = e?.stack && !e.stack.startsWith(String(e)) ? `${e}\n${e.stack}` : String(e?.stack ?? e);
   $("error").textContent = state.error;
 }
 

@@ -67,7 +67,8 @@ async function replicas(n) {
 
 function fail(e) {
   state.state = "error";
-  state.error = String(e?.stack ?? e);
+  // Firefox's `stack` lists only the frames; Chromium's starts with "Name: message".
+  state.error = e?.stack && !e.stack.startsWith(String(e)) ? `${e}\n${e.stack}` : String(e?.stack ?? e);
   $("message").textContent = state.error;
   $("start").disabled = false;
   $("stop").disabled = true;
