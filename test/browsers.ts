@@ -38,6 +38,10 @@ export interface TestPage {
   evaluate<A, R>(fn: (arg: A) => R | Promise<R>, arg: A): Promise<R>;
   /** Resolves once `fn()` is truthy in the page, polling every 100 ms; rejects after `timeoutMs`. */
   waitFor(fn: () => unknown, timeoutMs: number): Promise<void>;
+  /** Types `value` into the input matched by `selector` (replacing what it held). */
+  fill(selector: string, value: string): Promise<void>;
+  /** Clicks the element matched by `selector`. */
+  click(selector: string): Promise<void>;
   /** Uncaught errors of the page so far (not of its workers: those reach the page's handlers). */
   readonly errors: string[];
   screenshot(path: string): Promise<void>;
@@ -79,6 +83,8 @@ async function launchChromium(executablePath: string): Promise<TestBrowser> {
         goto: async (url) => void (await page.goto(url)),
         evaluate: (fn, arg) => page.evaluate(fn as never, arg) as never,
         waitFor: async (fn, timeout) => void (await page.waitForFunction(fn, undefined, { timeout, polling: 100 })),
+        fill: (selector, value) => page.fill(selector, value),
+        click: (selector) => page.click(selector),
         screenshot: async (path) => void (await page.screenshot({ path, fullPage: true })),
         close: () => page.close(),
       };
@@ -101,6 +107,8 @@ async function launchFirefox(executablePath: string): Promise<TestBrowser> {
         goto: async (url) => void (await page.goto(url)),
         evaluate: (fn, arg) => page.evaluate(fn as never, arg) as never,
         waitFor: async (fn, timeout) => void (await page.waitForFunction(fn, { timeout, polling: 100 })),
+        fill: (selector, value) => page.locator(selector).fill(value),
+        click: (selector) => page.click(selector),
         screenshot: async (path) => void (await page.screenshot({ path: path as `${string}.png`, fullPage: true })),
         close: () => page.close(),
       };

@@ -1,5 +1,6 @@
 /**
- * The MNIST example end to end in Debian's Chromium (never a downloaded one): build the
+ * The MNIST example end to end in Debian's Chromium and Firefox (never downloaded ones;
+ * see browsers.ts): build the
  * page with Vite, serve it with `vite preview` (COOP/COEP, so the page is cross-origin
  * isolated), train in the page's Web Worker with and without batch norm, then
  * data-parallel on 2 workers (process group over SharedArrayBuffer), and on a plain
@@ -7,9 +8,9 @@
  * worker), the wasm build used in the workers, identical weights on every replica, that a
  * rank ended by a plain worker.terminate() fails the other rank (both transports) and a
  * new group then trains, and that the main thread kept drawing frames throughout. Saves
- * test-results/mnist.png.
+ * test-results/mnist-<browser>.png.
  */
-import { existsSync, mkdirSync, mkdtempSync, rmSync } from "node:fs";
+import { mkdirSync, mkdtempSync, rmSync } from "node:fs";
 import { readFile } from "node:fs/promises";
 import { createServer as createHttpServer } from "node:http";
 import { createServer } from "node:net";
@@ -17,14 +18,11 @@ import { tmpdir } from "node:os";
 import { extname, join, normalize } from "node:path";
 import { fileURLToPath } from "node:url";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { chromium, type Browser, type Page } from "playwright-core";
 import { build, preview, type PreviewServer } from "vite";
+import { BROWSERS, launch, type TestBrowser, type TestPage } from "./browsers.js";
 
-const CHROMIUM = "/usr/bin/chromium";
 const repo = fileURLToPath(new URL("..", import.meta.url));
 const configFile = join(repo, "examples/mnist/vite.config.js");
-// CI installs chromium (scripts/setup.sh --browser); a missing browser there is a failure.
-const skip = !existsSync(CHROMIUM) && process.env.CI !== "true";
 
 interface PageState {
   state: string;
@@ -76,22 +74,20 @@ async function serveStatic(dir: string): Promise<{ url: string; close: () => Pro
   return { url: `http://127.0.0.1:${port}/`, close: () => new Promise((r) => server.close(() => r())) };
 }
 
-describe.skipIf(skip)("MNIST example page (vite build + preview, Chromium)", () => {
-  let browser: Browser;
+describe.each(BROWSERS)("MNIST example page (vite build + preview) in $name", (spec) => {
+  let browser: TestBrowser;
   let server: PreviewServer;
   let outDir: string;
   let url: string;
 
   beforeAll(async () => {
+    if (spec.skip) return;
     outDir = mkdtempSync(join(tmpdir(), "mnist-page-"));
     await build({ configFile, logLevel: "error", build: { outDir, emptyOutDir: true } });
     const port = await freePort();
     server = await preview({ configFile, logLevel: "error", build: { outDir }, preview: { host: "127.0.0.1", port, strictPort: true, open: false } });
     url = `http://127.0.0.1:${port}/`;
-    browser = await chromium.launch({
-      executablePath: CHROMIUM,
-      args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update", "--no-first-run"],
-    });
+    browser = await launch(spec);
   });
   afterAll(async () => {
     await browser?.close();
@@ -99,29 +95,27 @@ describe.skipIf(skip)("MNIST example page (vite build + preview, Chromium)", () 
     if (outDir) rmSync(outDir, { recursive: true, force: true });
   });
 
-  async function trainOnPage(page: Page, query: string, timeout: number, base = url): Promise<PageState> {
-    const errors: string[] = [];
-    page.on("pageerror", (e) => errors.push(String(e)));
+  async function trainOnPage(page: TestPage, query: string, timeout: number, base = url): Promise<PageState> {
     await page.goto(`${base}?autostart=1&${query}`);
-    await page.waitForFunction(() => {
+    await page.waitFor(() => {
       const s = (window as unknown as { __mnist?: PageState }).__mnist;
       return s?.state === "done" || s?.state === "error";
-    }, undefined, { timeout });
-    const s = await page.evaluate(() => (window as unknown as { __mnist: PageState }).__mnist);
+    }, timeout);
+    const s = await page.evaluate(() => (window as unknown as { __mnist: PageState }).__mnist, null);
     expect(s.error).toBeNull();
-    expect(errors).toEqual([]);
+    expect(page.errors).toEqual([]);
     return s;
   }
 
-  it("trains with and without BN in a worker; the main thread stays responsive", async () => {
-    const page = await browser.newPage({ viewport: { width: 1040, height: 680 } });
+  it.skipIf(spec.skip)("trains with and without BN in a worker; the main thread stays responsive", async () => {
+    const page = await browser.newPage({ width: 1040, height: 680 });
     try {
       const s = await trainOnPage(page, "steps=300&compare=1&workers=1&seed=42", 70_000);
       expect(s.info).toMatchObject({ build: "simd-threads", crossOriginIsolated: true });
       expect(s.summary!.steps).toBe(300);
       const { bn, plain } = s.summary!.results;
       console.log(
-        `browser, 300 steps: with BN test acc ${bn.testAcc.toFixed(3)}, ${bn.stepsPerSec.toFixed(0)} steps/s; ` +
+        `${spec.name}, 300 steps: with BN test acc ${bn.testAcc.toFixed(3)}, ${bn.stepsPerSec.toFixed(0)} steps/s; ` +
           `without BN ${plain.testAcc.toFixed(3)}, ${plain.stepsPerSec.toFixed(0)} steps/s; ` +
           `main thread: ${s.frames} frames, longest frame gap ${s.maxFrameGapMs.toFixed(0)} ms, longest 50 ms-timer gap ${s.maxTickGapMs.toFixed(0)} ms`,
       );
@@ -137,16 +131,16 @@ describe.skipIf(skip)("MNIST example page (vite build + preview, Chromium)", () 
         const f0 = m.frames;
         await new Promise((r) => setTimeout(r, 300));
         return m.frames - f0;
-      });
+      }, null);
       expect(framesLater).toBeGreaterThan(0);
       mkdirSync(join(repo, "test-results"), { recursive: true });
-      await page.screenshot({ path: join(repo, "test-results/mnist.png"), fullPage: true });
+      await page.screenshot(join(repo, `test-results/mnist-${spec.name}.png`));
     } finally {
       await page.close();
     }
   });
 
-  it("trains data-parallel on 2 workers over shared memory, to the accuracy of 1 worker", async () => {
+  it.skipIf(spec.skip)("trains data-parallel on 2 workers over shared memory, to the accuracy of 1 worker", async () => {
     const page = await browser.newPage();
     try {
       const one = await trainOnPage(page, "steps=100&compare=0&workers=1&seed=42", 40_000);
@@ -157,7 +151,7 @@ describe.skipIf(skip)("MNIST example page (vite build + preview, Chromium)", () 
       expect(two.summary!.replicasAgree).toBe(true);
       const a = one.summary!.results.bn, b = two.summary!.results.bn;
       console.log(
-        `browser, 100 steps, batch 64: 1 worker ${a.stepsPerSec.toFixed(0)} steps/s, test acc ${a.testAcc.toFixed(4)}; ` +
+        `${spec.name}, 100 steps, batch 64: 1 worker ${a.stepsPerSec.toFixed(0)} steps/s, test acc ${a.testAcc.toFixed(4)}; ` +
           `2 workers (shared memory) ${b.stepsPerSec.toFixed(0)} steps/s (${(b.stepsPerSec / a.stepsPerSec).toFixed(2)}x), test acc ${b.testAcc.toFixed(4)}, ` +
           `rank 0 in collectives ${(100 * two.summary!.parallel.collectiveShare).toFixed(0)}% of its step time`,
       );
@@ -175,8 +169,8 @@ describe.skipIf(skip)("MNIST example page (vite build + preview, Chromium)", () 
     const page = await browser.newPage();
     try {
       await page.goto(`${base}?autostart=1&steps=2000&compare=0&workers=2&seed=42&drill=terminate`);
-      await page.waitForFunction(() => (window as unknown as { __mnist?: PageState }).__mnist?.state === "error", undefined, { timeout: 30_000 });
-      const s = await page.evaluate(() => (window as unknown as { __mnist: PageState }).__mnist);
+      await page.waitFor(() => (window as unknown as { __mnist?: PageState }).__mnist?.state === "error", 30_000);
+      const s = await page.evaluate(() => (window as unknown as { __mnist: PageState }).__mnist, null);
       expect(s.info).toMatchObject({ workers: 2, transport });
       // "ended": seen through the Web Locks API (a plain terminate() raises no event); shared
       // memory carries only "died" to the blocked rank. (The class name is minified by the
@@ -184,8 +178,8 @@ describe.skipIf(skip)("MNIST example page (vite build + preview, Chromium)", () 
       expect(s.error).toMatch(/the process group is broken: rank 1 (ended|died)/);
       await page.fill("#steps", "30");
       await page.click("#start");
-      await page.waitForFunction(() => (window as unknown as { __mnist?: PageState }).__mnist?.state === "done", undefined, { timeout: 30_000 });
-      const again = await page.evaluate(() => (window as unknown as { __mnist: PageState }).__mnist);
+      await page.waitFor(() => (window as unknown as { __mnist?: PageState }).__mnist?.state === "done", 30_000);
+      const again = await page.evaluate(() => (window as unknown as { __mnist: PageState }).__mnist, null);
       expect(again.summary!.steps).toBe(30);
       expect(again.summary!.replicasAgree).toBe(true);
     } finally {
@@ -193,11 +187,11 @@ describe.skipIf(skip)("MNIST example page (vite build + preview, Chromium)", () 
     }
   }
 
-  it("a rank terminated mid-training (shared memory): the other rank fails, a new group trains", async () => {
+  it.skipIf(spec.skip)("a rank terminated mid-training (shared memory): the other rank fails, a new group trains", async () => {
     await terminateDrill(url, "shared");
   });
 
-  it("a rank terminated mid-training (MessagePorts, no COOP/COEP): the other rank fails, a new group trains", async () => {
+  it.skipIf(spec.skip)("a rank terminated mid-training (MessagePorts, no COOP/COEP): the other rank fails, a new group trains", async () => {
     const plain = await serveStatic(outDir);
     try {
       await terminateDrill(plain.url, "message");
@@ -206,7 +200,7 @@ describe.skipIf(skip)("MNIST example page (vite build + preview, Chromium)", () 
     }
   });
 
-  it("without COOP/COEP the same page trains on the simd build, data-parallel over MessagePorts", async () => {
+  it.skipIf(spec.skip)("without COOP/COEP the same page trains on the simd build, data-parallel over MessagePorts", async () => {
     const plain = await serveStatic(outDir);
     const page = await browser.newPage();
     try {
@@ -215,7 +209,7 @@ describe.skipIf(skip)("MNIST example page (vite build + preview, Chromium)", () 
       expect(s.summary!.steps).toBe(60);
       expect(s.summary!.parallel).toMatchObject({ workers: 2, transport: "message" });
       expect(s.summary!.replicasAgree).toBe(true);
-      console.log(`browser without COOP/COEP, 2 workers over MessagePorts, 60 steps: ${s.summary!.results.bn.stepsPerSec.toFixed(0)} steps/s`);
+      console.log(`${spec.name} without COOP/COEP, 2 workers over MessagePorts, 60 steps: ${s.summary!.results.bn.stepsPerSec.toFixed(0)} steps/s`);
       expect(s.summary!.results.bn.testAcc).toBeGreaterThan(0.5);
     } finally {
       await page.close();
