@@ -87,7 +87,7 @@ describe("CNN example layers", () => {
       const net = new Cnn({ seed: 5, bn, channels: [3, 4], size });
       const x = Float32Array.from({ length: n * size * size }, () => rng.next());
       const labels = Uint8Array.from([1, 3, 7, 1]);
-      const lossOf = () => softmaxCrossEntropy(net.forward(x, n), labels, n, 10).loss as number;
+      const lossOf = () => (softmaxCrossEntropy(net.forward(x, n), labels, n, 10).lossSum as number) / n;
       net.step(x, labels, n, { lr: 0, momentum: 0 }); // gradients at w, w unchanged
       const params = net.params as { name: string; value: () => Float32Array; grad: () => Float32Array }[];
       expect(params.map((p) => p.name)).toEqual(bn ? ["W", "gamma", "beta", "W", "gamma", "beta", "W", "b"] : ["W", "b", "W", "b", "W", "b"]);

@@ -95,7 +95,7 @@ export class Cnn {
   step(x, labels, n, { lr, momentum }) {
     this.train(true);
     const logits = this.forward(x, n);
-    const { loss, correct, dlogits } = softmaxCrossEntropy(logits, labels, n, this.classes);
+    const { lossSum, correct, dlogits } = softmaxCrossEntropy(logits, labels, n, this.classes);
     for (const l of this.layers) l.zeroGrad?.();
     let g = dlogits;
     for (let i = this.layers.length - 1; i >= 0 && g; i--) g = this.layers[i].backward(g);
@@ -106,7 +106,7 @@ export class Cnn {
         w[j] -= lr * v[j];
       }
     });
-    return { loss, acc: correct / n };
+    return { loss: lossSum / n, acc: correct / n };
   }
 
   /** Loss and accuracy in eval mode (batch norm uses its running statistics). */
@@ -117,7 +117,7 @@ export class Cnn {
     for (let s = 0; s < count; s += batch) {
       const n = Math.min(batch, count - s);
       const r = softmaxCrossEntropy(this.forward(xs.subarray(s * px, (s + n) * px), n), labels.subarray(s, s + n), n, this.classes);
-      loss += r.loss * n;
+      loss += r.lossSum;
       correct += r.correct;
     }
     this.train(true);
