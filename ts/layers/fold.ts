@@ -23,6 +23,7 @@ import type { StateDict } from "./state.js";
  */
 export type WeightLayout = "OIHW" | "OHWI" | "HWIO";
 
+/** Options of {@link foldBatchNorm}: the layer's bias, its weight layout, and eps. */
 export interface FoldOptions {
   /** The layer's bias, one per output channel (default: none, i.e. zeros). */
   bias?: Float32Array;
@@ -32,6 +33,7 @@ export interface FoldOptions {
   eps?: number;
 }
 
+/** What {@link foldBatchNorm} returns: the layer's weight and bias with the batch norm folded in. */
 export interface Folded {
   /** The folded weight, same shape and layout as the input weight. */
   weight: Float32Array;
