@@ -1,14 +1,18 @@
-// The CNN of the example: two blocks of [3x3 conv -> BatchNorm2d -> ReLU -> 2x2 max pool],
-// then a dense layer to the 10 classes. Batch norm is batchnorm-wasm's BatchNorm2d; the
-// rest is plain JS (conv.js, and the dense layer and training utilities of ../mnist/nn.js).
+// The CNN of the example: two blocks of [3x3 conv -> BatchNorm2d with a fused ReLU -> 2x2
+// max pool] (without batch norm: conv -> ReLU -> pool), then a dense layer to the 10
+// classes. Batch norm is batchnorm-wasm's BatchNorm2d; the rest is plain JS (conv.js, and
+// the dense layer and training utilities of ../mnist/nn.js).
 import { BatchNorm2d } from "batchnorm-wasm";
 import { Dense, ReLU, Rng, softmaxCrossEntropy } from "../mnist/nn.js";
 import { Conv3x3, MaxPool2 } from "./conv.js";
 
-/** batchnorm-wasm's BatchNorm2d; parameters and gradients live in wasm memory. */
-class BN2d {
+/**
+ * batchnorm-wasm's BatchNorm2d with the ReLU fused into its normalisation pass (bit for bit
+ * BN then ReLU, one pass fewer); parameters and gradients live in wasm memory.
+ */
+class BN2dReLU {
   constructor(channels) {
-    this.bn = new BatchNorm2d(channels);
+    this.bn = new BatchNorm2d(channels, { activation: "relu" });
   }
   forward(x, shape) {
     return { y: this.bn.forward(x, shape), shape };
@@ -69,9 +73,7 @@ export class Cnn {
     let cin = 1, side = size;
     channels.forEach((cout, i) => {
       this.layers.push(new Conv3x3(cin, cout, rng, { bias: !bn, inputGrad: i > 0 }));
-      // BN then ReLU: the fused `activation: "relu"` option is not in batchnorm-wasm yet.
-      if (bn) this.layers.push(new BN2d(cout));
-      this.layers.push(new Relu(), new MaxPool2());
+      this.layers.push(bn ? new BN2dReLU(cout) : new Relu(), new MaxPool2());
       cin = cout;
       side >>= 1;
     });
