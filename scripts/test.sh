@@ -14,5 +14,5 @@ node bench/run.mjs --smoke
 
 echo "== API reference (TypeDoc into docs/api, warnings fail)" && npm run docs
 # Last, so its summary closes the output.
-echo "== TypeScript tests: every wasm build, conformance, properties, errors, modules, workers, Chromium, MNIST, packed tarball"
+echo "== TypeScript tests: every wasm build, conformance, properties, errors, modules, workers, process groups, Chromium and Firefox, examples, packed tarball"
 npx vitest run

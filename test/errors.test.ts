@@ -240,3 +240,20 @@ describe("modules", () => {
     noStats.dispose();
   });
 });
+
+describe("error names", () => {
+  it("every exported error class names itself with its export name (minifiers rename classes)", async () => {
+    const api = (await import("../dist/index.js")) as Record<string, unknown>;
+    const classes = Object.entries(api).filter(
+      ([, v]) => typeof v === "function" && (v === BatchNormError || (v as { prototype: unknown }).prototype instanceof BatchNormError),
+    ) as [string, new (m: string) => Error][];
+    expect(classes.length).toBeGreaterThanOrEqual(13);
+    for (const [exported, Cls] of classes) {
+      const e = new Cls("m");
+      expect(e.name, exported).toBe(exported);
+      expect(String(e)).toBe(`${exported}: m`);
+      // A literal in the class body, not derived from the (renameable) class name.
+      expect(Object.getOwnPropertyDescriptor(e, "name")?.value).toBe(exported);
+    }
+  });
+});

@@ -4,7 +4,7 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import {
-  init, BatchNorm, BatchNormWorker, WorkerError, LengthMismatchError, StateError,
+  init, BatchNorm, BatchNormWorker, WorkerError, LengthMismatchError, StateError, InvalidOptionError,
 } from "../dist/index.js";
 import { rng } from "./reference.js";
 import { expectClose } from "./close.js";
@@ -67,6 +67,19 @@ describe("BatchNormWorker", () => {
     await expect(remote.forward(new Float32Array(5), [4, 3])).rejects.toThrow(LengthMismatchError);
     await expect(remote.forward(new Float32Array(5), [4, 3])).rejects.toThrow(/x has 5 elements but shape \[4, 3\] implies 12/);
     await remote.dispose();
+  });
+
+  it("unknown option keys are an InvalidOptionError naming the closest known one, in the worker and before it", async () => {
+    await expect(worker.createModule(3, { epsilon: 1e-3 } as never)).rejects.toThrow(InvalidOptionError);
+    await expect(worker.createModule(3, { epsilon: 1e-3 } as never)).rejects.toThrow(/unknown option "epsilon" \(did you mean "eps"\?\)/);
+    const remote = await worker.createModule(3);
+    const x = new Float32Array(12);
+    await expect(remote.forward(x, [4, 3], { transfr: true } as never)).rejects.toThrow(/unknown option "transfr" \(did you mean "transfer"\?\) in forward/);
+    await expect(remote.backward(x, { tranfer: true } as never)).rejects.toThrow(InvalidOptionError);
+    await expect(remote.step(x, [4, 3], x, { out: x } as never)).rejects.toThrow(/unknown option "out"/);
+    expect(x.length).toBe(12); // nothing was transferred away
+    await remote.dispose();
+    await expect(BatchNormWorker.spawn({ bulid: "simd" } as never)).rejects.toThrow(/unknown option "bulid" \(did you mean "build"\?\) in worker spawn/);
   });
 });
 

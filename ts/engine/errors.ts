@@ -8,34 +8,60 @@
  * @module
  */
 
-/** Base class of every error this package throws on bad input or misuse. */
+/**
+ * Base class of every error this package throws on bad input or misuse.
+ *
+ * Each class names itself with a string literal (`override name = "ShapeError"`), not
+ * with `new.target.name`: minifiers rename classes, and a production bundle would then
+ * print `pt: ...` instead of `ShapeError: ...` (and errors revived from a worker are
+ * looked up by this name). test/errors.test.ts checks every exported class.
+ */
 export class BatchNormError extends Error {
-  constructor(message: string) {
-    super(message);
-    this.name = new.target.name;
-  }
+  /** The class name as a literal, so it survives minification. */
+  override name = "BatchNormError";
 }
 
 /** The shape is unusable: rank < 2, or a dimension that is not a positive integer. */
-export class ShapeError extends BatchNormError {}
+export class ShapeError extends BatchNormError {
+  /** The class name as a literal, so it survives minification. */
+  override name = "ShapeError";
+}
 
 /** A tensor's length does not match the element count its shape implies. */
-export class LengthMismatchError extends BatchNormError {}
+export class LengthMismatchError extends BatchNormError {
+  /** The class name as a literal, so it survives minification. */
+  override name = "LengthMismatchError";
+}
 
 /** A per-channel parameter or statistic does not have one value per channel. */
-export class ChannelMismatchError extends BatchNormError {}
+export class ChannelMismatchError extends BatchNormError {
+  /** The class name as a literal, so it survives minification. */
+  override name = "ChannelMismatchError";
+}
 
 /** Training needs more than one value per channel (PyTorch raises the same). */
-export class TooFewValuesError extends BatchNormError {}
+export class TooFewValuesError extends BatchNormError {
+  /** The class name as a literal, so it survives minification. */
+  override name = "TooFewValuesError";
+}
 
 /** An option is out of range or of the wrong kind (eps, momentum, layout, convention...). */
-export class InvalidOptionError extends BatchNormError {}
+export class InvalidOptionError extends BatchNormError {
+  /** The class name as a literal, so it survives minification. */
+  override name = "InvalidOptionError";
+}
 
 /** An argument is not a `Float32Array` or {@link WasmTensor}, or a required one is missing. */
-export class InvalidArgumentError extends BatchNormError {}
+export class InvalidArgumentError extends BatchNormError {
+  /** The class name as a literal, so it survives minification. */
+  override name = "InvalidArgumentError";
+}
 
 /** The API was used before `await init()`, or a tensor was used after `free()`. */
-export class StateError extends BatchNormError {}
+export class StateError extends BatchNormError {
+  /** The class name as a literal, so it survives minification. */
+  override name = "StateError";
+}
 
 /** What an {@link OutOfMemoryError} could not get, and what the memory had. */
 export interface MemoryShortfall {
@@ -57,6 +83,8 @@ export interface MemoryShortfall {
  * only the message, which states the same numbers.)
  */
 export class OutOfMemoryError extends BatchNormError {
+  /** The class name as a literal, so it survives minification. */
+  override name = "OutOfMemoryError";
   /** The allocation that failed and the memory's state (when the allocator knew them). */
   readonly details?: MemoryShortfall;
   constructor(message: string, details?: MemoryShortfall) {

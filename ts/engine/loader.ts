@@ -33,7 +33,8 @@ export interface InitOptions {
   threads?: number;
 }
 
-const INIT_KEYS = optionKeys<InitOptions>({ build: true, threads: true });
+/** The keys of {@link InitOptions} (for checks where init options pass through, e.g. to workers). */
+export const INIT_KEYS = optionKeys<InitOptions>({ build: true, threads: true });
 
 /** What `init()` loaded. */
 export interface InitResult {

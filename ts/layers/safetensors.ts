@@ -11,7 +11,10 @@
 import { BatchNormError } from "../engine/errors.js";
 
 /** A safetensors file is malformed, truncated, or does not hold what was expected. */
-export class SafetensorsError extends BatchNormError {}
+export class SafetensorsError extends BatchNormError {
+  /** The class name as a literal, so it survives minification. */
+  override name = "SafetensorsError";
+}
 
 /** dtypes this package reads and writes (what BatchNorm state uses, plus f64 for import). */
 export type DType = "F32" | "F64" | "I64";

@@ -17,14 +17,20 @@ export type ReduceOp = "sum" | "mean";
  * element type or root). Every rank of the call throws it, with every rank's call in the
  * message; the group stays usable.
  */
-export class CollectiveMismatchError extends BatchNormError {}
+export class CollectiveMismatchError extends BatchNormError {
+  /** The class name as a literal, so it survives minification. */
+  override name = "CollectiveMismatchError";
+}
 
 /**
  * A collective did not complete within the group's `timeoutMs` (a rank never made the
  * call). The group is broken afterwards: every rank's pending and later collectives
  * reject with `WorkerError`.
  */
-export class CollectiveTimeoutError extends BatchNormError {}
+export class CollectiveTimeoutError extends BatchNormError {
+  /** The class name as a literal, so it survives minification. */
+  override name = "CollectiveTimeoutError";
+}
 
 /** The kinds of collective, as numbers so the shared-memory transport can store them. */
 export const Op = { allReduceSum: 1, allReduceMean: 2, broadcast: 3, barrier: 4, allGather: 5 } as const;

@@ -16,12 +16,16 @@
 import { transfer, wrap, type Remote } from "comlink";
 import * as errors from "../engine/errors.js";
 import { BatchNormError, StateError } from "../engine/errors.js";
-import { isNode, type InitOptions, type InitResult } from "../engine/loader.js";
+import { INIT_KEYS, isNode, type InitOptions, type InitResult } from "../engine/loader.js";
+import { checkOptionKeys, optionKeys } from "../engine/validate.js";
 import type { BatchNormOptions, StateDict } from "../layers/batchnorm.js";
 import type { WorkerApi } from "./worker.js";
 
 /** The worker died, was terminated, or was disposed before or during the call. */
-export class WorkerError extends BatchNormError {}
+export class WorkerError extends BatchNormError {
+  /** The class name as a literal, so it survives minification. */
+  override name = "WorkerError";
+}
 
 const errorClasses: Record<string, new (m: string) => Error> = { ...(errors as unknown as Record<string, new (m: string) => Error>), WorkerError };
 
@@ -50,6 +54,7 @@ export class WorkerHandle {
 
   /** Starts a worker running `worker.js` and loads a wasm build in it. */
   static async spawn(opts: InitOptions = {}): Promise<{ handle: WorkerHandle; info: InitResult }> {
+    checkOptionKeys("worker spawn", opts, INIT_KEYS); // before a worker exists
     let handle: WorkerHandle;
     if (isNode) {
       const { Worker } = await import("node:worker_threads");
@@ -117,6 +122,9 @@ export interface SendOptions {
   transfer?: boolean;
 }
 
+const SEND_KEYS = optionKeys<SendOptions>({ transfer: true });
+const FORWARD_SEND_KEYS = [...SEND_KEYS, "z"];
+
 /**
  * A batch-norm module that lives in a worker; the same methods as `BatchNorm`, async.
  * Made by {@link BatchNormWorker.createModule}.
@@ -135,8 +143,20 @@ export class RemoteBatchNorm {
     return this.worker.handle.call(f);
   }
 
+  /** Rejects (rather than throws) on an unknown option key, as every method here is async. */
+  #checkKeys(what: string, o: object, keys: readonly string[]): Promise<never> | undefined {
+    try {
+      checkOptionKeys(what, o, keys);
+    } catch (e) {
+      return Promise.reject(e);
+    }
+    return undefined;
+  }
+
   /** {@link BatchNorm.forward} in the worker; resolves to `y`. `o.z`: the residual input of a module created with `activation: "relu"` (`y = relu(BN(x) + z)`). */
   forward(x: Float32Array, shape: number[], o: SendOptions & { z?: Float32Array } = {}): Promise<Float32Array> {
+    const bad = this.#checkKeys("forward", o, FORWARD_SEND_KEYS);
+    if (bad) return bad;
     return this.#call((api) => api.forward(this.id, send(x, o.transfer), shape, o.z === undefined ? undefined : send(o.z, o.transfer)));
   }
   /** Gradient of the last forward's residual `z`, after `backward` (undefined without one). */
@@ -145,6 +165,8 @@ export class RemoteBatchNorm {
   }
   /** {@link BatchNorm.backward} in the worker; resolves to `dx`. */
   backward(dy: Float32Array, o: SendOptions = {}): Promise<Float32Array> {
+    const bad = this.#checkKeys("backward", o, SEND_KEYS);
+    if (bad) return bad;
     return this.#call((api) => api.backward(this.id, send(dy, o.transfer)));
   }
   /** forward + backward in one round trip. */
@@ -154,6 +176,8 @@ export class RemoteBatchNorm {
     /** The input gradient. */
     dx: Float32Array;
   }> {
+    const bad = this.#checkKeys("step", o, SEND_KEYS);
+    if (bad) return bad;
     return this.#call((api) => api.step(this.id, send(x, o.transfer), shape, send(dy, o.transfer)));
   }
   /** Copies of the accumulated parameter gradients (absent unless `affine`). */
