@@ -1,5 +1,5 @@
 /**
- * Options shared by the `BatchNorm` modules and `BatchNormPool`, resolved and checked in
+ * Options shared by the `BatchNorm` modules and `SyncBatchNorm`, resolved and checked in
  * one place, and the momentum rule of a training step.
  * @module
  */
