@@ -23,6 +23,7 @@ pub mod backward;
 mod dims;
 mod error;
 pub mod moments;
+pub mod norms;
 pub mod parallel;
 pub mod running;
 pub mod simd;

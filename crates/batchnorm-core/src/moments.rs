@@ -59,6 +59,12 @@ impl Moments {
         self.m2 / self.count
     }
 
+    /// Mean of the squares, `M2 / n + mean^2` (RMSNorm's statistic): the corrected
+    /// two-pass moments give it without a separate sum of squares.
+    pub fn mean_square(&self) -> f64 {
+        self.m2 / self.count + self.mean * self.mean
+    }
+
     /// Sample (unbiased) variance: what PyTorch's running variance tracks.
     pub fn unbiased_var(&self) -> f64 {
         self.m2 / (self.count - 1.0)
@@ -74,7 +80,7 @@ pub fn merge_all(mut a: Vec<Moments>, b: Vec<Moments>) -> Vec<Moments> {
 }
 
 /// Elements per block of a contiguous plane (8 KiB: L1-resident for the second look).
-const PLANE_BLOCK: usize = 2048;
+pub(crate) const PLANE_BLOCK: usize = 2048;
 /// Target elements per block of channels-last rows; at least `MIN_BLOCK_ROWS` rows so the
 /// f64 merge (a dozen flops per channel) stays a small fraction of the work, and at most
 /// `MAX_BLOCK_ROWS` so no f32 lane sums more than 256 values (with few channels a block
@@ -147,16 +153,20 @@ fn planar_channel(x: &[f32], dims: Dims, c: usize, outer: core::ops::Range<usize
     let mut m = Moments::EMPTY;
     for o in outer {
         let start = (o * dims.channels + c) * dims.inner;
-        for blk in x[start..start + dims.inner].chunks(PLANE_BLOCK) {
-            m = m.merge(block_moments(blk));
-        }
+        m = m.merge(run_moments(&x[start..start + dims.inner]));
     }
     m
 }
 
+/// Moments of one contiguous run of any length: cache-sized blocks, merged in f64.
+#[inline]
+pub(crate) fn run_moments(xs: &[f32]) -> Moments {
+    xs.chunks(PLANE_BLOCK).fold(Moments::EMPTY, |m, blk| m.merge(block_moments(blk)))
+}
+
 /// Corrected two-pass moments of one cache-resident contiguous block.
 #[inline]
-fn block_moments(xs: &[f32]) -> Moments {
+pub(crate) fn block_moments(xs: &[f32]) -> Moments {
     let shift = sum(xs) / xs.len() as f32;
     let (sum_d, sum_d2) = centered_sums(xs, shift);
     Moments::from_shifted(xs.len(), shift, sum_d, sum_d2)

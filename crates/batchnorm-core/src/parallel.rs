@@ -126,3 +126,42 @@ where
     let _ = par;
     (0..tasks).map(map).collect()
 }
+
+/// `f(task, chunk of a, chunk of b, chunk of c)` over three outputs cut in the same number
+/// of chunks (`ca`, `cb`, `cc` elements each), in parallel when `par`.
+#[allow(clippy::too_many_arguments)]
+pub fn for_each_chunk_mut3<F>(a: &mut [f32], ca: usize, b: &mut [f32], cb: usize, c: &mut [f32], cc: usize, par: bool, f: F)
+where
+    F: Fn(usize, &mut [f32], &mut [f32], &mut [f32]) + Sync + Send,
+{
+    #[cfg(feature = "parallel")]
+    if par {
+        use rayon::prelude::*;
+        a.par_chunks_mut(ca)
+            .zip(b.par_chunks_mut(cb))
+            .zip(c.par_chunks_mut(cc))
+            .enumerate()
+            .for_each(|(i, ((x, y), z))| f(i, x, y, z));
+        return;
+    }
+    let _ = par;
+    a.chunks_mut(ca).zip(b.chunks_mut(cb)).zip(c.chunks_mut(cc)).enumerate().for_each(|(i, ((x, y), z))| f(i, x, y, z));
+}
+
+/// `reduce(map(0, chunk 0), map(1, chunk 1), ...)` over `out.chunks_mut(chunk)`: tasks that
+/// write their own part of an output and return a partial result (e.g. a backward pass
+/// writing `dx` and returning parameter-gradient sums). In parallel when `par`.
+pub fn map_reduce_chunks_mut<T, M, R>(out: &mut [f32], chunk: usize, par: bool, map: M, reduce: R) -> Option<T>
+where
+    T: Send,
+    M: Fn(usize, &mut [f32]) -> T + Sync + Send,
+    R: Fn(T, T) -> T + Sync + Send,
+{
+    #[cfg(feature = "parallel")]
+    if par {
+        use rayon::prelude::*;
+        return out.par_chunks_mut(chunk).enumerate().map(|(i, c)| map(i, c)).reduce_with(reduce);
+    }
+    let _ = par;
+    out.chunks_mut(chunk).enumerate().map(|(i, c)| map(i, c)).reduce(reduce)
+}
