@@ -371,3 +371,134 @@ pub fn update_running(running_mean: usize, running_var: usize, channels: usize, 
         bn::running::update(view_mut(running_mean, channels), view_mut(running_var, channels), &m, momentum, convention_of(convention));
     }
 }
+
+// ---- The per-sample normalisation layers (batchnorm_core::norms) ------------------------
+
+fn stat_of(rms: bool) -> bn::norms::Stat {
+    if rms {
+        bn::norms::Stat::MeanSquare
+    } else {
+        bn::norms::Stat::Centered
+    }
+}
+
+/// LayerNorm (`rms = false`) or RMSNorm (`rms = true`) forward over `rows` rows of `len`:
+/// writes `y` and per-row `mean` (0 for RMSNorm) and `invstd`. `weight` / `bias`: 0 = none.
+#[wasm_bindgen]
+#[allow(clippy::too_many_arguments)]
+pub fn rows_forward(x: usize, y: usize, rows: usize, len: usize, weight: usize, bias: usize, eps: f32, rms: bool, mean: usize, invstd: usize) -> Result<(), JsError> {
+    let r = bn::norms::Rows::new(rows, len).map_err(js)?;
+    let n = rows * len;
+    unsafe {
+        bn::norms::rows_forward(view(x, n), view_mut(y, n), r, opt(weight, len), opt(bias, len), eps, stat_of(rms), view_mut(mean, rows), view_mut(invstd, rows))
+            .map_err(js)
+    }
+}
+
+/// Backward of `rows_forward`: writes `dx`, and `dweight` / `dbias` when non-zero.
+#[wasm_bindgen]
+#[allow(clippy::too_many_arguments)]
+pub fn rows_backward(dy: usize, x: usize, dx: usize, rows: usize, len: usize, weight: usize, mean: usize, invstd: usize, rms: bool, dweight: usize, dbias: usize) -> Result<(), JsError> {
+    let r = bn::norms::Rows::new(rows, len).map_err(js)?;
+    let n = rows * len;
+    unsafe {
+        bn::norms::rows_backward(
+            view(dy, n),
+            view(x, n),
+            view_mut(dx, n),
+            r,
+            opt(weight, len),
+            view(mean, rows),
+            view(invstd, rows),
+            stat_of(rms),
+            opt_mut(dweight, len),
+            opt_mut(dbias, len),
+        )
+        .map_err(js)
+    }
+}
+
+fn groups_of(n: usize, channels: usize, spatial: usize, groups: usize, channels_last: bool) -> Result<bn::norms::Groups, JsError> {
+    let layout = if channels_last { bn::Layout::ChannelsLast } else { bn::Layout::ChannelsFirst };
+    bn::norms::Groups::new(n, channels, spatial, groups, layout).map_err(js)
+}
+
+/// GroupNorm / InstanceNorm forward on `(N, C, S)` or `(N, S, C)`: writes `y` and the
+/// per-(n, g) `mean` / `invstd`; updates InstanceNorm's per-channel running statistics
+/// when both pointers are non-zero.
+#[wasm_bindgen]
+#[allow(clippy::too_many_arguments)]
+pub fn groups_forward(
+    x: usize,
+    y: usize,
+    n: usize,
+    channels: usize,
+    spatial: usize,
+    groups: usize,
+    channels_last: bool,
+    weight: usize,
+    bias: usize,
+    eps: f32,
+    mean: usize,
+    invstd: usize,
+    running_mean: usize,
+    running_var: usize,
+    momentum: f32,
+) -> Result<(), JsError> {
+    let g = groups_of(n, channels, spatial, groups, channels_last)?;
+    let len = g.len();
+    unsafe {
+        let running = match (opt_mut(running_mean, channels), opt_mut(running_var, channels)) {
+            (Some(mean), Some(var)) => Some(bn::norms::InstanceRunning { mean, var, momentum }),
+            _ => None,
+        };
+        bn::norms::groups_forward(
+            view(x, len),
+            view_mut(y, len),
+            g,
+            opt(weight, channels),
+            opt(bias, channels),
+            eps,
+            view_mut(mean, g.stats()),
+            view_mut(invstd, g.stats()),
+            running,
+        )
+        .map_err(js)
+    }
+}
+
+/// Backward of `groups_forward`: writes `dx`, and `dweight` / `dbias` when non-zero.
+#[wasm_bindgen]
+#[allow(clippy::too_many_arguments)]
+pub fn groups_backward(
+    dy: usize,
+    x: usize,
+    dx: usize,
+    n: usize,
+    channels: usize,
+    spatial: usize,
+    groups: usize,
+    channels_last: bool,
+    weight: usize,
+    mean: usize,
+    invstd: usize,
+    dweight: usize,
+    dbias: usize,
+) -> Result<(), JsError> {
+    let g = groups_of(n, channels, spatial, groups, channels_last)?;
+    let len = g.len();
+    unsafe {
+        bn::norms::groups_backward(
+            view(dy, len),
+            view(x, len),
+            view_mut(dx, len),
+            g,
+            opt(weight, channels),
+            view(mean, g.stats()),
+            view(invstd, g.stats()),
+            opt_mut(dweight, channels),
+            opt_mut(dbias, channels),
+        )
+        .map_err(js)
+    }
+}
