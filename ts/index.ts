@@ -35,3 +35,14 @@ export { CollectiveMismatchError, CollectiveTimeoutError, type CollectiveBuffer,
 export type { TransportName } from "./parallel/group-protocol.js";
 export { SyncBatchNorm } from "./parallel/sync-batchnorm.js";
 export { allReduceGradients, broadcastParameters, type Tensorish, type BucketOptions } from "./parallel/gradients.js";
+export {
+  layerNorm, layerNormBackward, rmsNorm, rmsNormBackward, groupNorm, groupNormBackward, instanceNorm, instanceNormBackward, F32_EPS,
+  type LayerNormOptions, type RmsNormOptions, type RowNormResult, type RowNormBackwardOptions, type NormGradients,
+  type GroupNormOptions, type GroupNormResult, type GroupNormBackwardOptions, type InstanceNormOptions, type InstanceNormResult,
+  type InstanceNormBackwardOptions,
+} from "./layers/norm-functional.js";
+export { NormModule, type NormStateDict } from "./layers/norm-module.js";
+export { LayerNorm, type LayerNormModuleOptions, type NormForwardOptions, type NormBackwardOptions } from "./layers/layernorm.js";
+export { RMSNorm, type RMSNormOptions } from "./layers/rmsnorm.js";
+export { GroupNorm, type GroupNormModuleOptions } from "./layers/groupnorm.js";
+export { InstanceNorm, InstanceNorm1d, InstanceNorm2d, InstanceNorm3d, type InstanceNormModuleOptions } from "./layers/instancenorm.js";

@@ -1,0 +1,98 @@
+/**
+ * `GroupNorm` in the shape of PyTorch's `nn.GroupNorm` (Wu & He 2018): statistics per
+ * sample over groups of `numChannels / numGroups` channels, affine per channel. Input
+ * `(N, C, *)`, or channels-last `(N, *, C)` with `layout: "NHWC"`.
+ * @module
+ */
+import { ChannelMismatchError, InvalidArgumentError, StateError } from "../engine/errors.js";
+import type { Engine } from "../engine/loader.js";
+import type { WasmTensor } from "../engine/tensor.js";
+import { checkEps, checkLayout, checkOptionKeys, optionKeys, type Layout, type TensorLike } from "../engine/validate.js";
+import type { Output } from "./functional.js";
+import { groupNorm, groupNormBackward } from "./norm-functional.js";
+import { flag, NormModule, positiveInt } from "./norm-module.js";
+import { BACKWARD_KEYS, FORWARD_KEYS, type NormBackwardOptions, type NormForwardOptions } from "./layernorm.js";
+
+/** Options of {@link GroupNorm} (PyTorch's names and defaults). */
+export interface GroupNormModuleOptions {
+  /** Default 1e-5. */
+  eps?: number;
+  /** Learnable per-channel `weight` and `bias`; default true. */
+  affine?: boolean;
+  /** Default `"NCHW"`. */
+  layout?: Layout;
+  /** The build to run on. */
+  engine?: Engine;
+}
+
+const KEYS = optionKeys<GroupNormModuleOptions>({ eps: true, affine: true, layout: true, engine: true });
+
+/** The channel count of `shape` in `layout`, checked against the module's. */
+export function checkChannels(shape: readonly number[], layout: Layout, want: number, what: string): void {
+  if (!Array.isArray(shape) || shape.length < 2) return; // the functional call names the shape error
+  const c = layout === "NCHW" ? shape[1] : shape[shape.length - 1];
+  if (c !== want) throw new ChannelMismatchError(`input has ${c} channels but the ${what} has ${want}`);
+}
+
+/**
+ * Group normalisation, PyTorch's `nn.GroupNorm`.
+ *
+ * @example
+ * const gn = new GroupNorm(32, 256);
+ * const y = gn.forward(x, [16, 256, 28, 28]);
+ * const dx = gn.backward(dy);
+ */
+export class GroupNorm extends NormModule {
+  readonly numGroups: number;
+  readonly numChannels: number;
+  readonly eps: number;
+  readonly affine: boolean;
+  readonly layout: Layout;
+  #saved?: { x: WasmTensor; shape: number[]; mean: Float32Array; invStd: Float32Array };
+
+  constructor(numGroups: number, numChannels: number, opts: GroupNormModuleOptions = {}) {
+    checkOptionKeys("GroupNorm", opts, KEYS);
+    positiveInt("numGroups", numGroups);
+    positiveInt("numChannels", numChannels);
+    if (numChannels % numGroups !== 0) throw new InvalidArgumentError("num_channels must be divisible by num_groups");
+    const eps = checkEps(opts.eps);
+    const affine = flag("affine", opts.affine, true);
+    const layout = checkLayout(opts.layout);
+    super({ paramLength: numChannels, weight: affine, bias: affine, running: false, runningLength: 0 }, opts.engine);
+    this.numGroups = numGroups;
+    this.numChannels = numChannels;
+    this.eps = eps;
+    this.affine = affine;
+    this.layout = layout;
+  }
+
+  /** Normalises `x` of `shape` and keeps what `backward` needs. */
+  forward(x: TensorLike, shape: readonly number[], opts: NormForwardOptions = {}): Output {
+    this.live();
+    checkOptionKeys("forward", opts, FORWARD_KEYS);
+    checkChannels(shape, this.layout, this.numChannels, "module's numChannels");
+    const r = groupNorm(x, shape, this.numGroups, {
+      weight: this.weightT, bias: this.biasT, eps: this.eps, layout: this.layout, out: opts.out, engine: this.engine,
+    });
+    this.#saved = { x: this.keepInput(x), shape: [...shape], mean: r.mean, invStd: r.invStd };
+    return r.y;
+  }
+
+  /** Gradient of the last `forward`'s output: returns `dx`, adds to `weightGrad` / `biasGrad`. */
+  backward(dy: TensorLike, opts: NormBackwardOptions = {}): Output {
+    this.live();
+    checkOptionKeys("backward", opts, BACKWARD_KEYS);
+    const s = this.#saved;
+    if (!s) throw new StateError("backward() needs a forward() first");
+    if (s.x.freed) throw new StateError("the input of the last forward() was freed before backward()");
+    const g = groupNormBackward(dy, s.x, s.shape, this.numGroups, {
+      weight: this.weightT, mean: s.mean, invStd: s.invStd, layout: this.layout, out: opts.out, engine: this.engine,
+    });
+    this.accumulate(this.affine ? g.dWeight : undefined, this.affine ? g.dBias : undefined);
+    return g.dx;
+  }
+
+  protected forgetSaved(): void {
+    this.#saved = undefined;
+  }
+}

@@ -1,0 +1,77 @@
+/**
+ * `RMSNorm` in the shape of PyTorch's `nn.RMSNorm`: `y = x / sqrt(mean(x^2) + eps) * weight`
+ * over the last `normalizedShape.length` dims (Zhang & Sennrich 2019).
+ * @module
+ */
+import { StateError } from "../engine/errors.js";
+import type { Engine } from "../engine/loader.js";
+import type { WasmTensor } from "../engine/tensor.js";
+import { checkEps, checkOptionKeys, optionKeys, type TensorLike } from "../engine/validate.js";
+import type { Output } from "./functional.js";
+import { F32_EPS, normalizedShapeOf, rmsNorm, rmsNormBackward } from "./norm-functional.js";
+import { flag, NormModule } from "./norm-module.js";
+import { BACKWARD_KEYS, FORWARD_KEYS, type NormBackwardOptions, type NormForwardOptions } from "./layernorm.js";
+
+/** Options of {@link RMSNorm} (PyTorch's names and defaults). */
+export interface RMSNormOptions {
+  /** Added to the mean square; `null` (default): `torch.finfo(float32).eps`. */
+  eps?: number | null;
+  /** Learnable `weight`; default true. */
+  elementwiseAffine?: boolean;
+  /** The build to run on. */
+  engine?: Engine;
+}
+
+const KEYS = optionKeys<RMSNormOptions>({ eps: true, elementwiseAffine: true, engine: true });
+
+/**
+ * Root-mean-square normalisation, PyTorch's `nn.RMSNorm`.
+ *
+ * @example
+ * const norm = new RMSNorm(512);
+ * const y = norm.forward(x, [8, 512]);
+ * const dx = norm.backward(dy);
+ */
+export class RMSNorm extends NormModule {
+  readonly normalizedShape: readonly number[];
+  /** As given (`null`: f32 machine epsilon at run time). */
+  readonly eps: number | null;
+  readonly elementwiseAffine: boolean;
+  #saved?: { x: WasmTensor; shape: number[]; invStd: Float32Array };
+
+  constructor(normalizedShape: number | readonly number[], opts: RMSNormOptions = {}) {
+    checkOptionKeys("RMSNorm", opts, KEYS);
+    const ns = normalizedShapeOf(normalizedShape);
+    const eps = opts.eps === undefined || opts.eps === null ? null : checkEps(opts.eps);
+    const affine = flag("elementwiseAffine", opts.elementwiseAffine, true);
+    super({ paramLength: ns.reduce((a, b) => a * b, 1), weight: affine, bias: false, running: false, runningLength: 0 }, opts.engine);
+    this.normalizedShape = ns;
+    this.eps = eps;
+    this.elementwiseAffine = affine;
+  }
+
+  /** Normalises `x` of `shape` (`[*, ...normalizedShape]`) and keeps what `backward` needs. */
+  forward(x: TensorLike, shape: readonly number[], opts: NormForwardOptions = {}): Output {
+    this.live();
+    checkOptionKeys("forward", opts, FORWARD_KEYS);
+    const r = rmsNorm(x, shape, this.normalizedShape, { weight: this.weightT, eps: this.eps ?? F32_EPS, out: opts.out, engine: this.engine });
+    this.#saved = { x: this.keepInput(x), shape: [...shape], invStd: r.invStd };
+    return r.y;
+  }
+
+  /** Gradient of the last `forward`'s output: returns `dx`, adds to `weightGrad`. */
+  backward(dy: TensorLike, opts: NormBackwardOptions = {}): Output {
+    this.live();
+    checkOptionKeys("backward", opts, BACKWARD_KEYS);
+    const s = this.#saved;
+    if (!s) throw new StateError("backward() needs a forward() first");
+    if (s.x.freed) throw new StateError("the input of the last forward() was freed before backward()");
+    const g = rmsNormBackward(dy, s.x, s.shape, this.normalizedShape, { weight: this.weightT, invStd: s.invStd, out: opts.out, engine: this.engine });
+    this.accumulate(g.dWeight, undefined);
+    return g.dx;
+  }
+
+  protected forgetSaved(): void {
+    this.#saved = undefined;
+  }
+}
