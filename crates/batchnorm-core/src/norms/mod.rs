@@ -45,7 +45,17 @@ impl Rows {
             return Err(BnError::Shape(format!("rows ({rows}) and row length ({len}) must be > 0")));
         }
         rows.checked_mul(len).ok_or_else(|| BnError::Shape(format!("{rows} rows of {len} overflow")))?;
-        Ok(Rows { rows, len })
+        Ok(Rows { rows, len, inner: 1, period: 1 })
+    }
+
+    /// Rows of `len / inner` planes of `inner` values, a parameter per plane, row `r` using
+    /// parameter block `r % period` (GroupNorm channels-first: see [`rows`]).
+    pub fn planes(rows: usize, len: usize, inner: usize, period: usize) -> Result<Rows> {
+        let r = Rows::new(rows, len)?;
+        if inner == 0 || len % inner != 0 || period == 0 {
+            return Err(BnError::Shape(format!("a row of {len} values is not whole planes of {inner}, or period {period} is 0")));
+        }
+        Ok(Rows { inner, period, ..r })
     }
 
     fn numel(&self) -> usize {
@@ -77,12 +87,12 @@ pub fn rows_forward(
 ) -> Result<()> {
     check_len("x", x.len(), r.numel())?;
     check_len("y", y.len(), r.numel())?;
-    check_opt("weight", weight, r.len)?;
-    check_opt("bias", bias, r.len)?;
+    check_opt("weight", weight, r.params())?;
+    check_opt("bias", bias, r.params())?;
     check_len("mean output", mean.len(), r.rows)?;
     check_len("invStd output", invstd.len(), r.rows)?;
     check_eps(eps)?;
-    let (g, b) = (or_const(weight, r.len, 1.0), or_const(bias, r.len, 0.0));
+    let (g, b) = (or_const(weight, r.params(), 1.0), or_const(bias, r.params(), 0.0));
     rows::forward(x, y, r, &g, &b, eps, stat, mean, invstd);
     Ok(())
 }
@@ -105,14 +115,19 @@ pub fn rows_backward(
     check_len("dy", dy.len(), r.numel())?;
     check_len("x", x.len(), r.numel())?;
     check_len("dx", dx.len(), r.numel())?;
-    check_opt("weight", weight, r.len)?;
+    check_opt("weight", weight, r.params())?;
     check_len("mean", mean.len(), r.rows)?;
     check_len("invStd", invstd.len(), r.rows)?;
-    check_opt_mut("dWeight", &dweight, r.len)?;
-    check_opt_mut("dBias", &dbias, r.len)?;
-    let g = or_const(weight, r.len, 1.0);
+    check_opt_mut("dWeight", &dweight, r.params())?;
+    check_opt_mut("dBias", &dbias, r.params())?;
+    let g = or_const(weight, r.params(), 1.0);
     let want = dweight.is_some() || dbias.is_some();
     let sums = rows::backward(dy, x, dx, r, &g, mean, invstd, stat, want);
+    write_col_sums(sums, dweight, dbias);
+    Ok(())
+}
+
+fn write_col_sums(sums: Option<rows::ColSums>, dweight: Option<&mut [f32]>, dbias: Option<&mut [f32]>) {
     if let Some(s) = sums {
         if let Some(dw) = dweight {
             dw.iter_mut().zip(&s.dgamma).for_each(|(o, &v)| *o = v as f32);
@@ -121,7 +136,6 @@ pub fn rows_backward(
             db.iter_mut().zip(&s.dbeta).for_each(|(o, &v)| *o = v as f32);
         }
     }
-    Ok(())
 }
 
 impl Groups {
@@ -140,6 +154,13 @@ impl Groups {
             .and_then(|v| v.checked_mul(spatial))
             .ok_or_else(|| BnError::Shape(format!("{n} x {channels} x {spatial} overflows")))?;
         Ok(Groups { n, channels, spatial, groups, layout })
+    }
+}
+
+impl Groups {
+    /// Channels-first groups as rows: one row per (sample, group) of `C/G` planes of `S`.
+    fn as_rows(&self) -> Rows {
+        Rows { rows: self.n * self.groups, len: self.group_size() * self.spatial, inner: self.spatial, period: self.groups }
     }
 }
 
@@ -187,6 +208,12 @@ pub fn groups_forward(
                 g.spatial
             )));
         }
+    }
+    if running.is_none() && g.layout == Layout::ChannelsFirst {
+        // Each (sample, group) is one contiguous row: statistics and normalise while it is
+        // in cache, one read of x (see rows.rs).
+        rows::forward(x, y, g.as_rows(), &or_const(weight, g.channels, 1.0), &or_const(bias, g.channels, 0.0), eps, Stat::Centered, mean, invstd);
+        return Ok(());
     }
     let per_channel = groups::channel_moments(x, g);
     let stats = groups::group_moments(&per_channel, g);
@@ -239,6 +266,12 @@ pub fn groups_backward(
     check_len("invStd", invstd.len(), g.stats())?;
     check_opt_mut("dWeight", &dweight, g.channels)?;
     check_opt_mut("dBias", &dbias, g.channels)?;
+    if g.layout == Layout::ChannelsFirst {
+        let r = g.as_rows();
+        let sums = rows::backward(dy, x, dx, r, &or_const(weight, g.channels, 1.0), mean, invstd, Stat::Centered, dweight.is_some() || dbias.is_some());
+        write_col_sums(sums, dweight, dbias);
+        return Ok(());
+    }
     groups::backward(dy, x, dx, g, weight, mean, invstd, dweight, dbias);
     Ok(())
 }

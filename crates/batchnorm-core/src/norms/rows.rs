@@ -1,6 +1,10 @@
 //! The row geometry: statistics of each contiguous row of `len` values, affine along the
-//! row (per column). LayerNorm over the last dims of any tensor is `rows = numel / len`
-//! rows of `len = prod(normalized_shape)`; RMSNorm is the same without the mean.
+//! row. LayerNorm over the last dims of any tensor is `rows = numel / len` rows of
+//! `len = prod(normalized_shape)`, one parameter per column; RMSNorm is the same without
+//! the mean. GroupNorm and InstanceNorm channels-first are rows too: on `(N, C, S)` each
+//! (sample, group) is a contiguous row of `C/G` planes of `S` values, one parameter per
+//! plane ([`Rows::inner`] = `S`, [`Rows::period`] = `G`: row `r` uses the parameters of
+//! group `r % G`).
 //!
 //! Each row is handled whole while it sits in cache: statistics (the same corrected
 //! two-pass blocks and f64 merge as batch norm's [`crate::moments`]), then the normalise
@@ -19,11 +23,35 @@ use crate::simd::{q, q_mut, F32x4};
 /// Rows of f32 column sums before they go to f64 (as `moments::MAX_BLOCK_ROWS`).
 const COL_FLUSH_ROWS: usize = 256;
 
-/// `rows` contiguous rows of `len` values.
+/// `rows` contiguous rows of `len` values; each row is `len / inner` runs ("planes") of
+/// `inner` values sharing one parameter; row `r` uses parameter block `r % period`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Rows {
     pub rows: usize,
     pub len: usize,
+    /// Values per parameter: 1 for LayerNorm (a parameter per column), `S` for GroupNorm.
+    pub inner: usize,
+    /// Parameter blocks: 1 for LayerNorm, the group count for GroupNorm.
+    pub period: usize,
+}
+
+impl Rows {
+    /// Parameters per row (`len / inner`).
+    #[inline]
+    pub fn params_per_row(&self) -> usize {
+        self.len / self.inner
+    }
+
+    /// Length of the weight / bias vectors (`period * len / inner`).
+    pub fn params(&self) -> usize {
+        self.period * self.params_per_row()
+    }
+
+    /// The first parameter index of row `r`.
+    #[inline]
+    fn param0(&self, r: usize) -> usize {
+        (r % self.period) * self.params_per_row()
+    }
 }
 
 /// Whether the statistic is the centred variance (LayerNorm) or the mean square (RMSNorm).
@@ -53,7 +81,15 @@ pub(crate) fn forward(x: &[f32], y: &mut [f32], r: Rows, gamma: &[f32], beta: &[
             let hi = mu as f32;
             ms[k] = hi;
             iss[k] = is;
-            row_stat(xr, yr, hi, (mu - hi as f64) as f32, is, gamma, beta);
+            let lo = (mu - hi as f64) as f32;
+            let p = r.param0(first + k)..r.param0(first + k) + r.params_per_row();
+            if r.inner == 1 {
+                row_stat(xr, yr, hi, lo, is, &gamma[p.clone()], &beta[p]);
+            } else {
+                for ((xp, yp), (&g, &b)) in xr.chunks(r.inner).zip(yr.chunks_mut(r.inner)).zip(gamma[p.clone()].iter().zip(&beta[p])) {
+                    plane_stat(xp, yp, hi, lo, is, g, b);
+                }
+            }
         }
     });
 }
@@ -99,23 +135,35 @@ pub(crate) fn backward(
         par,
         |t, dxs| {
             let first = t * per_task;
-            let mut cols = param_grads.then(|| ColAcc::new(len));
+            let mut cols = param_grads.then(|| ColAcc::new(r.params()));
             for (k, dxr) in dxs.chunks_mut(len).enumerate() {
                 let row = first + k;
                 let s = row * len..(row + 1) * len;
                 let (dyr, xr) = (&dy[s.clone()], &x[s]);
                 let (mu, is) = (mean[row], invstd[row]);
-                let (s_g, s_gx) = row_sums(dyr, xr, gamma, mu);
-                if let Some(c) = cols.as_mut() {
-                    c.add_row(dyr, xr, mu, is);
-                }
+                let p0 = r.param0(row);
+                let g = &gamma[p0..p0 + r.params_per_row()];
+                let (s_g, s_gx) = if r.inner == 1 {
+                    match cols.as_mut() {
+                        Some(c) => c.row_sums(dyr, xr, g, mu, is, p0),
+                        None => row_sums::<false>(dyr, xr, g, mu, is, &mut [], &mut []),
+                    }
+                } else {
+                    planes_sums(dyr, xr, g, mu, is, r.inner, cols.as_mut().map(|c| (c, p0)))
+                };
                 let isf = is as f64;
                 let b = (-isf * isf * isf * s_gx / n) as f32;
                 let c0 = match stat {
                     Stat::Centered => (-isf * s_g / n) as f32,
                     Stat::MeanSquare => 0.0,
                 };
-                dx_row(dyr, xr, dxr, gamma, is, mu, b, c0);
+                if r.inner == 1 {
+                    dx_row(dyr, xr, dxr, g, is, mu, b, c0);
+                } else {
+                    for (((dyp, xp), dxp), &gp) in dyr.chunks(r.inner).zip(xr.chunks(r.inner)).zip(dxr.chunks_mut(r.inner)).zip(g) {
+                        dx_plane(dyp, xp, dxp, gp * is, mu, b, c0);
+                    }
+                }
             }
             cols.map(ColAcc::finish)
         },
@@ -128,29 +176,43 @@ pub(crate) fn backward(
 }
 
 /// `(sum(g*dy), sum(g*dy*(x - mean)))` of one row: f32 lanes per cache block, f64 across.
+/// With `COLS`, the same read also adds `dy * xhat` and `dy` to the column sums `dg`, `db`.
 #[inline]
-fn row_sums(dy: &[f32], x: &[f32], g: &[f32], mean: f32) -> (f64, f64) {
-    let m = F32x4::splat(mean);
+#[allow(clippy::too_many_arguments)]
+fn row_sums<const COLS: bool>(dy: &[f32], x: &[f32], g: &[f32], mean: f32, invstd: f32, dg: &mut [f32], db: &mut [f32]) -> (f64, f64) {
+    let (m, is) = (F32x4::splat(mean), F32x4::splat(invstd));
     let (mut s1, mut s2) = (0f64, 0f64);
-    for ((d, xv), gv) in dy.chunks(PLANE_BLOCK).zip(x.chunks(PLANE_BLOCK)).zip(g.chunks(PLANE_BLOCK)) {
-        let (mut a, mut a2, mut b, mut b2) = (F32x4::zero(), F32x4::zero(), F32x4::zero(), F32x4::zero());
-        let body = d.len() / 8 * 8;
-        for i in (0..body).step_by(8) {
-            let g0 = F32x4::load(q(&d[i..i + 4])).mul(F32x4::load(q(&gv[i..i + 4])));
-            let g1 = F32x4::load(q(&d[i + 4..i + 8])).mul(F32x4::load(q(&gv[i + 4..i + 8])));
-            a = a.add(g0);
-            a2 = a2.add(g1);
-            b = b.add(g0.mul(F32x4::load(q(&xv[i..i + 4])).sub(m)));
-            b2 = b2.add(g1.mul(F32x4::load(q(&xv[i + 4..i + 8])).sub(m)));
+    let mut start = 0;
+    while start < dy.len() {
+        let end = (start + PLANE_BLOCK).min(dy.len());
+        let (mut a, mut b) = (F32x4::zero(), F32x4::zero());
+        let body = start + (end - start) / 4 * 4;
+        for i in (start..body).step_by(4) {
+            let d = F32x4::load(q(&dy[i..i + 4]));
+            let gd = d.mul(F32x4::load(q(&g[i..i + 4])));
+            let xm = F32x4::load(q(&x[i..i + 4])).sub(m);
+            a = a.add(gd);
+            b = b.add(gd.mul(xm));
+            if COLS {
+                let cg = q_mut(&mut dg[i..i + 4]);
+                F32x4::load(cg).add(d.mul(xm.mul(is))).store(cg);
+                let cb = q_mut(&mut db[i..i + 4]);
+                F32x4::load(cb).add(d).store(cb);
+            }
         }
-        let (mut t1, mut t2) = (a.add(a2).hsum(), b.add(b2).hsum());
-        for i in body..d.len() {
-            let gd = d[i] * gv[i];
+        let (mut t1, mut t2) = (a.hsum(), b.hsum());
+        for i in body..end {
+            let gd = dy[i] * g[i];
             t1 += gd;
-            t2 += gd * (xv[i] - mean);
+            t2 += gd * (x[i] - mean);
+            if COLS {
+                dg[i] += dy[i] * ((x[i] - mean) * invstd);
+                db[i] += dy[i];
+            }
         }
         s1 += t1 as f64;
         s2 += t2 as f64;
+        start = end;
     }
     (s1, s2)
 }
@@ -171,6 +233,72 @@ fn dx_row(dy: &[f32], x: &[f32], dx: &mut [f32], g: &[f32], invstd: f32, mean: f
     }
 }
 
+/// `y = ((x - shift - shift_lo) * scale) * g + b` over one plane (a parameter per plane).
+#[inline]
+fn plane_stat(x: &[f32], y: &mut [f32], shift: f32, shift_lo: f32, scale: f32, g: f32, b: f32) {
+    let (s, l, a, gv, bv) = (F32x4::splat(shift), F32x4::splat(shift_lo), F32x4::splat(scale), F32x4::splat(g), F32x4::splat(b));
+    let body = y.len() / 4 * 4;
+    for i in (0..body).step_by(4) {
+        F32x4::load(q(&x[i..i + 4])).sub(s).sub(l).mul(a).mul(gv).add(bv).store(q_mut(&mut y[i..i + 4]));
+    }
+    for i in body..y.len() {
+        y[i] = ((x[i] - shift - shift_lo) * scale) * g + b;
+    }
+}
+
+/// Row sums `(sum(g*dy), sum(g*dy*(x-mean)))` of a row of planes with one `g` each (in
+/// f64 across planes); with `cols`, also each plane's `sum(dy*xhat)` and `sum(dy)` into
+/// the column sums at parameter `p0 + plane`.
+#[inline]
+fn planes_sums(dy: &[f32], x: &[f32], g: &[f32], mean: f32, invstd: f32, inner: usize, mut cols: Option<(&mut ColAcc, usize)>) -> (f64, f64) {
+    let m = F32x4::splat(mean);
+    let (mut s1, mut s2) = (0f64, 0f64);
+    for (p, (d, xv)) in dy.chunks(inner).zip(x.chunks(inner)).enumerate() {
+        let (mut t1, mut t2) = (0f64, 0f64);
+        for (db, xb) in d.chunks(PLANE_BLOCK).zip(xv.chunks(PLANE_BLOCK)) {
+            let (mut a, mut a2, mut b, mut b2) = (F32x4::zero(), F32x4::zero(), F32x4::zero(), F32x4::zero());
+            let body = db.len() / 8 * 8;
+            for i in (0..body).step_by(8) {
+                let d0 = F32x4::load(q(&db[i..i + 4]));
+                let d1 = F32x4::load(q(&db[i + 4..i + 8]));
+                a = a.add(d0);
+                a2 = a2.add(d1);
+                b = b.add(d0.mul(F32x4::load(q(&xb[i..i + 4])).sub(m)));
+                b2 = b2.add(d1.mul(F32x4::load(q(&xb[i + 4..i + 8])).sub(m)));
+            }
+            let (mut u1, mut u2) = (a.add(a2).hsum(), b.add(b2).hsum());
+            for i in body..db.len() {
+                u1 += db[i];
+                u2 += db[i] * (xb[i] - mean);
+            }
+            t1 += u1 as f64;
+            t2 += u2 as f64;
+        }
+        let gp = g[p] as f64;
+        s1 += gp * t1;
+        s2 += gp * t2;
+        if let Some((c, p0)) = cols.as_mut() {
+            c.out.dgamma[*p0 + p] += t2 * invstd as f64;
+            c.out.dbeta[*p0 + p] += t1;
+        }
+    }
+    (s1, s2)
+}
+
+/// `dx = dy * k + (x - mean) * b + c` over one plane.
+#[inline]
+fn dx_plane(dy: &[f32], x: &[f32], dx: &mut [f32], k: f32, mean: f32, b: f32, c: f32) {
+    let (kv, m, bv, cv) = (F32x4::splat(k), F32x4::splat(mean), F32x4::splat(b), F32x4::splat(c));
+    let body = dx.len() / 4 * 4;
+    for i in (0..body).step_by(4) {
+        let xm = F32x4::load(q(&x[i..i + 4])).sub(m);
+        F32x4::load(q(&dy[i..i + 4])).mul(kv).add(xm.mul(bv)).add(cv).store(q_mut(&mut dx[i..i + 4]));
+    }
+    for i in body..dx.len() {
+        dx[i] = dy[i] * k + (x[i] - mean) * b + c;
+    }
+}
+
 /// Per-column `sum(dy * xhat)` and `sum(dy)` over rows: f32 lanes for up to
 /// [`COL_FLUSH_ROWS`] rows, then f64.
 struct ColAcc {
@@ -185,26 +313,16 @@ impl ColAcc {
         ColAcc { dg: vec![0.0; len], db: vec![0.0; len], rows: 0, out: ColSums { dgamma: vec![0.0; len], dbeta: vec![0.0; len] } }
     }
 
+    /// [`row_sums`] of a row whose parameters start at `p0`, adding to the column sums.
     #[inline]
-    fn add_row(&mut self, dy: &[f32], x: &[f32], mean: f32, invstd: f32) {
-        let (m, is) = (F32x4::splat(mean), F32x4::splat(invstd));
-        let body = dy.len() / 4 * 4;
-        for i in (0..body).step_by(4) {
-            let d = F32x4::load(q(&dy[i..i + 4]));
-            let xhat = F32x4::load(q(&x[i..i + 4])).sub(m).mul(is);
-            let g = q_mut(&mut self.dg[i..i + 4]);
-            F32x4::load(g).add(d.mul(xhat)).store(g);
-            let b = q_mut(&mut self.db[i..i + 4]);
-            F32x4::load(b).add(d).store(b);
-        }
-        for i in body..dy.len() {
-            self.dg[i] += dy[i] * ((x[i] - mean) * invstd);
-            self.db[i] += dy[i];
-        }
+    fn row_sums(&mut self, dy: &[f32], x: &[f32], g: &[f32], mean: f32, invstd: f32, p0: usize) -> (f64, f64) {
+        let n = dy.len();
+        let r = row_sums::<true>(dy, x, g, mean, invstd, &mut self.dg[p0..p0 + n], &mut self.db[p0..p0 + n]);
         self.rows += 1;
         if self.rows == COL_FLUSH_ROWS {
             self.flush();
         }
+        r
     }
 
     fn flush(&mut self) {
