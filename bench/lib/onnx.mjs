@@ -105,3 +105,22 @@ export function batchNormModel({ shape, scale, bias, mean, variance, eps, moment
     .message(8, opset)
     .finish();
 }
+
+/**
+ * A model with one node of any operator: `inputs` fed at run time ({ name: dims }),
+ * `initializers` baked in ({ name: { dims, data } }), float attributes `floats` and int
+ * attributes `ints`, outputs `outputs` ({ name: dims }), at `opset` (default domain).
+ */
+export function singleNodeModel({ op, inputs, initializers = {}, floats = {}, ints = {}, outputs, opset }) {
+  const node = new Writer();
+  for (const n of [...Object.keys(inputs), ...Object.keys(initializers)]) node.string(1, n);
+  for (const n of Object.keys(outputs)) node.string(2, n);
+  node.string(3, "n0").string(4, op);
+  for (const [k, v] of Object.entries(floats)) node.message(5, attribute(k, ATTR_FLOAT, v));
+  for (const [k, v] of Object.entries(ints)) node.message(5, attribute(k, ATTR_INT, v));
+  const graph = new Writer().message(1, node).string(2, op);
+  for (const [n, t] of Object.entries(initializers)) graph.message(5, tensorProto(n, t.dims, t.data));
+  for (const [n, d] of Object.entries(inputs)) graph.message(11, valueInfo(n, d));
+  for (const [n, d] of Object.entries(outputs)) graph.message(12, valueInfo(n, d));
+  return new Writer().int(1, 8).string(2, "batchnorm-wasm-bench").message(7, graph).message(8, new Writer().string(1, "").int(2, opset)).finish();
+}
