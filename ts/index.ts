@@ -46,3 +46,7 @@ export { LayerNorm, type LayerNormModuleOptions, type NormForwardOptions, type N
 export { RMSNorm, type RMSNormOptions } from "./layers/rmsnorm.js";
 export { GroupNorm, type GroupNormModuleOptions } from "./layers/groupnorm.js";
 export { InstanceNorm, InstanceNorm1d, InstanceNorm2d, InstanceNorm3d, type InstanceNormModuleOptions } from "./layers/instancenorm.js";
+export {
+  batchRenormTrain, batchRenormBackward, renormSchedule, checkRenorm,
+  type RenormBounds, type RenormScheduleOptions, type BatchRenormOptions, type BatchRenormResult, type BatchRenormBackwardOptions, type BatchRenormGradients,
+} from "./layers/renorm.js";
