@@ -25,6 +25,7 @@ export {
 } from "./layers/batchnorm.js";
 export { readSafetensors, writeSafetensors, SafetensorsError, type NamedTensor, type DType } from "./layers/safetensors.js";
 export { BatchNormWorker, RemoteBatchNorm, WorkerError, type SendOptions } from "./parallel/remote.js";
+export type { NormKind } from "./parallel/worker.js";
 export {
   shardMoments, mergeMoments, shardNormalize, shardGradSums, addGradSums, shardBackwardApply, updateRunning, invStdOf,
   type ShardMoments, type ShardGradSums,

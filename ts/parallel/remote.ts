@@ -19,7 +19,8 @@ import { BatchNormError, StateError } from "../engine/errors.js";
 import { INIT_KEYS, isNode, type InitOptions, type InitResult } from "../engine/loader.js";
 import { checkOptionKeys, optionKeys } from "../engine/validate.js";
 import type { BatchNormOptions, StateDict } from "../layers/batchnorm.js";
-import type { WorkerApi } from "./worker.js";
+import type { NormKind, WorkerApi } from "./worker.js";
+import type { NormStateDict } from "../layers/norm-module.js";
 
 /** The worker died, was terminated, or was disposed before or during the call. */
 export class WorkerError extends BatchNormError {
@@ -126,8 +127,9 @@ const SEND_KEYS = optionKeys<SendOptions>({ transfer: true });
 const FORWARD_SEND_KEYS = [...SEND_KEYS, "z"];
 
 /**
- * A batch-norm module that lives in a worker; the same methods as `BatchNorm`, async.
- * Made by {@link BatchNormWorker.createModule}.
+ * A module that lives in a worker; the same methods as the local one, async. Made by
+ * {@link BatchNormWorker.createModule} (a `BatchNorm`) or
+ * {@link BatchNormWorker.createNormModule} (LayerNorm, RMSNorm, GroupNorm, InstanceNorm).
  */
 export class RemoteBatchNorm {
   #disposed = false;
@@ -201,12 +203,12 @@ export class RemoteBatchNorm {
   eval(): Promise<void> {
     return this.train(false);
   }
-  /** {@link BatchNorm.stateDict} in the worker (a copy, with PyTorch's names). */
-  stateDict(): Promise<StateDict> {
+  /** The hosted module's `stateDict()` (a copy, with PyTorch's names). */
+  stateDict(): Promise<StateDict | NormStateDict> {
     return this.#call((api) => api.stateDict(this.id));
   }
-  /** {@link BatchNorm.loadStateDict} in the worker. */
-  loadStateDict(sd: StateDict, { strict = true } = {}): Promise<void> {
+  /** The hosted module's `loadStateDict()`. */
+  loadStateDict(sd: StateDict | NormStateDict, { strict = true } = {}): Promise<void> {
     return this.#call((api) => api.loadStateDict(this.id, sd, strict));
   }
   /** Frees the module in the worker (the worker keeps running). Idempotent. */
@@ -249,6 +251,22 @@ export class BatchNormWorker {
   async createModule(numFeatures: number, opts: Omit<BatchNormOptions, "engine"> = {}): Promise<RemoteBatchNorm> {
     const id = await this.handle.call((api) => api.createModule(numFeatures, opts));
     return new RemoteBatchNorm(this, id, numFeatures);
+  }
+
+  /**
+   * Hosts a LayerNorm, RMSNorm, GroupNorm or InstanceNorm1d/2d/3d: `args` are the
+   * constructor's positional arguments.
+   *
+   * @example
+   * const ln = await worker.createNormModule("LayerNorm", [768], { eps: 1e-6 });
+   * const y = await ln.forward(x, [8, 128, 768]);
+   */
+  async createNormModule(kind: NormKind, args: (number | number[])[], opts: Record<string, unknown> = {}): Promise<RemoteBatchNorm> {
+    const id = await this.handle.call((api) => api.createNormModule(kind, args, opts));
+    // The feature count: GroupNorm's channels (its second argument), else the first
+    // argument (a normalized shape counts its elements).
+    const n = kind === "GroupNorm" ? args[1] : args[0];
+    return new RemoteBatchNorm(this, id, typeof n === "number" ? n : n.reduce((a, b) => a * b, 1));
   }
 
   /** Terminates the worker (and with it every module it hosts). */
