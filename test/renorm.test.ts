@@ -144,3 +144,38 @@ describe("schedule and errors", () => {
     expect(Array.from(rv)).toEqual([1, 1, 1]);
   });
 });
+
+describe("BatchNorm({ renorm })", () => {
+  it("module steps equal the functional calls; eval is plain running-stat BN; bounds settable per step", async () => {
+    const { init, BatchNorm2d } = await import("../dist/index.js");
+    await init();
+    const shape = [4, 3, 3, 3];
+    const R = rng(21);
+    using bn = new BatchNorm2d(3, { renorm: { rMax: 1.5, dMax: 0.5 }, momentum: 0.2 });
+    bn.weight!.view.set([1.5, 0.5, -1]);
+    const rm = new Float32Array(3);
+    const rv = new Float32Array(3).fill(1);
+    const g = Float32Array.from(bn.weight!.view);
+    const b = new Float32Array(3);
+    for (let step = 0; step < 3; step++) {
+      const x = R.normals(108, 2, 3);
+      const dy = R.normals(108);
+      if (step === 2) bn.renorm = { rMax: 1, dMax: 0 };
+      const bounds = bn.renorm!;
+      const y = bn.forward(x, shape) as Float32Array;
+      const dx = bn.backward(dy) as Float32Array;
+      const f = batchRenormTrain(x, shape, { weight: g, bias: b, runningMean: rm, runningVar: rv, momentum: 0.2, ...bounds });
+      const gr = batchRenormBackward(dy, x, shape, { weight: g, mean: f.mean, invStd: f.invStd, r: f.r, d: f.d });
+      expect(Array.from(y)).toEqual(Array.from(f.y as Float32Array));
+      expect(Array.from(dx)).toEqual(Array.from(gr.dx as Float32Array));
+      expect(Array.from(bn.runningMean!.view)).toEqual(Array.from(rm));
+      expect(Array.from(bn.runningVar!.view)).toEqual(Array.from(rv));
+      bn.zeroGrad();
+    }
+    expect(bn.numBatchesTracked).toBe(3);
+    expect(() => new BatchNorm2d(3, { renorm: { rMax: 2, dMax: 1 }, trackRunningStats: false })).toThrow(InvalidOptionError);
+    expect(() => new BatchNorm2d(3, { renorm: { rMax: 2, dMax: 1 }, activation: "relu" })).toThrow(InvalidOptionError);
+    expect(() => { bn.renorm = { rMax: 0, dMax: 1 }; }).toThrow(InvalidOptionError);
+    expect(bn.renorm).toEqual({ rMax: 1, dMax: 0 });
+  });
+});

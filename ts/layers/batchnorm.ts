@@ -21,6 +21,8 @@ import { ChannelMismatchError, ShapeError, StateError } from "../engine/errors.j
 import { resolveLayerOptions, stepMomentum, type LayerConfig, type LayerOptions } from "./options.js";
 import { checkStateDict, makeStateDict, stateKeysOf, type StateDict } from "./state.js";
 import { batchNormBackwardOn, batchNormEvalOn, batchNormTrainOn, checkActivation, type Activation, type Output } from "./functional.js";
+import { batchRenormBackward, batchRenormTrain, checkRenorm, type RenormBounds } from "./renorm.js";
+import { InvalidOptionError } from "../engine/errors.js";
 import { getEngine, type Engine } from "../engine/loader.js";
 import { readSafetensors, writeSafetensors, SafetensorsError, type NamedTensor } from "./safetensors.js";
 import { WasmTensor } from "../engine/tensor.js";
@@ -35,6 +37,14 @@ export interface BatchNormOptions extends LayerOptions {
    * backward (`forward`'s `z` adds a residual before it). Default `"none"`.
    */
   activation?: Activation;
+  /**
+   * Batch Renormalization (Ioffe 2017): training outputs corrected towards the running
+   * statistics by r and d, clipped to `[1/rMax, rMax]` and `[-dMax, dMax]` (see
+   * {@link batchRenormTrain}). Needs `trackRunningStats`, the `"pytorch"` convention and no
+   * activation. The bounds can change between steps (`module.renorm = schedule(step)`, see
+   * {@link renormSchedule}). Default: none (plain batch norm).
+   */
+  renorm?: RenormBounds;
 }
 
 /** Options of {@link BatchNorm.forward}. */
@@ -54,7 +64,7 @@ export interface ModuleBackwardOptions {
 }
 
 const MODULE_KEYS = optionKeys<BatchNormOptions>({
-  eps: true, momentum: true, affine: true, trackRunningStats: true, layout: true, convention: true, engine: true, activation: true,
+  eps: true, momentum: true, affine: true, trackRunningStats: true, layout: true, convention: true, engine: true, activation: true, renorm: true,
 });
 const FORWARD_KEYS = optionKeys<ForwardOptions>({ out: true, z: true });
 const BACKWARD_KEYS = optionKeys<ModuleBackwardOptions>({ out: true, outZ: true });
@@ -70,6 +80,8 @@ interface Saved {
   y?: WasmTensor;
   /** The forward had a residual `z`. */
   residual: boolean;
+  /** Batch Renormalization's r and d of the forward (constants in backward). */
+  renorm?: { r: Float32Array; d: Float32Array };
 }
 
 /**
@@ -126,6 +138,7 @@ export class BatchNorm {
   #outputCopy?: WasmTensor; // likewise, for the kept output of a fused ReLU
   #saved?: Saved;
   #residualGrad?: Output;
+  #renorm?: RenormBounds;
   #disposed = false;
 
   constructor(numFeatures: number, opts: BatchNormOptions = {}) {
@@ -135,6 +148,7 @@ export class BatchNorm {
     ({ trackRunningStats: this.trackRunningStats, layout: this.layout, convention: this.convention } = cfg);
     this.#config = cfg;
     this.activation = checkActivation(opts.activation);
+    if (opts.renorm !== undefined) this.#renorm = this.#checkRenorm(opts.renorm);
     this.engine = opts.engine ?? getEngine();
     const C = numFeatures;
     if (this.affine) {
@@ -189,6 +203,24 @@ export class BatchNorm {
     return this.train(false);
   }
 
+  /** Batch Renormalization's bounds, or undefined (plain batch norm); settable between steps. */
+  get renorm(): RenormBounds | undefined {
+    return this.#renorm === undefined ? undefined : { ...this.#renorm };
+  }
+
+  set renorm(b: RenormBounds | undefined) {
+    this.#live();
+    this.#renorm = b === undefined ? undefined : this.#checkRenorm(b);
+  }
+
+  #checkRenorm(b: unknown): RenormBounds {
+    const bounds = checkRenorm(b);
+    if (!this.trackRunningStats) throw new InvalidOptionError("renorm needs trackRunningStats: r and d are relative to the running statistics");
+    if (this.convention !== "pytorch") throw new InvalidOptionError('renorm uses the "pytorch" convention of the running statistics');
+    if (this.activation !== "none") throw new InvalidOptionError("renorm has no fused activation");
+    return bounds;
+  }
+
   /** Rank check of the concrete classes (BatchNorm1d/2d/3d); any rank >= 2 here. */
   protected checkRank(shape: readonly number[]): void {
     void shape;
@@ -241,7 +273,18 @@ export class BatchNorm {
     useBatchStats: boolean, updateRunning: boolean, yTensor: WasmTensor | undefined, opts: ForwardOptions,
   ): Output {
     let y: Output;
-    if (useBatchStats) {
+    let renorm: Saved["renorm"];
+    if (useBatchStats && updateRunning && this.#renorm) {
+      const r = batchRenormTrain(xs, shape, {
+        weight: common.weight, bias: common.bias, eps: common.eps, layout: common.layout, out: common.out, engine: this.engine,
+        runningMean: this.#runningMean!, runningVar: this.#runningVar!, momentum: stepMomentum(this.#config, this.numBatchesTracked), ...this.#renorm,
+      });
+      this.numBatchesTracked += 1;
+      this.#savedMean.view.set(r.mean);
+      this.#savedInvStd.view.set(r.invStd);
+      renorm = { r: r.r, d: r.d };
+      y = r.y;
+    } else if (useBatchStats) {
       const momentum = updateRunning ? stepMomentum(this.#config, this.numBatchesTracked) : 0;
       const r = batchNormTrainOn(this.engine, xs, shape, {
         ...common,
@@ -262,7 +305,7 @@ export class BatchNorm {
     }
     this.#saved = {
       x: xs, shape: [...shape], mean: this.#savedMean, invStd: this.#savedInvStd, batchStats: useBatchStats,
-      y: yTensor, residual: opts.z !== undefined,
+      y: yTensor, residual: opts.z !== undefined, renorm,
     };
     this.#residualGrad = undefined;
     if (yTensor && yTensor !== opts.out) {
@@ -321,11 +364,15 @@ export class BatchNorm {
     if (!s) throw new StateError("backward() needs a forward() first");
     if (s.x.freed) throw new StateError("the input of the last forward() was freed before backward()");
     if (s.y?.freed) throw new StateError("the output of the last forward() was freed before backward()");
-    const r = batchNormBackwardOn(this.engine, dy, s.x, s.shape, {
-      weight: this.#weight, mean: s.mean, invStd: s.invStd, layout: this.layout, training: s.batchStats, out: opts.out,
-      activation: this.activation, y: s.y, residual: s.residual, outZ: opts.outZ,
-    });
-    this.#residualGrad = r.dz;
+    const r = s.renorm
+      ? batchRenormBackward(dy, s.x, s.shape, {
+        weight: this.#weight, mean: s.mean.view.slice(), invStd: s.invStd.view.slice(), ...s.renorm, layout: this.layout, out: opts.out, engine: this.engine,
+      })
+      : batchNormBackwardOn(this.engine, dy, s.x, s.shape, {
+        weight: this.#weight, mean: s.mean, invStd: s.invStd, layout: this.layout, training: s.batchStats, out: opts.out,
+        activation: this.activation, y: s.y, residual: s.residual, outZ: opts.outZ,
+      });
+    this.#residualGrad = (r as { dz?: Output }).dz;
     if (this.affine) {
       const wg = this.#weightGrad!.view;
       const bg = this.#biasGrad!.view;

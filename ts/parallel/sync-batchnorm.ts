@@ -24,8 +24,8 @@ import { stepMomentum, type LayerConfig } from "../layers/options.js";
 import type { Communicator } from "./communicator.js";
 import { invStdOf, mergeMoments, shardBackwardApply, shardGradSums, shardMoments, shardNormalize, updateRunning, type ShardMoments } from "./shard.js";
 
-/** SyncBatchNorm has no fused activation (yet): `activation` is an unknown option here. */
-type SyncBatchNormOptions = Omit<BatchNormOptions, "activation">;
+/** SyncBatchNorm has no fused activation and no renorm (yet): `activation` and `renorm` are unknown options here. */
+type SyncBatchNormOptions = Omit<BatchNormOptions, "activation" | "renorm">;
 
 const OPTION_KEYS = optionKeys<SyncBatchNormOptions>({
   eps: true, momentum: true, affine: true, trackRunningStats: true, layout: true, convention: true, engine: true,
@@ -86,6 +86,7 @@ export class SyncBatchNorm {
       // Converting would drop the ReLU silently.
       throw new InvalidOptionError(`SyncBatchNorm has no fused activation; this BatchNorm has activation "${bn.activation}"`);
     }
+    if (bn.renorm !== undefined) throw new InvalidOptionError("SyncBatchNorm has no Batch Renormalization; this BatchNorm has renorm");
     const s = new SyncBatchNorm(bn.numFeatures, comm, {
       eps: bn.eps, momentum: bn.momentum, affine: bn.affine, trackRunningStats: bn.trackRunningStats,
       layout: bn.layout, convention: bn.convention, engine: bn.engine,
