@@ -42,8 +42,8 @@ export {
   type GroupNormOptions, type GroupNormResult, type GroupNormBackwardOptions, type InstanceNormOptions, type InstanceNormResult,
   type InstanceNormBackwardOptions,
 } from "./layers/norm-functional.js";
-export { NormModule, type NormStateDict } from "./layers/norm-module.js";
-export { LayerNorm, type LayerNormModuleOptions, type NormForwardOptions, type NormBackwardOptions } from "./layers/layernorm.js";
+export { NormModule, type NormStateDict, type NormForwardOptions, type NormBackwardOptions } from "./layers/norm-module.js";
+export { LayerNorm, type LayerNormModuleOptions } from "./layers/layernorm.js";
 export { RMSNorm, type RMSNormOptions } from "./layers/rmsnorm.js";
 export { GroupNorm, type GroupNormModuleOptions } from "./layers/groupnorm.js";
 export { InstanceNorm, InstanceNorm1d, InstanceNorm2d, InstanceNorm3d, type InstanceNormModuleOptions } from "./layers/instancenorm.js";

@@ -4,14 +4,13 @@
  * `(N, C, *)`, or channels-last `(N, *, C)` with `layout: "NHWC"`.
  * @module
  */
-import { ChannelMismatchError, InvalidArgumentError, StateError } from "../engine/errors.js";
+import { ChannelMismatchError, InvalidArgumentError } from "../engine/errors.js";
 import type { Engine } from "../engine/loader.js";
 import type { WasmTensor } from "../engine/tensor.js";
 import { checkEps, checkLayout, checkOptionKeys, optionKeys, type Layout, type TensorLike } from "../engine/validate.js";
 import type { Output } from "./functional.js";
 import { groupNorm, groupNormBackward } from "./norm-functional.js";
-import { flag, NormModule, positiveInt } from "./norm-module.js";
-import { BACKWARD_KEYS, FORWARD_KEYS, type NormBackwardOptions, type NormForwardOptions } from "./layernorm.js";
+import { flag, NormModule, positiveInt, type NormBackwardOptions, type NormForwardOptions } from "./norm-module.js";
 
 /** Options of {@link GroupNorm} (PyTorch's names and defaults). */
 export interface GroupNormModuleOptions {
@@ -68,8 +67,7 @@ export class GroupNorm extends NormModule {
 
   /** Normalises `x` of `shape` and keeps what `backward` needs. */
   forward(x: TensorLike, shape: readonly number[], opts: NormForwardOptions = {}): Output {
-    this.live();
-    checkOptionKeys("forward", opts, FORWARD_KEYS);
+    this.beginForward(opts);
     checkChannels(shape, this.layout, this.numChannels, "module's numChannels");
     const r = groupNorm(x, shape, this.numGroups, {
       weight: this.weightT, bias: this.biasT, eps: this.eps, layout: this.layout, out: opts.out, engine: this.engine,
@@ -80,11 +78,7 @@ export class GroupNorm extends NormModule {
 
   /** Gradient of the last `forward`'s output: returns `dx`, adds to `weightGrad` / `biasGrad`. */
   backward(dy: TensorLike, opts: NormBackwardOptions = {}): Output {
-    this.live();
-    checkOptionKeys("backward", opts, BACKWARD_KEYS);
-    const s = this.#saved;
-    if (!s) throw new StateError("backward() needs a forward() first");
-    if (s.x.freed) throw new StateError("the input of the last forward() was freed before backward()");
+    const s = this.beginBackward(this.#saved, opts);
     const g = groupNormBackward(dy, s.x, s.shape, this.numGroups, {
       weight: this.weightT, mean: s.mean, invStd: s.invStd, layout: this.layout, out: opts.out, engine: this.engine,
     });

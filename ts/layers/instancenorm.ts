@@ -4,16 +4,14 @@
  * average of each instance's mean and unbiased variance) used in eval mode.
  * @module
  */
-import { ShapeError, StateError } from "../engine/errors.js";
+import { InvalidOptionError, ShapeError } from "../engine/errors.js";
 import type { Engine } from "../engine/loader.js";
 import type { WasmTensor } from "../engine/tensor.js";
 import { checkEps, checkLayout, checkOptionKeys, optionKeys, type Layout, type TensorLike } from "../engine/validate.js";
 import type { Output } from "./functional.js";
 import { instanceNorm, instanceNormBackward } from "./norm-functional.js";
-import { flag, NormModule, positiveInt } from "./norm-module.js";
-import { BACKWARD_KEYS, FORWARD_KEYS, type NormBackwardOptions, type NormForwardOptions } from "./layernorm.js";
+import { flag, NormModule, positiveInt, type NormBackwardOptions, type NormForwardOptions } from "./norm-module.js";
 import { checkChannels } from "./groupnorm.js";
-import { InvalidOptionError } from "../engine/errors.js";
 
 /** Options of the InstanceNorm modules (PyTorch's names and defaults). */
 export interface InstanceNormModuleOptions {
@@ -70,8 +68,7 @@ export class InstanceNorm extends NormModule {
 
   /** Normalises `x` of `shape` and keeps what `backward` needs. */
   forward(x: TensorLike, shape: readonly number[], opts: NormForwardOptions = {}): Output {
-    this.live();
-    checkOptionKeys("forward", opts, FORWARD_KEYS);
+    this.beginForward(opts);
     if (!Array.isArray(shape)) throw new ShapeError("shape must be an array of integers");
     this.checkRank(shape);
     checkChannels(shape, this.layout, this.numFeatures, "module's numFeatures");
@@ -91,11 +88,7 @@ export class InstanceNorm extends NormModule {
 
   /** Gradient of the last `forward`'s output: returns `dx`, adds to `weightGrad` / `biasGrad`. */
   backward(dy: TensorLike, opts: NormBackwardOptions = {}): Output {
-    this.live();
-    checkOptionKeys("backward", opts, BACKWARD_KEYS);
-    const s = this.#saved;
-    if (!s) throw new StateError("backward() needs a forward() first");
-    if (s.x.freed) throw new StateError("the input of the last forward() was freed before backward()");
+    const s = this.beginBackward(this.#saved, opts);
     const g = instanceNormBackward(dy, s.x, s.shape, {
       weight: this.weightT, mean: s.mean, invStd: s.invStd, layout: this.layout, out: opts.out, engine: this.engine, useInputStats: s.inputStats,
     });

@@ -3,13 +3,12 @@
  * `normalizedShape.length` dims of the input, elementwise affine along them.
  * @module
  */
-import { StateError } from "../engine/errors.js";
 import type { Engine } from "../engine/loader.js";
 import type { WasmTensor } from "../engine/tensor.js";
 import { checkEps, checkOptionKeys, optionKeys, type TensorLike } from "../engine/validate.js";
 import type { Output } from "./functional.js";
 import { layerNorm, layerNormBackward, normalizedShapeOf } from "./norm-functional.js";
-import { flag, NormModule } from "./norm-module.js";
+import { flag, NormModule, type NormBackwardOptions, type NormForwardOptions } from "./norm-module.js";
 
 /** Options of {@link LayerNorm} (PyTorch's names and defaults). */
 export interface LayerNormModuleOptions {
@@ -23,21 +22,7 @@ export interface LayerNormModuleOptions {
   engine?: Engine;
 }
 
-/** Options of a module's `forward`. */
-export interface NormForwardOptions {
-  /** Where to write `y`. */
-  out?: TensorLike;
-}
-
-/** Options of a module's `backward`. */
-export interface NormBackwardOptions {
-  /** Where to write `dx`. */
-  out?: TensorLike;
-}
-
 const KEYS = optionKeys<LayerNormModuleOptions>({ eps: true, elementwiseAffine: true, bias: true, engine: true });
-export const FORWARD_KEYS = optionKeys<NormForwardOptions>({ out: true });
-export const BACKWARD_KEYS = optionKeys<NormBackwardOptions>({ out: true });
 
 interface Saved {
   x: WasmTensor;
@@ -76,8 +61,7 @@ export class LayerNorm extends NormModule {
 
   /** Normalises `x` of `shape` (`[*, ...normalizedShape]`) and keeps what `backward` needs. */
   forward(x: TensorLike, shape: readonly number[], opts: NormForwardOptions = {}): Output {
-    this.live();
-    checkOptionKeys("forward", opts, FORWARD_KEYS);
+    this.beginForward(opts);
     // The functional call checks everything before the kept input is overwritten.
     const r = layerNorm(x, shape, this.normalizedShape, { weight: this.weightT, bias: this.biasT, eps: this.eps, out: opts.out, engine: this.engine });
     this.#saved = { x: this.keepInput(x), shape: [...shape], mean: r.mean, invStd: r.invStd };
@@ -86,11 +70,7 @@ export class LayerNorm extends NormModule {
 
   /** Gradient of the last `forward`'s output: returns `dx`, adds to `weightGrad` / `biasGrad`. */
   backward(dy: TensorLike, opts: NormBackwardOptions = {}): Output {
-    this.live();
-    checkOptionKeys("backward", opts, BACKWARD_KEYS);
-    const s = this.#saved;
-    if (!s) throw new StateError("backward() needs a forward() first");
-    if (s.x.freed) throw new StateError("the input of the last forward() was freed before backward()");
+    const s = this.beginBackward(this.#saved, opts);
     const g = layerNormBackward(dy, s.x, s.shape, this.normalizedShape, { weight: this.weightT, mean: s.mean, invStd: s.invStd, out: opts.out, engine: this.engine });
     this.accumulate(g.dWeight, g.dBias);
     return g.dx;

@@ -10,8 +10,23 @@
 import { ChannelMismatchError, InvalidArgumentError, StateError } from "../engine/errors.js";
 import { getEngine, type Engine } from "../engine/loader.js";
 import { WasmTensor } from "../engine/tensor.js";
-import { checkOptionKeys, type TensorLike } from "../engine/validate.js";
+import { checkOptionKeys, optionKeys, type TensorLike } from "../engine/validate.js";
 import { readSafetensors, writeSafetensors, SafetensorsError, type NamedTensor } from "./safetensors.js";
+
+/** Options of a normalisation module's `forward`. */
+export interface NormForwardOptions {
+  /** Where to write `y`. */
+  out?: TensorLike;
+}
+
+/** Options of a normalisation module's `backward`. */
+export interface NormBackwardOptions {
+  /** Where to write `dx`. */
+  out?: TensorLike;
+}
+
+const FORWARD_KEYS = optionKeys<NormForwardOptions>({ out: true });
+const BACKWARD_KEYS = optionKeys<NormBackwardOptions>({ out: true });
 
 /** A state dict with PyTorch's keys (`weight`, `bias`, `running_mean`, `running_var`, `num_batches_tracked`). */
 export type NormStateDict = Record<string, Float32Array | bigint>;
@@ -100,6 +115,21 @@ export abstract class NormModule {
   /** Eval mode. Returns `this`. */
   eval(): this {
     return this.train(false);
+  }
+
+  /** The checks every `forward` starts with. */
+  protected beginForward(opts: NormForwardOptions): void {
+    this.live();
+    checkOptionKeys("forward", opts, FORWARD_KEYS);
+  }
+
+  /** The checks every `backward` starts with; returns what the last forward saved. */
+  protected beginBackward<T extends { x: WasmTensor }>(saved: T | undefined, opts: NormBackwardOptions): T {
+    this.live();
+    checkOptionKeys("backward", opts, BACKWARD_KEYS);
+    if (!saved) throw new StateError("backward() needs a forward() first");
+    if (saved.x.freed) throw new StateError("the input of the last forward() was freed before backward()");
+    return saved;
   }
 
   /** The (validated) input as a resident tensor: the caller's `WasmTensor`, or a module-owned copy. */

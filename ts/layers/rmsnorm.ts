@@ -3,14 +3,12 @@
  * over the last `normalizedShape.length` dims (Zhang & Sennrich 2019).
  * @module
  */
-import { StateError } from "../engine/errors.js";
 import type { Engine } from "../engine/loader.js";
 import type { WasmTensor } from "../engine/tensor.js";
 import { checkEps, checkOptionKeys, optionKeys, type TensorLike } from "../engine/validate.js";
 import type { Output } from "./functional.js";
 import { F32_EPS, normalizedShapeOf, rmsNorm, rmsNormBackward } from "./norm-functional.js";
-import { flag, NormModule } from "./norm-module.js";
-import { BACKWARD_KEYS, FORWARD_KEYS, type NormBackwardOptions, type NormForwardOptions } from "./layernorm.js";
+import { flag, NormModule, type NormBackwardOptions, type NormForwardOptions } from "./norm-module.js";
 
 /** Options of {@link RMSNorm} (PyTorch's names and defaults). */
 export interface RMSNormOptions {
@@ -52,8 +50,7 @@ export class RMSNorm extends NormModule {
 
   /** Normalises `x` of `shape` (`[*, ...normalizedShape]`) and keeps what `backward` needs. */
   forward(x: TensorLike, shape: readonly number[], opts: NormForwardOptions = {}): Output {
-    this.live();
-    checkOptionKeys("forward", opts, FORWARD_KEYS);
+    this.beginForward(opts);
     const r = rmsNorm(x, shape, this.normalizedShape, { weight: this.weightT, eps: this.eps ?? F32_EPS, out: opts.out, engine: this.engine });
     this.#saved = { x: this.keepInput(x), shape: [...shape], invStd: r.invStd };
     return r.y;
@@ -61,11 +58,7 @@ export class RMSNorm extends NormModule {
 
   /** Gradient of the last `forward`'s output: returns `dx`, adds to `weightGrad`. */
   backward(dy: TensorLike, opts: NormBackwardOptions = {}): Output {
-    this.live();
-    checkOptionKeys("backward", opts, BACKWARD_KEYS);
-    const s = this.#saved;
-    if (!s) throw new StateError("backward() needs a forward() first");
-    if (s.x.freed) throw new StateError("the input of the last forward() was freed before backward()");
+    const s = this.beginBackward(this.#saved, opts);
     const g = rmsNormBackward(dy, s.x, s.shape, this.normalizedShape, { weight: this.weightT, invStd: s.invStd, out: opts.out, engine: this.engine });
     this.accumulate(g.dWeight, undefined);
     return g.dx;
