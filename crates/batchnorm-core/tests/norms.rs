@@ -5,6 +5,8 @@
 //! Both layouts for GroupNorm, affine on and off, odd sizes (SIMD tails), 1e4 offsets,
 //! and sizes above the parallel threshold on a 4-thread pool.
 
+#![allow(clippy::too_many_arguments, clippy::type_complexity)]
+
 mod common;
 
 use batchnorm_core::norms::{groups_backward, groups_forward, rows_backward, rows_forward, Groups, InstanceRunning, Rows, Stat};
