@@ -62,6 +62,7 @@ function oursLayerNorm(eng, rows, d, x, dy, w, b) {
   const f = layerNorm(X, shape, d, { weight: W, bias: B, eps: EPS, out: Y, engine: eng });
   const saved = { mean: resident(f.mean, eng), invStd: resident(f.invStd, eng) };
   return {
+    output: () => Y.toArray(),
     forward: () => layerNorm(X, shape, d, { weight: W, bias: B, eps: EPS, out: Y, engine: eng }),
     backward: () => layerNormBackward(DY, X, shape, d, { weight: W, ...saved, out: DX, engine: eng }),
   };
@@ -75,6 +76,7 @@ function oursGroupNorm(eng, shape, groups, x, dy, w, b) {
   const f = groupNorm(X, shape, groups, { weight: W, bias: B, eps: EPS, out: Y, engine: eng });
   const saved = { mean: resident(f.mean, eng), invStd: resident(f.invStd, eng) };
   return {
+    output: () => Y.toArray(),
     forward: () => groupNorm(X, shape, groups, { weight: W, bias: B, eps: EPS, out: Y, engine: eng }),
     backward: () => groupNormBackward(DY, X, shape, groups, { weight: W, ...saved, out: DX, engine: eng }),
   };
@@ -92,6 +94,7 @@ async function tfjsLayerNorm(backend, rows, d, x, dy, w, b) {
   return {
     before: () => initBackend(backend),
     forward: () => { const y = layer.apply(X); y.dataSync(); y.dispose(); },
+    output: async () => { await initBackend(backend); const y = layer.apply(X); const v = y.dataSync().slice(); y.dispose(); return v; },
     backward: () => { const g = grad(X); g.dataSync(); g.dispose(); },
   };
 }
@@ -106,7 +109,7 @@ async function ortLayerNorm(rows, d, x, w, b) {
     floats: { epsilon: EPS }, ints: { axis: 1 }, outputs: { Y: [rows, d] }, opset: 17,
   }));
   const X = new ort.Tensor("float32", x, [rows, d]);
-  return { forward: () => s.run({ X }), release: () => s.release() };
+  return { forward: () => s.run({ X }), output: async () => (await s.run({ X })).Y.data, release: () => s.release() };
 }
 
 async function ortGroupNorm(shape, groups, x, w, b) {
@@ -116,13 +119,27 @@ async function ortGroupNorm(shape, groups, x, w, b) {
     floats: { epsilon: EPS }, ints: { num_groups: groups }, outputs: { Y: shape }, opset: 21,
   }));
   const X = new ort.Tensor("float32", x, shape);
-  return { forward: () => s.run({ X }), release: () => s.release() };
+  return { forward: () => s.run({ X }), output: async () => (await s.run({ X })).Y.data, release: () => s.release() };
 }
 
 const rows = [];
 const row = (r) => { rows.push(r); console.log(JSON.stringify(r)); };
 
+/** Every contender's forward output against ours (simd): a harness failure if they disagree. */
+async function checkAgreement(name, ours, others) {
+  const want = ours.simd.output();
+  for (const [id, o] of Object.entries(others)) {
+    if (o.error || !o.output) continue;
+    const got = await o.output();
+    let worst = 0;
+    for (let i = 0; i < want.length; i++) worst = Math.max(worst, Math.abs(got[i] - want[i]) / (1e-3 + 1e-3 * Math.abs(want[i])));
+    row({ section: name, id, agreesWithOurs: worst <= 1, worstOverTolerance: worst });
+    if (!(worst <= 1)) process.exitCode = 1;
+  }
+}
+
 async function section(name, n, ours, others) {
+  await checkAgreement(name, ours, others);
   const copy = wasmCopy(n);
   const set = typedArraySet(n);
   const cases = [{ id: "copy", fn: copy.fn, ...PLAN }, { id: "copy (TypedArray.set)", fn: set.fn, ...PLAN }];
