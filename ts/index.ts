@@ -42,7 +42,7 @@ export {
   type GroupNormOptions, type GroupNormResult, type GroupNormBackwardOptions, type InstanceNormOptions, type InstanceNormResult,
   type InstanceNormBackwardOptions,
 } from "./layers/norm-functional.js";
-export { NormModule, type NormStateDict, type NormForwardOptions, type NormBackwardOptions } from "./layers/norm-module.js";
+export { NormModule, type NormStateDict, type NormForwardOptions, type NormBackwardOptions, type NormBuffers, type SavedInput } from "./layers/norm-module.js";
 export { LayerNorm, type LayerNormModuleOptions } from "./layers/layernorm.js";
 export { RMSNorm, type RMSNormOptions } from "./layers/rmsnorm.js";
 export { GroupNorm, type GroupNormModuleOptions } from "./layers/groupnorm.js";

@@ -208,6 +208,7 @@ export class BatchNorm {
     return this.#renorm === undefined ? undefined : { ...this.#renorm };
   }
 
+  /** Sets the bounds for the next training steps (undefined: plain batch norm); checked as in the constructor. */
   set renorm(b: RenormBounds | undefined) {
     this.#live();
     this.#renorm = b === undefined ? undefined : this.#checkRenorm(b);

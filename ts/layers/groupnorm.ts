@@ -42,10 +42,15 @@ export function checkChannels(shape: readonly number[], layout: Layout, want: nu
  * const dx = gn.backward(dy);
  */
 export class GroupNorm extends NormModule {
+  /** Groups the channels are split into. */
   readonly numGroups: number;
+  /** Channels of the input (a multiple of `numGroups`). */
   readonly numChannels: number;
+  /** Added to the variance. */
   readonly eps: number;
+  /** Whether the module has per-channel `weight` and `bias`. */
   readonly affine: boolean;
+  /** Where the channel axis is. */
   readonly layout: Layout;
   #saved?: { x: WasmTensor; shape: number[]; mean: Float32Array; invStd: Float32Array };
 

@@ -33,11 +33,17 @@ const KEYS = optionKeys<InstanceNormModuleOptions>({ eps: true, momentum: true, 
 
 /** Instance normalisation on batched input of any rank >= 3 (see the 1d/2d/3d classes). */
 export class InstanceNorm extends NormModule {
+  /** Channels of the input. */
   readonly numFeatures: number;
+  /** Added to the variance. */
   readonly eps: number;
+  /** Running-statistics momentum, or `null` for a cumulative average. */
   readonly momentum: number | null;
+  /** Whether the module has per-channel `weight` and `bias`. */
   readonly affine: boolean;
+  /** Whether running statistics are kept (and used in eval mode). */
   readonly trackRunningStats: boolean;
+  /** Where the channel axis is. */
   readonly layout: Layout;
   #saved?: { x: WasmTensor; shape: number[]; mean: Float32Array; invStd: Float32Array; inputStats: boolean };
 

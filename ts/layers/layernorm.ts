@@ -42,7 +42,9 @@ interface Saved {
 export class LayerNorm extends NormModule {
   /** The trailing dims normalised over. */
   readonly normalizedShape: readonly number[];
+  /** Added to the variance. */
   readonly eps: number;
+  /** Whether the module has a learnable `weight` (and `bias`). */
   readonly elementwiseAffine: boolean;
   #saved?: Saved;
 

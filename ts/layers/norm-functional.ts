@@ -130,6 +130,7 @@ export interface LayerNormOptions {
 
 /** Result of {@link layerNorm} and {@link rmsNorm}. */
 export interface RowNormResult {
+  /** The normalised output. */
   y: Output;
   /** Per-row mean (all 0 for RMSNorm); keep it for backward. */
   mean: Float32Array;
@@ -219,6 +220,7 @@ export interface RowNormBackwardOptions {
 
 /** Gradients of a normalisation layer. */
 export interface NormGradients {
+  /** Gradient of the input. */
   dx: Output;
   /** `sum(dy * xhat)` per feature (per element of `normalizedShape`, or per channel). */
   dWeight: Float32Array;
@@ -310,6 +312,7 @@ export interface GroupNormOptions {
 
 /** Result of {@link groupNorm}. */
 export interface GroupNormResult {
+  /** The normalised output. */
   y: Output;
   /** Per-(sample, group) mean, `N * numGroups` values; keep it for backward. */
   mean: Float32Array;

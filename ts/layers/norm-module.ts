@@ -35,11 +35,20 @@ export type NormStateDict = Record<string, Float32Array | bigint>;
 export interface NormBuffers {
   /** Length of `weight` / `bias` (features or channels). */
   paramLength: number;
+  /** Has a learnable `weight`. */
   weight: boolean;
+  /** Has a learnable `bias`. */
   bias: boolean;
-  /** Running statistics of `runningLength` values (InstanceNorm with `trackRunningStats`). */
+  /** Has running statistics (InstanceNorm with `trackRunningStats`). */
   running: boolean;
+  /** Length of the running statistics. */
   runningLength: number;
+}
+
+/** What every module keeps from `forward` for `backward`. */
+export interface SavedInput {
+  /** The input (the caller's `WasmTensor`, or the module's copy). */
+  x: WasmTensor;
 }
 
 /** Base class of the normalisation modules (not constructed directly). */
@@ -51,12 +60,19 @@ export abstract class NormModule {
   /** Training forward passes that updated running statistics (PyTorch's `num_batches_tracked`). */
   numBatchesTracked = 0;
 
+  /** Which buffers the module has. */
   protected readonly buffers: NormBuffers;
+  /** gamma, owned (see the `weight` getter). */
   protected weightT?: WasmTensor;
+  /** beta, owned. */
   protected biasT?: WasmTensor;
+  /** Accumulated gradient of gamma, owned. */
   protected weightGradT?: WasmTensor;
+  /** Accumulated gradient of beta, owned. */
   protected biasGradT?: WasmTensor;
+  /** Running mean, owned. */
   protected runningMeanT?: WasmTensor;
+  /** Running variance, owned. */
   protected runningVarT?: WasmTensor;
   #tensors: WasmTensor[] = [];
   #inputCopy?: WasmTensor;
@@ -124,7 +140,7 @@ export abstract class NormModule {
   }
 
   /** The checks every `backward` starts with; returns what the last forward saved. */
-  protected beginBackward<T extends { x: WasmTensor }>(saved: T | undefined, opts: NormBackwardOptions): T {
+  protected beginBackward<T extends SavedInput>(saved: T | undefined, opts: NormBackwardOptions): T {
     this.live();
     checkOptionKeys("backward", opts, BACKWARD_KEYS);
     if (!saved) throw new StateError("backward() needs a forward() first");
@@ -267,6 +283,7 @@ export abstract class NormModule {
   /** Drops what the last forward kept for backward. */
   protected abstract forgetSaved(): void;
 
+  /** `dispose()`, for `using` declarations. */
   [Symbol.dispose](): void {
     this.dispose();
   }

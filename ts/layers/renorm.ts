@@ -88,7 +88,9 @@ export function renormSchedule(opts: RenormScheduleOptions = {}): (step: number)
 
 /** Options of {@link batchRenormTrain}. */
 export interface BatchRenormOptions extends RenormBounds {
+  /** gamma, one per channel (default all 1). */
   weight?: TensorLike;
+  /** beta, one per channel (default all 0). */
   bias?: TensorLike;
   /** Moving mean (required: r and d are relative to it); updated in place. */
   runningMean: TensorLike;
@@ -108,6 +110,7 @@ export interface BatchRenormOptions extends RenormBounds {
 
 /** Result of {@link batchRenormTrain}: what backward needs. */
 export interface BatchRenormResult {
+  /** The normalised output. */
   y: Output;
   /** Per-channel batch mean. */
   mean: Float32Array;
@@ -201,10 +204,15 @@ export function batchRenormTrain(x: TensorLike, shape: readonly number[], opts: 
 
 /** Options of {@link batchRenormBackward}: the forward's saved values. */
 export interface BatchRenormBackwardOptions {
+  /** gamma (default all 1). */
   weight?: TensorLike;
+  /** The forward's batch mean. */
   mean: Float32Array;
+  /** The forward's `1 / sigmaB`. */
   invStd: Float32Array;
+  /** The forward's r. */
   r: Float32Array;
+  /** The forward's d. */
   d: Float32Array;
   /** Default `"NCHW"`. */
   layout?: Layout;
@@ -218,6 +226,7 @@ const BACKWARD_KEYS = optionKeys<BatchRenormBackwardOptions>({ weight: true, mea
 
 /** Gradients of Batch Renormalization. */
 export interface BatchRenormGradients {
+  /** Gradient of the input. */
   dx: Output;
   /** `r * sum(dy * xhat) + d * sum(dy)` per channel. */
   dWeight: Float32Array;

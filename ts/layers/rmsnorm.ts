@@ -31,9 +31,11 @@ const KEYS = optionKeys<RMSNormOptions>({ eps: true, elementwiseAffine: true, en
  * const dx = norm.backward(dy);
  */
 export class RMSNorm extends NormModule {
+  /** The trailing dims normalised over. */
   readonly normalizedShape: readonly number[];
   /** As given (`null`: f32 machine epsilon at run time). */
   readonly eps: number | null;
+  /** Whether the module has a learnable `weight`. */
   readonly elementwiseAffine: boolean;
   #saved?: { x: WasmTensor; shape: number[]; invStd: Float32Array };
 

@@ -20,11 +20,11 @@ import { GroupNorm } from "../layers/groupnorm.js";
 import { InstanceNorm1d, InstanceNorm2d, InstanceNorm3d } from "../layers/instancenorm.js";
 import type { NormStateDict } from "../layers/norm-module.js";
 
+/** Class name of a normalisation module a worker can host ({@link BatchNormWorker.createNormModule}). */
+export type NormKind = "LayerNorm" | "RMSNorm" | "GroupNorm" | "InstanceNorm1d" | "InstanceNorm2d" | "InstanceNorm3d";
 /** The per-sample normalisation modules a worker can host, by class name. */
-const NORM_CLASSES = { LayerNorm, RMSNorm, GroupNorm, InstanceNorm1d, InstanceNorm2d, InstanceNorm3d } as const;
-/** Class name of a hostable normalisation module. */
-export type NormKind = keyof typeof NORM_CLASSES;
-type Hosted = BatchNorm | InstanceType<(typeof NORM_CLASSES)[NormKind]>;
+const NORM_CLASSES: Record<NormKind, unknown> = { LayerNorm, RMSNorm, GroupNorm, InstanceNorm1d, InstanceNorm2d, InstanceNorm3d };
+type Hosted = BatchNorm | LayerNorm | RMSNorm | GroupNorm | InstanceNorm1d;
 
 const modules = new Map<number, Hosted>();
 let nextId = 1;
