@@ -11,6 +11,7 @@ cargo test -p batchnorm-core --features parallel
 
 echo "== Benchmark harness smoke run (correctness only, no timing asserts)"
 node bench/run.mjs --smoke
+node bench/norms.mjs --smoke > /dev/null   # fails if a peer disagrees with our forward output
 
 echo "== API reference (TypeDoc into docs/api, warnings fail)" && npm run docs
 # Last, so its summary closes the output.
