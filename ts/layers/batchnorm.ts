@@ -19,12 +19,11 @@
  */
 import { ChannelMismatchError, ShapeError, StateError } from "../engine/errors.js";
 import { resolveLayerOptions, stepMomentum, type LayerConfig, type LayerOptions } from "./options.js";
-import { checkStateDict, makeStateDict, stateKeysOf, type StateDict } from "./state.js";
+import { checkStateDict, makeStateDict, stateFromSafetensors, stateKeysOf, stateToSafetensors, type StateDict } from "./state.js";
 import { batchNormBackwardOn, batchNormEvalOn, batchNormTrainOn, checkActivation, type Activation, type Output } from "./functional.js";
 import { batchRenormBackward, batchRenormTrain, checkRenorm, type RenormBounds } from "./renorm.js";
 import { InvalidOptionError } from "../engine/errors.js";
 import { getEngine, type Engine } from "../engine/loader.js";
-import { readSafetensors, writeSafetensors, SafetensorsError, type NamedTensor } from "./safetensors.js";
 import { WasmTensor } from "../engine/tensor.js";
 import { checkData, checkEps, checkNoAlias, checkOptionKeys, checkTrainable, dimsOf, optionKeys, type Convention, type Layout, type TensorLike } from "../engine/validate.js";
 
@@ -424,14 +423,7 @@ export class BatchNorm {
 
   /** The state as a safetensors file; `prefix` (e.g. `"bn1."`) is put before each name. */
   toSafetensors(prefix = "", metadata?: Record<string, string>): Uint8Array {
-    const sd = this.stateDict();
-    const tensors: Record<string, NamedTensor> = {};
-    for (const k of this.stateKeys()) {
-      const v = sd[k]!;
-      tensors[prefix + k] =
-        typeof v === "bigint" ? { dtype: "I64", shape: [], data: BigInt64Array.of(v) } : { dtype: "F32", shape: [v.length], data: v };
-    }
-    return writeSafetensors(tensors, metadata);
+    return stateToSafetensors(this.stateDict(), this.stateKeys(), prefix, metadata);
   }
 
   /**
@@ -443,21 +435,7 @@ export class BatchNorm {
   loadSafetensors(bytes: Uint8Array, opts: { prefix?: string; strict?: boolean } = {}): void {
     checkOptionKeys("loadSafetensors", opts, ["prefix", "strict"]);
     const { prefix = "", strict = true } = opts;
-    const { tensors } = readSafetensors(bytes);
-    const sd: StateDict = {};
-    for (const k of this.stateKeys()) {
-      const t = tensors[prefix + k];
-      if (!t) continue;
-      if (k === "num_batches_tracked") {
-        if (t.dtype !== "I64" || t.data.length !== 1) throw new SafetensorsError(`"${prefix + k}" must be a single I64 value`);
-        sd.num_batches_tracked = (t.data as BigInt64Array)[0];
-      } else {
-        if (t.dtype === "I64") throw new SafetensorsError(`"${prefix + k}" must be F32 or F64, got I64`);
-        if (t.shape.length !== 1) throw new SafetensorsError(`"${prefix + k}" must have shape [${this.numFeatures}], got [${t.shape}]`);
-        sd[k] = Float32Array.from(t.data as Float32Array | Float64Array);
-      }
-    }
-    this.loadStateDict(sd, { strict });
+    this.loadStateDict(stateFromSafetensors(bytes, this.stateKeys(), prefix, this.numFeatures) as StateDict, { strict });
   }
 
   /** Frees every wasm buffer of the module. Idempotent; later calls throw StateError. */

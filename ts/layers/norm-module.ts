@@ -11,7 +11,7 @@ import { ChannelMismatchError, InvalidArgumentError, StateError } from "../engin
 import { getEngine, type Engine } from "../engine/loader.js";
 import { WasmTensor } from "../engine/tensor.js";
 import { checkOptionKeys, optionKeys, type TensorLike } from "../engine/validate.js";
-import { readSafetensors, writeSafetensors, SafetensorsError, type NamedTensor } from "./safetensors.js";
+import { stateFromSafetensors, stateToSafetensors } from "./state.js";
 
 /** Options of a normalisation module's `forward`. */
 export interface NormForwardOptions {
@@ -243,32 +243,14 @@ export abstract class NormModule {
 
   /** The state as a safetensors file; `prefix` (e.g. `"ln1."`) is put before each name. */
   toSafetensors(prefix = "", metadata?: Record<string, string>): Uint8Array {
-    const sd = this.stateDict();
-    const tensors: Record<string, NamedTensor> = {};
-    for (const [k, v] of Object.entries(sd)) {
-      tensors[prefix + k] = typeof v === "bigint" ? { dtype: "I64", shape: [], data: BigInt64Array.of(v) } : { dtype: "F32", shape: [v.length], data: v };
-    }
-    return writeSafetensors(tensors, metadata);
+    return stateToSafetensors(this.stateDict(), this.stateKeys(), prefix, metadata);
   }
 
   /** Loads the entries named `prefix + key` of a safetensors file (validated in full first). */
   loadSafetensors(bytes: Uint8Array, opts: { prefix?: string; strict?: boolean } = {}): void {
     checkOptionKeys("loadSafetensors", opts, ["prefix", "strict"]);
     const { prefix = "", strict = true } = opts;
-    const { tensors } = readSafetensors(bytes);
-    const sd: NormStateDict = {};
-    for (const k of this.stateKeys()) {
-      const t = tensors[prefix + k];
-      if (!t) continue;
-      if (k === "num_batches_tracked") {
-        if (t.dtype !== "I64" || t.data.length !== 1) throw new SafetensorsError(`"${prefix + k}" must be a single I64 value`);
-        sd[k] = (t.data as BigInt64Array)[0];
-      } else {
-        if (t.dtype === "I64") throw new SafetensorsError(`"${prefix + k}" must be F32 or F64, got I64`);
-        sd[k] = Float32Array.from(t.data as Float32Array | Float64Array);
-      }
-    }
-    this.loadStateDict(sd, { strict });
+    this.loadStateDict(stateFromSafetensors(bytes, this.stateKeys(), prefix) as NormStateDict, { strict });
   }
 
   /** Frees every wasm buffer of the module. Idempotent; later calls throw {@link StateError}. */

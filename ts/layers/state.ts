@@ -1,10 +1,12 @@
 /**
- * State dicts with PyTorch's names, shared by the modules and the pool: which keys a
- * layer has, building one, and checking one before anything is loaded.
+ * State dicts with PyTorch's names, shared by the modules: which keys a layer has,
+ * building one, checking one before anything is loaded, and moving one in and out of a
+ * safetensors file.
  * @module
  */
 import { ChannelMismatchError, InvalidArgumentError } from "../engine/errors.js";
 import type { LayerConfig } from "./options.js";
+import { readSafetensors, writeSafetensors, SafetensorsError, type NamedTensor } from "./safetensors.js";
 
 /** PyTorch's state-dict entries for a batch-norm layer (absent ones are omitted). */
 export interface StateDict {
@@ -77,4 +79,46 @@ export function checkStateDict(sd: StateDict, cfg: Shape, strict: boolean, what:
   if (nbt !== undefined && (typeof nbt !== "bigint" || nbt < 0n)) {
     throw new InvalidArgumentError(`state dict "num_batches_tracked" must be a non-negative bigint`);
   }
+}
+
+/** Any module's state dict: float vectors and the I64 `num_batches_tracked`. */
+type AnyStateDict = Partial<Record<string, Float32Array | bigint>>;
+
+/** A state dict as a safetensors file: `keys` named `prefix + key`, F32 vectors and I64 scalars. */
+export function stateToSafetensors<T extends object>(
+  sd: T, keys: readonly (keyof T & string)[], prefix: string, metadata?: Record<string, string>,
+): Uint8Array {
+  const tensors: Record<string, NamedTensor> = {};
+  for (const k of keys) {
+    const v = sd[k] as Float32Array | bigint;
+    tensors[prefix + k] =
+      typeof v === "bigint" ? { dtype: "I64", shape: [], data: BigInt64Array.of(v) } : { dtype: "F32", shape: [v.length], data: v };
+  }
+  return writeSafetensors(tensors, metadata);
+}
+
+/**
+ * The entries `prefix + key` of a safetensors file (validated in full first) as state-dict
+ * values: `num_batches_tracked` a single I64, the rest F32 or F64 floats (of rank 1 when
+ * `vectorLength` is given, which the message names). Absent entries are left out: the
+ * module's loadStateDict decides whether that is an error.
+ */
+export function stateFromSafetensors(bytes: Uint8Array, keys: readonly string[], prefix: string, vectorLength?: number): AnyStateDict {
+  const { tensors } = readSafetensors(bytes);
+  const sd: AnyStateDict = {};
+  for (const k of keys) {
+    const t = tensors[prefix + k];
+    if (!t) continue;
+    if (k === "num_batches_tracked") {
+      if (t.dtype !== "I64" || t.data.length !== 1) throw new SafetensorsError(`"${prefix + k}" must be a single I64 value`);
+      sd[k] = (t.data as BigInt64Array)[0];
+    } else {
+      if (t.dtype === "I64") throw new SafetensorsError(`"${prefix + k}" must be F32 or F64, got I64`);
+      if (vectorLength !== undefined && t.shape.length !== 1) {
+        throw new SafetensorsError(`"${prefix + k}" must have shape [${vectorLength}], got [${t.shape}]`);
+      }
+      sd[k] = Float32Array.from(t.data as Float32Array | Float64Array);
+    }
+  }
+  return sd;
 }
