@@ -18,15 +18,18 @@
 //! The price is a read of `y` in both backward passes (a 1-bit mask would read 1/32 of
 //! that); see docs/performance.md for the measured cost.
 
-pub mod affine;
-pub mod backward;
-mod dims;
 mod error;
-pub mod moments;
-pub mod norms;
+pub mod geometry;
+pub mod layers;
 pub mod parallel;
-pub mod running;
+pub mod passes;
 pub mod simd;
+
+// The module paths of before the geometry / passes / layers split, which the wasm crate,
+// the tests and the docs use.
+pub(crate) use geometry::dims;
+pub use layers::norms;
+pub use passes::{affine, backward, moments, running};
 
 pub use backward::GradSums;
 pub use dims::{Dims, Layout};

@@ -13,8 +13,7 @@
 //! cache-sized blocks, f64 merges, the mean subtracted (as two f32s) before scaling. Every
 //! function checks all inputs before writing anything.
 
-pub mod groups;
-pub mod rows;
+pub use crate::passes::{groups, rows};
 
 pub use groups::Groups;
 pub use rows::{Rows, Stat};
