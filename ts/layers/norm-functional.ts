@@ -2,7 +2,7 @@
  * The functional API of the per-sample normalisation layers: LayerNorm, RMSNorm,
  * GroupNorm and InstanceNorm, forward and backward, PyTorch semantics.
  *
- * They run on batch norm's kernels (see `crates/batchnorm-core/src/norms`): LayerNorm and
+ * They run on batch norm's kernels (see `crates/batchnorm-core/src/passes/rows.rs` and `groups.rs`): LayerNorm and
  * RMSNorm on the row geometry (one statistic per row of `prod(normalizedShape)` values),
  * GroupNorm and InstanceNorm on the group geometry (one statistic per sample and group
  * of channels). As in the batch-norm functions, every argument is checked before

@@ -1,4 +1,4 @@
-//! LayerNorm, RMSNorm, GroupNorm and InstanceNorm (src/norms) against an independent f64
+//! LayerNorm, RMSNorm, GroupNorm and InstanceNorm (src/layers/norms.rs) against an independent f64
 //! reference written from the definitions (explicit (n, c, s) / (row, col) indices,
 //! two-pass statistics in f64), and their backward passes against f64 directional finite
 //! differences of that reference forward: `d/dh sum(dy * f(x + h v)) = dot(dx, v)`.
