@@ -32,6 +32,8 @@ interface NormCase {
   kwargs: Record<string, number | boolean>;
   layout: Layout;
   offset: number;
+  /** Input without the N dim (InstanceNorm only). */
+  unbatched: boolean;
   weight: number[] | null;
   bias: number[] | null;
   steps: NormStep[];
@@ -93,9 +95,10 @@ function refOf(c: NormCase, s: NormStep): Float64Array {
     rms = c.kind === "RMSNorm";
     if (rms && c.kwargs.eps === undefined) eps = 2 ** -23;
   } else {
-    const C = c.layout === "NCHW" ? s.shape[1] : s.shape[s.shape.length - 1];
+    const shape = c.unbatched ? [1, ...s.shape] : s.shape;
+    const C = c.layout === "NCHW" ? shape[1] : shape[shape.length - 1];
     const groups = c.kind === "GroupNorm" ? (c.args[0] as number) : C;
-    geo = groupGeometry(s.shape[0], C, size / (s.shape[0] * C), groups, c.layout);
+    geo = groupGeometry(shape[0], C, size / (shape[0] * C), groups, c.layout);
   }
   return refNorm(f32(s.x), geo, c.weight ?? undefined, c.bias ?? undefined, eps, rms).y;
 }
@@ -148,4 +151,7 @@ it("the fixture has every layer, both layouts, affine on and off, offsets and ru
   expect(fixture.cases.some((c) => c.layout === "NHWC" && c.kind.startsWith("Instance"))).toBe(true);
   expect(fixture.cases.filter((c) => c.offset === 1e4).length).toBeGreaterThanOrEqual(4);
   expect(fixture.cases.some((c) => c.steps.some((s) => s.running_mean) && c.steps.some((s) => !s.training))).toBe(true);
+  const unbatched = fixture.cases.filter((c) => c.unbatched);
+  expect(unbatched.map((c) => c.kind).sort()).toEqual(["InstanceNorm1d", "InstanceNorm2d", "InstanceNorm3d"]);
+  expect(unbatched.some((c) => c.layout === "NHWC") && unbatched.some((c) => c.steps.some((s) => s.running_mean))).toBe(true);
 });

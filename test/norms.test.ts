@@ -249,7 +249,11 @@ describe("errors: named, as PyTorch's, and nothing changes", () => {
   it("InstanceNorm: rank, more than one spatial element when training, running stats unchanged on error", () => {
     using inorm = new InstanceNorm2d(3, { trackRunningStats: true, affine: true });
     expect(() => inorm.forward(new Float32Array(6), [2, 3, 1, 1])).toThrow(TooFewValuesError);
-    expect(() => inorm.forward(new Float32Array(24), [2, 3, 4])).toThrow(ShapeError);
+    // Rank: 3D (unbatched) or 4D, nothing else; a 3D input is (C, H, W), so its channels are checked.
+    expect(() => inorm.forward(new Float32Array(6), [2, 3])).toThrow(ShapeError);
+    expect(() => inorm.forward(new Float32Array(24), [1, 2, 3, 4, 1])).toThrow("InstanceNorm2d: expected 3D or 4D input (got 5D input)");
+    expect(() => inorm.forward(new Float32Array(24), [2, 3, 4])).toThrow(ChannelMismatchError);
+    expect(() => inorm.forward(new Float32Array(3), [3, 1, 1])).toThrow(TooFewValuesError);
     expect(() => inorm.forward(new Float32Array(32), [2, 4, 2, 2])).toThrow(ChannelMismatchError);
     expect(Array.from(inorm.runningMean!.view)).toEqual([0, 0, 0]);
     expect(Array.from(inorm.runningVar!.view)).toEqual([1, 1, 1]);

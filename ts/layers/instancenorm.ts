@@ -31,7 +31,10 @@ export interface InstanceNormModuleOptions {
 
 const KEYS = optionKeys<InstanceNormModuleOptions>({ eps: true, momentum: true, affine: true, trackRunningStats: true, layout: true, engine: true });
 
-/** Instance normalisation on batched input of any rank >= 3 (see the 1d/2d/3d classes). */
+/**
+ * Instance normalisation on batched input of any rank >= 3 (see the 1d/2d/3d classes, which
+ * also take unbatched input as PyTorch's do).
+ */
 export class InstanceNorm extends NormModule {
   /** Channels of the input. */
   readonly numFeatures: number;
@@ -67,16 +70,19 @@ export class InstanceNorm extends NormModule {
     this.layout = layout;
   }
 
-  /** Rank check of the concrete classes. */
-  protected checkRank(shape: readonly number[]): void {
-    void shape;
+  /**
+   * The batched shape of an input: the concrete classes check the rank and give unbatched
+   * input (no N dim) a batch of 1, as PyTorch's `unsqueeze(0)`.
+   */
+  protected batchedShape(shape: readonly number[]): readonly number[] {
+    return shape;
   }
 
   /** Normalises `x` of `shape` and keeps what `backward` needs. */
   forward(x: TensorLike, shape: readonly number[], opts: NormForwardOptions = {}): Output {
     this.beginForward(opts);
     if (!Array.isArray(shape)) throw new ShapeError("shape must be an array of integers");
-    this.checkRank(shape);
+    shape = this.batchedShape(shape);
     checkChannels(shape, this.layout, this.numFeatures, "module's numFeatures");
     const inputStats = this.training || !this.trackRunningStats;
     const update = this.training && this.trackRunningStats;
@@ -107,27 +113,30 @@ export class InstanceNorm extends NormModule {
   }
 }
 
-function rankCheck(name: string, rank: number, shape: readonly number[]): void {
-  if (shape.length !== rank) throw new ShapeError(`${name}: expected ${rank}D input (got ${shape.length}D input); unbatched input: add a batch dim of 1`);
+/** `shape` as batched input of `rank` dims: unbatched input (`rank - 1` dims) gets N = 1. */
+function batched(name: string, rank: number, shape: readonly number[]): readonly number[] {
+  if (shape.length === rank) return shape;
+  if (shape.length === rank - 1) return [1, ...shape];
+  throw new ShapeError(`${name}: expected ${rank - 1}D or ${rank}D input (got ${shape.length}D input)`);
 }
 
-/** Input `(N, C, L)`; channels-last `(N, L, C)`. */
+/** Input `(N, C, L)` or unbatched `(C, L)`; channels-last `(N, L, C)` or `(L, C)`. */
 export class InstanceNorm1d extends InstanceNorm {
-  protected override checkRank(shape: readonly number[]): void {
-    rankCheck("InstanceNorm1d", 3, shape);
+  protected override batchedShape(shape: readonly number[]): readonly number[] {
+    return batched("InstanceNorm1d", 3, shape);
   }
 }
 
-/** Input `(N, C, H, W)`; channels-last `(N, H, W, C)`. */
+/** Input `(N, C, H, W)` or unbatched `(C, H, W)`; channels-last `(N, H, W, C)` or `(H, W, C)`. */
 export class InstanceNorm2d extends InstanceNorm {
-  protected override checkRank(shape: readonly number[]): void {
-    rankCheck("InstanceNorm2d", 4, shape);
+  protected override batchedShape(shape: readonly number[]): readonly number[] {
+    return batched("InstanceNorm2d", 4, shape);
   }
 }
 
-/** Input `(N, C, D, H, W)`; channels-last `(N, D, H, W, C)`. */
+/** Input `(N, C, D, H, W)` or unbatched `(C, D, H, W)`; channels-last `(N, D, H, W, C)` or `(D, H, W, C)`. */
 export class InstanceNorm3d extends InstanceNorm {
-  protected override checkRank(shape: readonly number[]): void {
-    rankCheck("InstanceNorm3d", 5, shape);
+  protected override batchedShape(shape: readonly number[]): readonly number[] {
+    return batched("InstanceNorm3d", 5, shape);
   }
 }
