@@ -34,7 +34,7 @@ describe.each(BROWSERS)("in $name", (spec) => {
       const isolatedSeen = await page.evaluate(() => crossOriginIsolated, null);
       expect(isolatedSeen).toBe(isolated);
       const payload = cases.map(({ expected: _e, ...c }) => c);
-      const result = await page.evaluate(([fn, cs]) => (window as never)[fn as string](cs), [where, payload] as const);
+      const result = await page.evaluate(([fn, cs]) => (window as unknown as Record<string, (c: unknown) => unknown>)[fn](cs), [where, payload] as const);
       expect(page.errors).toEqual([]);
       return result as { info: { build: string; threads: number }; outputs: { y: number[]; mean?: number[]; var?: number[] }[]; bigMean: number[] };
     } finally {
