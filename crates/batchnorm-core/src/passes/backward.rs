@@ -278,7 +278,21 @@ fn dx_plane<const G: bool>(dy: &[f32], x: &[f32], gate: &[f32], dx: &mut [f32], 
             }
         }
         None => {
-            for (o, ((d, v), g)) in dx.chunks_exact_mut(4).zip(ins) {
+            // Four vectors a step (V8 does not unroll wasm loops; see `affine::plane`).
+            let body16 = n / 16 * 16;
+            let ins16 = dy[..body16].chunks_exact(16).zip(x[..body16].chunks_exact(16)).zip(gate[..body16].chunks_exact(16));
+            for (o, ((d, v), g)) in dx[..body16].chunks_exact_mut(16).zip(ins16) {
+                let r = [0, 4, 8, 12].map(|j| step(&d[j..j + 4], &v[j..j + 4], &g[j..j + 4]).1);
+                let (o01, o23) = o.split_at_mut(8);
+                let (o0, o1) = o01.split_at_mut(4);
+                let (o2, o3) = o23.split_at_mut(4);
+                r[0].store(q_mut(o0));
+                r[1].store(q_mut(o1));
+                r[2].store(q_mut(o2));
+                r[3].store(q_mut(o3));
+            }
+            let ins4 = dy[body16..].chunks_exact(4).zip(x[body16..].chunks_exact(4)).zip(gate[body16..].chunks_exact(4));
+            for (o, ((d, v), g)) in dx[body16..].chunks_exact_mut(4).zip(ins4) {
                 step(d, v, g).1.store(q_mut(o));
             }
         }
