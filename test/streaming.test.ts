@@ -12,7 +12,7 @@ import {
   createEngine, supportedBuilds, setParallelThreshold, batchNormEvalOn, batchNormTrainOn, batchNormBackwardOn, WasmTensor,
   type Engine, type BuildName, type Layout,
 } from "../dist/index.js";
-import { chunksOf, STREAM_WINDOW } from "../dist/engine/staging.js";
+import { chunksOf, STREAM_WINDOW, Staging, streamElementwise } from "../dist/engine/staging.js";
 import { rng, channelOf } from "./reference.js";
 
 const builds = await supportedBuilds();
@@ -54,6 +54,36 @@ describe("chunksOf", () => {
       next += c.length;
     }
     expect(next).toBe(size);
+  });
+});
+
+describe("streamElementwise", () => {
+  it.each(builds)("%s: the window views follow a memory that grows between chunks", async (build) => {
+    // A kernel that allocates (as one that needs scratch may) can grow the memory mid-way:
+    // a non-shared memory then detaches its old buffer, so views made before are empty.
+    const engine = await createEngine(build, 2);
+    const d = { outer: 5, channels: 3, inner: W / 2 + 7 }; // planes of more than half a window: one per chunk
+    const size = d.outer * d.channels * d.inner;
+    const x = rng(5).normals(size), y = new Float32Array(size).fill(NaN);
+    const s = new Staging(engine);
+    const held: number[] = [];
+    try {
+      let grown = 0;
+      streamElementwise(s, d, [x], [y], (c, [xp], [yp]) => {
+        const before = engine.memory.buffer.byteLength;
+        held.push(engine.glue.alloc_f32(4 << 20)); // 16 MiB: more than the memory has spare
+        if (engine.memory.buffer.byteLength > before) grown++;
+        // The "kernel": y = 2x, read and written through views made after the growth.
+        const b = engine.memory.buffer;
+        const xs = new Float32Array(b, xp, c.length), ys = new Float32Array(b, yp, c.length);
+        for (let i = 0; i < c.length; i++) ys[i] = 2 * xs[i];
+      });
+      expect(grown, "the memory grew during the stream").toBeGreaterThan(1);
+      expectBits("y", y, x.map((v) => 2 * v));
+    } finally {
+      for (const p of held) engine.glue.free_f32(p, 4 << 20);
+      s.release();
+    }
   });
 });
 

@@ -127,6 +127,12 @@ export interface Chunk {
 }
 
 /**
+ * A per-channel vector's pointer (0 = absent, kept 0) moved to a chunk's first channel
+ * (`bytes` per value: 4 for f32, 8 for f64).
+ */
+export const atChannel = (ptr: number, c: Chunk, bytes = 4): number => (ptr === 0 ? 0 : ptr + bytes * c.channel0);
+
+/**
  * Cuts a tensor of `outer x channels x inner` into contiguous chunks of about `window`
  * elements that are each a valid tensor for the kernels: whole outer units (samples of
  * `channels * inner`, or channels-last rows) when they fit, otherwise runs of whole
@@ -161,6 +167,12 @@ export function* chunksOf(d: { outer: number; channels: number; inner: number },
  * the kernel is elementwise, and every chunk is a valid tensor with its own channel offset.
  * An input may also be a resident tensor or a pointer to a whole tensor already in wasm
  * memory (read in place at the chunk's offset); absent inputs and outputs pass 0.
+ *
+ * The loop is lean on purpose: at memory speed a window of 128 KiB takes a few
+ * microseconds, so per-window JavaScript (views, arrays, closures) shows. The window
+ * views are made once and remade only if the memory was replaced (a grown non-shared
+ * memory detaches its old buffer), and `kernel` gets the same two pointer arrays every
+ * time, rewritten in place.
  */
 export function streamElementwise(
   s: Staging,
@@ -173,15 +185,37 @@ export function streamElementwise(
   const longest = chunksOf(d, window).next().value!.length; // the first chunk is the longest
   const inWins = inputs.map((t) => (t instanceof Float32Array ? s.scratch(longest) : 0));
   const outWins = outputs.map((t) => (t === undefined ? 0 : s.scratch(longest)));
+  // Resident inputs are read in place: their base pointers, or 0 for plain and absent ones.
+  const bases = inputs.map((t) => (typeof t === "number" ? t : t instanceof WasmTensor ? s.input(t) : 0));
+  const memory = s.engine.memory;
+  let buffer: ArrayBufferLike | undefined;
+  let inViews: (Float32Array | undefined)[] = [];
+  let outViews: (Float32Array | undefined)[] = [];
+  // Before every copy: the kernel may allocate, and so grow the memory.
+  const fresh = () => {
+    if (memory.buffer === buffer) return;
+    buffer = memory.buffer;
+    inViews = inWins.map((p) => (p === 0 ? undefined : new Float32Array(buffer!, p, longest)));
+    outViews = outWins.map((p) => (p === 0 ? undefined : new Float32Array(buffer!, p, longest)));
+  };
+  const inPtrs = inputs.map(() => 0);
   for (const c of chunksOf(d, window)) {
-    const ptrs = inputs.map((t, i) => {
-      if (t === undefined) return 0;
-      if (typeof t === "number") return t + 4 * c.start;
-      if (t instanceof WasmTensor) return t.ptr + 4 * c.start;
-      s.heap(inWins[i], c.length).set(t.subarray(c.start, c.start + c.length));
-      return inWins[i];
-    });
-    kernel(c, ptrs, outWins);
-    outputs.forEach((o, i) => o?.set(s.heap(outWins[i], c.length), c.start));
+    fresh();
+    const end = c.start + c.length;
+    for (let i = 0; i < inputs.length; i++) {
+      const t = inputs[i];
+      if (t instanceof Float32Array) {
+        inViews[i]!.set(t.subarray(c.start, end));
+        inPtrs[i] = inWins[i];
+      } else {
+        inPtrs[i] = bases[i] === 0 ? 0 : bases[i] + 4 * c.start;
+      }
+    }
+    kernel(c, inPtrs, outWins);
+    fresh();
+    for (let i = 0; i < outputs.length; i++) {
+      const v = outViews[i];
+      if (v !== undefined) outputs[i]!.set(c.length === longest ? v : v.subarray(0, c.length), c.start);
+    }
   }
 }

@@ -7,7 +7,7 @@
  * @module
  */
 import { getEngine, type Engine } from "../engine/loader.js";
-import { Staging, STREAM_WINDOW, streamElementwise } from "../engine/staging.js";
+import { atChannel, Staging, STREAM_WINDOW, streamElementwise } from "../engine/staging.js";
 import { backwardStreamed, trainStreamed } from "./streamed.js";
 import { WasmTensor } from "../engine/tensor.js";
 import {
@@ -207,18 +207,17 @@ export function batchNormEvalOn(engine: Engine, x: TensorLike, shape: readonly n
   const s = new Staging(engine);
   try {
     const relu = activation === "relu";
-    const params = [opts.weight, opts.bias, opts.runningMean, opts.runningVar].map((t) => s.input(t));
-    if (streams(engine, dims.size) && x instanceof Float32Array && !(opts.out instanceof WasmTensor)) {
-      // Plain arrays: stream through cache-sized windows (one allocation for a new output).
+    const [w, b, rm, rv] = [opts.weight, opts.bias, opts.runningMean, opts.runningVar].map((t) => s.input(t));
+    if (streams(engine, dims.size) && !(opts.out instanceof WasmTensor)) {
+      // A plain-array output: stream through cache-sized windows (one allocation for a new output).
       const out = opts.out ?? new Float32Array(dims.size);
+      const g = s.engine.glue;
       streamElementwise(s, dims, [x, opts.z], [out], (c, [xp, zp], [yp]) => {
-        const [w, b, rm, rv] = params.map((p) => (p === 0 ? 0 : p + 4 * c.channel0));
-        s.engine.glue.eval_forward(xp, yp, c.outer, c.channels, c.inner, w, b, rm, rv, eps, relu, zp);
+        g.eval_forward(xp, yp, c.outer, c.channels, c.inner, atChannel(w, c), atChannel(b, c), atChannel(rm, c), atChannel(rv, c), eps, relu, zp);
       });
       return out;
     }
     const y = s.output(dims.size, opts.out);
-    const [w, b, rm, rv] = params;
     s.engine.glue.eval_forward(s.input(x), y.ptr, dims.outer, dims.channels, dims.inner, w, b, rm, rv, eps, relu, s.input(opts.z));
     return y.result();
   } finally {

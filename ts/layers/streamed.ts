@@ -13,11 +13,9 @@
  * @module
  */
 import type { Chunk, Staging } from "../engine/staging.js";
-import { streamElementwise } from "../engine/staging.js";
+import { atChannel as at, streamElementwise } from "../engine/staging.js";
 import type { Dims, TensorLike } from "../engine/validate.js";
 
-/** Per-channel parameter pointers (0 = absent) moved to a chunk's first channel. */
-const at = (ptr: number, c: Chunk, bytes = 4) => (ptr === 0 ? 0 : ptr + bytes * c.channel0);
 
 /** What the train-forward kernel returns (and the result type of batchNormTrain). */
 export interface StreamedTrain {
