@@ -3,9 +3,8 @@
  * windows) against the resident path (WasmTensor in and out, one whole-tensor kernel
  * call): bit for bit on every build, both layouts, tiny tensors (which take the one-call
  * path: they fit in one window) and tensors whose samples, planes and rows do not divide
- * the window; and the chunking itself. The simd-threads build (shared memory) takes the
- * one-call path for plain arrays (see `streams` in functional.ts), so there these tests
- * check that path against the resident one.
+ * the window; and the chunking itself. Every build streams, simd-threads (shared memory)
+ * included, where the resident calls of the large shapes run on the thread pool.
  */
 import { beforeAll, describe, expect, it } from "vitest";
 import {

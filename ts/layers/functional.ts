@@ -132,7 +132,7 @@ export function batchNormTrainOn(engine: Engine, x: TensorLike, shape: readonly 
   const s = new Staging(engine);
   try {
     const relu = activation === "relu";
-    if (streams(engine, dims.size) && !(opts.out instanceof WasmTensor)) {
+    if (streams(dims.size) && !(opts.out instanceof WasmTensor)) {
       // A plain-array output: reductions on the whole tensor, then the output streamed out.
       return trainStreamed(s, x, dims, { ...opts, out: opts.out }, { eps, momentum, convention, relu });
     }
@@ -208,7 +208,7 @@ export function batchNormEvalOn(engine: Engine, x: TensorLike, shape: readonly n
   try {
     const relu = activation === "relu";
     const [w, b, rm, rv] = [opts.weight, opts.bias, opts.runningMean, opts.runningVar].map((t) => s.input(t));
-    if (streams(engine, dims.size) && !(opts.out instanceof WasmTensor)) {
+    if (streams(dims.size) && !(opts.out instanceof WasmTensor)) {
       // A plain-array output: stream through cache-sized windows (one allocation for a new output).
       const out = opts.out ?? new Float32Array(dims.size);
       const g = s.engine.glue;
@@ -317,7 +317,7 @@ export function batchNormBackwardOn(engine: Engine, dy: TensorLike, x: TensorLik
 
   const s = new Staging(engine);
   try {
-    if (streams(engine, dims.size) && training && !(opts.out instanceof WasmTensor) && !(opts.outZ instanceof WasmTensor)) {
+    if (streams(dims.size) && training && !(opts.out instanceof WasmTensor) && !(opts.outZ instanceof WasmTensor)) {
       // Plain-array outputs: the sums on the whole tensors, then dx (and dz) streamed out.
       const dz = residual && y !== undefined ? (opts.outZ ?? new Float32Array(dims.size)) : undefined;
       const r: BackwardResult = backwardStreamed(s, dy, x, dims, { weight: opts.weight, mean: opts.mean, invStd: opts.invStd, y, out: opts.out, dz });
@@ -345,20 +345,16 @@ export function batchNormBackwardOn(engine: Engine, dy: TensorLike, x: TensorLik
 }
 
 /**
- * Whether plain-array data of `size` elements goes through the streaming path: only when
- * it spans more than one window (a smaller tensor fits in cache whole, and one kernel
- * call costs less than the streaming path's several), and only in a build whose memory is
- * not shared. With a shared memory (simd-threads) V8 copies cache-sized pieces between
- * JavaScript arrays and wasm memory about 1.8x slower than with a plain one, and the
- * one-call path runs the kernel on the thread pool: there streaming measured slower
- * (docs/performance.md).
+ * Whether plain-array data of `size` elements goes through the streaming path: when it
+ * spans more than one window (a smaller tensor fits in cache whole, and one kernel call
+ * costs less than the streaming path's several). Every build streams: with a shared
+ * memory (simd-threads) V8 copies between JavaScript arrays and wasm memory with a
+ * slower word-by-word loop, but the one-call path copies three times as many bytes, and
+ * streaming measured as fast as the simd build's (docs/performance.md).
  */
-function streams(engine: Engine, size: number): boolean {
-  return size > STREAM_WINDOW && !(engine.memory.buffer instanceof SharedArrayBuffer_);
+function streams(size: number): boolean {
+  return size > STREAM_WINDOW;
 }
-
-/** `SharedArrayBuffer` where it exists (it is absent in non-isolated browser pages). */
-const SharedArrayBuffer_ = (globalThis.SharedArrayBuffer ?? class {}) as typeof SharedArrayBuffer;
 
 /** `src` copied into `out` (or a new array): the residual's gradient without a ReLU. */
 function copyOf(src: TensorLike, out: TensorLike | undefined): Output {
