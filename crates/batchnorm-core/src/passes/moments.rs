@@ -89,7 +89,8 @@ const ROW_BLOCK_ELEMS: usize = 4096;
 const MIN_BLOCK_ROWS: usize = 16;
 const MAX_BLOCK_ROWS: usize = 256;
 
-pub(crate) fn rows_per_block(channels: usize) -> usize {
+/// Rows per moments block of channels-last data with `channels` channels.
+pub fn rows_per_block(channels: usize) -> usize {
     (ROW_BLOCK_ELEMS / channels).clamp(MIN_BLOCK_ROWS, MAX_BLOCK_ROWS)
 }
 
@@ -334,5 +335,32 @@ fn centered2_into(s1: &mut [f32], s2: &mut [f32], r0: &[f32], r1: &[f32], shift:
         let (d0, d1) = (x0 - sh, x1 - sh);
         *a += d0 + d1;
         *b += d0 * d0 + d1 * d1;
+    }
+}
+
+/// Merges the moments of `x`, one piece of a larger tensor, into `acc` (one per channel
+/// of the piece), so that feeding the pieces in order gives [`moments`] of the whole
+/// tensor bit for bit when that runs on one thread: the same blocks merged in the same
+/// order. Contiguous planes: each plane of `x` merged into its channel, as
+/// `planar_channel` does. Channels-last rows: each block of [`rows_per_block`] rows, so
+/// a piece must hold whole blocks (all but the last piece of the tensor). This is how
+/// the plain-array training forward gets its statistics while it streams `x` through a
+/// cache-sized window instead of copying it whole into wasm memory.
+pub fn accumulate(x: &[f32], dims: Dims, acc: &mut [Moments]) {
+    let ch = dims.channels;
+    assert_eq!(acc.len(), ch, "accumulate: one Moments per channel of the piece");
+    if dims.is_planar() {
+        for (p, plane) in x[..dims.len()].chunks_exact(dims.inner).enumerate() {
+            let c = p % ch;
+            acc[c] = acc[c].merge(run_moments(plane));
+        }
+    } else {
+        let block = rows_per_block(ch);
+        for blk in x[..dims.len()].chunks(block * ch) {
+            // One block alone: rows_range merges it into EMPTY, which returns it unchanged.
+            for (a, m) in acc.iter_mut().zip(rows_range(blk, ch, block)) {
+                *a = a.merge(m);
+            }
+        }
     }
 }
