@@ -84,6 +84,10 @@ export interface Glue {
     weight: number, mean: number, invStd: number, sums: number, count: number, y?: number, dz?: number,
   ): void;
   update_running(runningMean: number, runningVar: number, channels: number, stats: number, count: number, momentum: number, convention: number): void;
+  /** Merges the moments of a piece of a tensor into f64 `[count, mean, m2]` per channel (the streamed training forward). */
+  moments_accumulate(x: number, outer: number, channels: number, inner: number, state: number): void;
+  /** Rows per moments block of channels-last data with `channels` channels. */
+  moment_block_rows(channels: number): number;
 }
 
 /** A loaded build: its exports and its memory. */

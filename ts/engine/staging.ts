@@ -137,12 +137,15 @@ export const atChannel = (ptr: number, c: Chunk, bytes = 4): number => (ptr === 
  * elements that are each a valid tensor for the kernels: whole outer units (samples of
  * `channels * inner`, or channels-last rows) when they fit, otherwise runs of whole
  * channel planes within one sample (with `channel0` telling which). A plane larger than
- * the window is one chunk.
+ * the window is one chunk. With `unitMultiple` > 0, chunks are always whole outer units,
+ * a multiple of `unitMultiple` of them (at least that many, whatever the window), but for
+ * the last chunk: the blocks of rows that a channels-last reduction works in.
  */
-export function* chunksOf(d: { outer: number; channels: number; inner: number }, window = STREAM_WINDOW): Generator<Chunk> {
+export function* chunksOf(d: { outer: number; channels: number; inner: number }, window = STREAM_WINDOW, unitMultiple = 0): Generator<Chunk> {
   const unit = d.channels * d.inner;
-  if (unit <= window) {
-    const per = Math.max(1, Math.floor(window / unit));
+  if (unit <= window || unitMultiple > 0) {
+    const fit = Math.max(1, Math.floor(window / unit));
+    const per = unitMultiple > 0 ? Math.max(1, Math.floor(fit / unitMultiple)) * unitMultiple : fit;
     for (let o = 0; o < d.outer; o += per) {
       const outer = Math.min(per, d.outer - o);
       yield { start: o * unit, length: outer * unit, outer, channels: d.channels, inner: d.inner, channel0: 0 };
@@ -166,7 +169,9 @@ export function* chunksOf(d: { outer: number; channels: number; inner: number },
  * whole-tensor scratch copies. Results are those of one whole-tensor call, bit for bit:
  * the kernel is elementwise, and every chunk is a valid tensor with its own channel offset.
  * An input may also be a resident tensor or a pointer to a whole tensor already in wasm
- * memory (read in place at the chunk's offset); absent inputs and outputs pass 0.
+ * memory (read in place at the chunk's offset); absent inputs and outputs pass 0. A
+ * reduction streams the same way, with no outputs (and `unitMultiple` as in
+ * {@link chunksOf} when it works in blocks of rows).
  *
  * The loop is lean on purpose: at memory speed a window of 128 KiB takes a few
  * microseconds, so per-window JavaScript (views, arrays, closures) shows. The window
@@ -180,9 +185,11 @@ export function streamElementwise(
   inputs: readonly (TensorLike | number | undefined)[],
   outputs: readonly (Float32Array | undefined)[],
   kernel: (c: Chunk, inPtrs: number[], outPtrs: number[]) => void,
+  unitMultiple = 0,
 ): void {
   const window = STREAM_WINDOW;
-  const longest = chunksOf(d, window).next().value!.length; // the first chunk is the longest
+  const chunks = () => chunksOf(d, window, unitMultiple);
+  const longest = chunks().next().value!.length; // the first chunk is the longest
   const inWins = inputs.map((t) => (t instanceof Float32Array ? s.scratch(longest) : 0));
   const outWins = outputs.map((t) => (t === undefined ? 0 : s.scratch(longest)));
   // Resident inputs are read in place: their base pointers, or 0 for plain and absent ones.
@@ -199,7 +206,7 @@ export function streamElementwise(
     outViews = outWins.map((p) => (p === 0 ? undefined : new Float32Array(buffer!, p, longest)));
   };
   const inPtrs = inputs.map(() => 0);
-  for (const c of chunksOf(d, window)) {
+  for (const c of chunks()) {
     fresh();
     const end = c.start + c.length;
     for (let i = 0; i < inputs.length; i++) {

@@ -1,10 +1,17 @@
 /**
- * Training forward and backward when the output is a plain array: the reductions run
- * once over the whole tensor in wasm memory (exactly the kernels of the one-call path,
- * so statistics and sums are the same bits), then the elementwise pass streams chunk by
+ * Training forward and backward when the output is a plain array: the reductions give
+ * exactly the bits of the one-call path, then the elementwise pass streams chunk by
  * chunk into a cache-sized window and straight out to the caller's array
  * ({@link streamElementwise}). Compared with computing the whole output in scratch memory
  * and copying it out, the output crosses main memory once instead of three times.
+ *
+ * The training forward's statistics of a plain `x` stream too (`moments_accumulate`
+ * merges the same blocks in the same order as `moments`), so `x` is read twice from the
+ * caller's array, as the resident path reads it twice, and never copied whole; except on
+ * the threads build above its parallel threshold, whose pooled `moments` merges in
+ * another order: there `x` is copied in whole and reduced by that kernel. The backward's
+ * sums run on whole tensors in wasm memory (`grad_sums`, whose f32 lane sums carry
+ * across planes: not resumable per window without more state).
  *
  * The pieces are the data-parallel exports (`moments`, `normalize_f64_mean`,
  * `update_running`, `grad_sums`, `backward_apply`), which the whole-tensor kernels are
@@ -14,6 +21,7 @@
  */
 import type { Chunk, Staging } from "../engine/staging.js";
 import { atChannel as at, streamElementwise } from "../engine/staging.js";
+import type { Engine } from "../engine/loader.js";
 import type { Dims, TensorLike } from "../engine/validate.js";
 
 
@@ -38,27 +46,68 @@ export function trainStreamed(
   k: { eps: number; momentum: number; convention: "pytorch" | "onnx"; relu: boolean },
 ): StreamedTrain {
   const g = s.engine.glue;
-  const xp = s.input(x); // whole x in wasm memory: the statistics need all of it first
-  const stats = s.outputF64(2 * d.channels);
-  g.moments(xp, d.outer, d.channels, d.inner, stats.ptr);
-  const st = stats.result();
   const C = d.channels, count = d.perChannel;
+  let xIn: TensorLike | number, st: Float64Array;
+  if (x instanceof Float32Array && !momentsInParallel(s.engine, d.size)) {
+    // Two passes over the caller's array, as the resident path makes over a resident x:
+    // the statistics streamed window by window, then the normalisation (below).
+    st = streamedMoments(s, x, d);
+    xIn = x;
+  } else {
+    // Whole x in wasm memory (a copy unless resident): moments on the pool reduce in an
+    // order that depends on the thread count, so only the one-call kernel matches them.
+    xIn = s.input(x);
+    const out = s.outputF64(2 * C);
+    g.moments(xIn, d.outer, C, d.inner, out.ptr);
+    st = out.result();
+  }
+  const stats = s.inputF64(st);
   const eps32 = Math.fround(k.eps); // the kernels take eps as f32
   const invStd = Float32Array.from(st.subarray(C), (m2) => 1 / Math.sqrt(m2 / count + eps32));
   const meanF64 = s.inputF64(st.subarray(0, C));
   const invP = s.input(invStd);
   const w = s.input(o.weight), b = s.input(o.bias);
   const y = o.out ?? new Float32Array(d.size);
-  streamElementwise(s, d, [xp, o.z], [y], (c, [xc, zc], [yc]) => {
+  streamElementwise(s, d, [xIn, o.z], [y], (c, [xc, zc], [yc]) => {
     g.normalize_f64_mean(xc, yc, c.outer, c.channels, c.inner, at(w, c), at(b, c), at(meanF64, c, 8), at(invP, c), k.relu, zc);
   });
   // Running statistics last: everything that allocates (and could run out of memory) is
   // done, so a failed call leaves them as they were.
   if (o.runningMean !== undefined) {
-    g.update_running(s.inout(o.runningMean), s.inout(o.runningVar), C, stats.ptr, count, k.momentum, k.convention === "onnx" ? 1 : 0);
+    g.update_running(s.inout(o.runningMean), s.inout(o.runningVar), C, stats, count, k.momentum, k.convention === "onnx" ? 1 : 0);
   }
   s.commit();
   return { y, mean: Float32Array.from(st.subarray(0, C)), invStd };
+}
+
+/**
+ * Whether the one-call `moments` kernel runs on the thread pool for `size` elements (the
+ * threads build above its parallel threshold): then its partial results merge in a
+ * thread-dependent order that a streamed reduction does not reproduce.
+ */
+function momentsInParallel(engine: Engine, size: number): boolean {
+  return engine.threads > 1 && size >= engine.glue.min_parallel_elems();
+}
+
+/**
+ * Per-channel `[mean.., m2..]` (f64) of a plain array, streamed through a window:
+ * `moments_accumulate` merges each chunk's planes (or blocks of channels-last rows) into
+ * a running `[count, mean, m2]` per channel, in the order the one-call kernel merges
+ * them, so the result is the same bits.
+ */
+function streamedMoments(s: Staging, x: Float32Array, d: Dims): Float64Array {
+  const g = s.engine.glue;
+  const C = d.channels;
+  const state = s.inputF64(new Float64Array(3 * C)); // all zero: no values yet
+  const blockRows = d.inner === 1 ? g.moment_block_rows(C) : 0;
+  streamElementwise(s, d, [x], [], (c, [xc]) => g.moments_accumulate(xc, c.outer, c.channels, c.inner, at(state, c, 24)), blockRows);
+  const acc = new Float64Array(s.engine.memory.buffer, state, 3 * C);
+  const st = new Float64Array(2 * C);
+  for (let c = 0; c < C; c++) {
+    st[c] = acc[3 * c + 1];
+    st[C + c] = acc[3 * c + 2];
+  }
+  return st;
 }
 
 /**

@@ -285,6 +285,30 @@ pub fn moments(x: usize, outer: usize, channels: usize, inner: usize, out: usize
     }
 }
 
+/// Merges the per-channel moments of `x`, one piece of a larger tensor (pieces in order),
+/// into `state`: f64 `[count, mean, m2]` per channel of the piece, all zero to start. The
+/// pieces give `moments` of the whole tensor bit for bit when that runs on one thread
+/// (see `moments::accumulate`): the streamed plain-array training forward.
+#[wasm_bindgen]
+pub fn moments_accumulate(x: usize, outer: usize, channels: usize, inner: usize, state: usize) {
+    let d = dims(outer, channels, inner);
+    unsafe {
+        let s = view_f64_mut(state, 3 * channels);
+        let mut acc: Vec<bn::Moments> = s.chunks_exact(3).map(|m| bn::Moments { count: m[0], mean: m[1], m2: m[2] }).collect();
+        bn::moments::accumulate(view(x, d.len()), d, &mut acc);
+        for (o, m) in s.chunks_exact_mut(3).zip(&acc) {
+            o.copy_from_slice(&[m.count, m.mean, m.m2]);
+        }
+    }
+}
+
+/// Rows per moments block of channels-last data: a piece given to `moments_accumulate`
+/// holds whole blocks.
+#[wasm_bindgen]
+pub fn moment_block_rows(channels: usize) -> usize {
+    bn::moments::rows_per_block(channels)
+}
+
 /// `y = (x - mean) * invstd * weight + bias` with an f64 mean; `relu` / `z` as in `train_forward`.
 #[wasm_bindgen]
 #[allow(clippy::too_many_arguments)]
