@@ -3,8 +3,10 @@
 // step with Float32Array arguments into preallocated outputs ("copy") and into new arrays
 // ("new"), the resident path, a BatchNorm module's training step (Float32Array or
 // WasmTensor x, dy and outputs), TypedArray.set / memory.copy of the tensor, and a tight
-// plain-JS eval loop writing into a preallocated array; then per-call overhead on small
-// shapes in microseconds.
+// plain-JS eval loop writing into a preallocated array, and the cost of a new array of
+// the tensor's size filled by TypedArray.set (the floor of every "new output" row: page
+// faults of fresh memory and garbage collection, whoever fills it); then per-call
+// overhead on small shapes in microseconds.
 //   node bench/plain.mjs [--quick]
 import { measure } from "./lib/timing.mjs";
 import { makeData } from "./lib/data.mjs";
@@ -49,6 +51,9 @@ async function compare(spec, ops, withLimits) {
   }
   if (withLimits) {
     cases.push({ id: "copy: TypedArray.set", fn: typedArraySet(n).fn }, { id: "copy: wasm memory.copy", fn: wasmCopy(n).fn });
+    // What any new output of this size costs before a single value is computed: a fresh
+    // 25 MB ArrayBuffer whose pages the kernel maps on first touch, and its garbage.
+    cases.push({ id: "alloc: new Float32Array + set", fn: () => new Float32Array(n).set(data.x) });
     const d = plain.dimsOf(spec.shape, spec.layout), y = new Float32Array(n);
     cases.push({ id: "plain JS eval", fn: () => plain.evalForward(data.x, y, d, data.weight, data.bias, data.runningMean, data.runningVar, EPS) });
   }
@@ -65,7 +70,7 @@ for (const spec of [
 ]) {
   const t = await compare(spec, ["eval", "train", "backward", "step"], true);
   const copy = Math.min(t["copy: TypedArray.set"], t["copy: wasm memory.copy"]);
-  console.log(`\n## ${spec.name}: copy limit ${copy.toFixed(2)} ms (best of TypedArray.set ${t["copy: TypedArray.set"].toFixed(2)}, memory.copy ${t["copy: wasm memory.copy"].toFixed(2)}); plain JS eval ${t["plain JS eval"].toFixed(2)} ms`);
+  console.log(`\n## ${spec.name}: copy limit ${copy.toFixed(2)} ms (best of TypedArray.set ${t["copy: TypedArray.set"].toFixed(2)}, memory.copy ${t["copy: wasm memory.copy"].toFixed(2)}); plain JS eval ${t["plain JS eval"].toFixed(2)} ms; a new array (new Float32Array + set) ${t["alloc: new Float32Array + set"].toFixed(2)} ms`);
   console.log("| build | op | resident | copy (out) | new output | copy / resident | new / resident | eval: copy limit / time | eval: plain JS / time |");
   console.log("|---|---|---|---|---|---|---|---|---|");
   for (const b of BUILDS.map(label)) {
