@@ -63,26 +63,12 @@ fn grad_sums_with<const G: bool>(dy: &[f32], x: &[f32], gate: &[f32], dims: Dims
             // Lane sums carry across this channel's planes and go to f64 every
             // PLANE_BLOCK elements: short planes (e.g. 64 elements) would otherwise pay
             // two horizontal sums and an f64 flush each.
-            let mut acc = PlaneSums::new(mean[c]);
-            let mut pending = 0;
-            let (mut s_dy, mut s_dxm) = (0f64, 0f64);
+            let mut sums = ChannelSums::new(mean[c]);
             for o in range {
-                let start = (o * ch + c) * dims.inner;
-                let end = start + dims.inner;
-                let blocks = dy[start..end].chunks(PLANE_BLOCK).zip(x[start..end].chunks(PLANE_BLOCK));
-                for ((d, v), g) in blocks.zip(gate[start..end].chunks(PLANE_BLOCK)) {
-                    acc.add::<G>(d, v, g);
-                    pending += d.len();
-                    if pending >= PLANE_BLOCK {
-                        let (a, b) = acc.take();
-                        s_dy += a as f64;
-                        s_dxm += b as f64;
-                        pending = 0;
-                    }
-                }
+                let r = (o * ch + c) * dims.inner..(o * ch + c + 1) * dims.inner;
+                sums.plane::<G>(&dy[r.clone()], &x[r.clone()], &gate[r]);
             }
-            let (a, b) = acc.take();
-            (s_dy + a as f64, s_dxm + b as f64)
+            sums.finish()
         });
         let per: Vec<(f64, f64)> =
             parts.chunks(split).map(|p| p.iter().fold((0.0, 0.0), |a, b| (a.0 + b.0, a.1 + b.1))).collect();
@@ -106,8 +92,131 @@ fn grad_sums_with<const G: bool>(dy: &[f32], x: &[f32], gate: &[f32], dims: Dims
     }
 }
 
+/// One channel's gradient sums over its planes, fed in order: f32x4 lane sums that carry
+/// across planes and go to f64 every `PLANE_BLOCK` elements.
+#[derive(Clone, Copy)]
+struct ChannelSums {
+    acc: PlaneSums,
+    pending: usize,
+    s_dy: f64,
+    s_dxm: f64,
+}
+
+/// f64 slots per channel of a [`grad_sums_accumulate`] state.
+pub const GRAD_STATE: usize = 21;
+
+impl ChannelSums {
+    fn new(mean: f32) -> Self {
+        ChannelSums { acc: PlaneSums::new(mean), pending: 0, s_dy: 0.0, s_dxm: 0.0 }
+    }
+
+    /// Lane sums carry across planes: short planes (e.g. 64 elements) would otherwise pay
+    /// two horizontal sums and an f64 flush each.
+    #[inline]
+    fn plane<const G: bool>(&mut self, dy: &[f32], x: &[f32], gate: &[f32]) {
+        let blocks = dy.chunks(PLANE_BLOCK).zip(x.chunks(PLANE_BLOCK));
+        for ((d, v), g) in blocks.zip(gate.chunks(PLANE_BLOCK)) {
+            self.acc.add::<G>(d, v, g);
+            self.pending += d.len();
+            if self.pending >= PLANE_BLOCK {
+                let (a, b) = self.acc.take();
+                self.s_dy += a as f64;
+                self.s_dxm += b as f64;
+                self.pending = 0;
+            }
+        }
+    }
+
+    fn finish(mut self) -> (f64, f64) {
+        let (a, b) = self.acc.take();
+        (self.s_dy + a as f64, self.s_dxm + b as f64)
+    }
+
+    /// From `GRAD_STATE` f64s (all zero: no planes yet); f32 values round-trip exactly.
+    fn load(s: &[f64], mean: f32) -> Self {
+        let lane = |k: usize| {
+            let v = [s[4 * k] as f32, s[4 * k + 1] as f32, s[4 * k + 2] as f32, s[4 * k + 3] as f32];
+            F32x4::load(&v)
+        };
+        let acc = PlaneSums { mean, a: lane(0), a2: lane(1), b: lane(2), b2: lane(3), tail_dy: s[16] as f32, tail_dxm: s[17] as f32 };
+        ChannelSums { acc, pending: s[18] as usize, s_dy: s[19], s_dxm: s[20] }
+    }
+
+    fn store(&self, s: &mut [f64]) {
+        let a = &self.acc;
+        for (k, v) in [a.a, a.a2, a.b, a.b2].iter().enumerate() {
+            for (j, &l) in v.to_array().iter().enumerate() {
+                s[4 * k + j] = l as f64;
+            }
+        }
+        s[16..].copy_from_slice(&[a.tail_dy as f64, a.tail_dxm as f64, self.pending as f64, self.s_dy, self.s_dxm]);
+    }
+}
+
+/// Feeds `dy`, `x` (and `gate`), one piece of larger tensors, into `state`
+/// ([`GRAD_STATE`] f64s per channel of the piece, all zero to start), so that pieces fed
+/// in order and then [`grad_sums_finish`] give [`grad_sums`] of the whole tensors bit for
+/// bit when that runs on one thread: contiguous planes feed their channel's running lane
+/// sums as `grad_sums` does; channels-last rows go block of
+/// [`rows_per_block`](crate::moments::rows_per_block) rows by block, so a piece holds
+/// whole blocks (all but the last). `mean` is per channel of the piece. This is how the
+/// plain-array backward streams `dy` and `x` instead of copying them whole.
+pub fn grad_sums_accumulate(dy: &[f32], x: &[f32], gate: Option<&[f32]>, dims: Dims, mean: &[f32], state: &mut [f64]) {
+    match gate {
+        Some(g) => accumulate_with::<true>(dy, x, g, dims, mean, state),
+        None => accumulate_with::<false>(dy, x, x, dims, mean, state),
+    }
+}
+
+fn accumulate_with<const G: bool>(dy: &[f32], x: &[f32], gate: &[f32], dims: Dims, mean: &[f32], state: &mut [f64]) {
+    let ch = dims.channels;
+    let n = dims.len();
+    let (dy, x, gate) = (&dy[..n], &x[..n], &gate[..n]);
+    let state = &mut state[..GRAD_STATE * ch];
+    if dims.is_planar() {
+        for (p, ((d, v), g)) in dy.chunks_exact(dims.inner).zip(x.chunks_exact(dims.inner)).zip(gate.chunks_exact(dims.inner)).enumerate() {
+            let c = p % ch;
+            let slot = &mut state[GRAD_STATE * c..GRAD_STATE * (c + 1)];
+            let mut sums = ChannelSums::load(slot, mean[c]);
+            sums.plane::<G>(d, v, g);
+            sums.store(slot);
+        }
+    } else {
+        let block = rows_per_block(ch);
+        let blocks = dy.chunks(block * ch).zip(x.chunks(block * ch)).zip(gate.chunks(block * ch));
+        for ((d, v), g) in blocks {
+            let s = rows_sums::<G>(d, v, g, mean, block);
+            for c in 0..ch {
+                state[GRAD_STATE * c + 19] += s.sum_dy[c];
+                state[GRAD_STATE * c + 20] += s.sum_dy_xmu[c];
+            }
+        }
+    }
+}
+
+/// The sums of a [`grad_sums_accumulate`] state over tensors of `dims` (its layout) with
+/// `mean`: what [`grad_sums`] returns for the whole tensors on one thread.
+pub fn grad_sums_finish(state: &[f64], dims: Dims, mean: &[f32]) -> GradSums {
+    let ch = dims.channels;
+    let mut out = GradSums::zeros(ch);
+    for c in 0..ch {
+        let slot = &state[GRAD_STATE * c..GRAD_STATE * (c + 1)];
+        let (a, b) = if dims.is_planar() {
+            // As grad_sums folds a channel's one task from (0, 0).
+            let (a, b) = ChannelSums::load(slot, mean[c]).finish();
+            (0.0 + a, 0.0 + b)
+        } else {
+            (slot[19], slot[20])
+        };
+        out.sum_dy[c] = a;
+        out.sum_dy_xmu[c] = b;
+    }
+    out
+}
+
 /// `sum(dy)` and `sum(dy * (x - mean))` of one channel, accumulated in f32x4 lanes over
 /// several contiguous runs, read out (and reset) by `take`.
+#[derive(Clone, Copy)]
 struct PlaneSums {
     mean: f32,
     a: F32x4,
