@@ -88,6 +88,12 @@ export interface Glue {
   moments_accumulate(x: number, outer: number, channels: number, inner: number, state: number): void;
   /** Rows per moments block of channels-last data with `channels` channels. */
   moment_block_rows(channels: number): number;
+  /** Feeds a piece of dy and x (gated by y when non-zero) into a gradient-sums state (the streamed backward). */
+  grad_sums_accumulate(dy: number, x: number, outer: number, channels: number, inner: number, mean: number, state: number, y: number): void;
+  /** f64 slots per channel of a grad_sums_accumulate state. */
+  grad_sums_state_len(): number;
+  /** A grad_sums_accumulate state's sums, written as f64 `[sum_dy.., sum_dy_xmu..]`. */
+  grad_sums_finish(state: number, outer: number, channels: number, inner: number, mean: number, out: number): void;
 }
 
 /** A loaded build: its exports and its memory. */

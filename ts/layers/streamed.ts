@@ -5,13 +5,13 @@
  * ({@link streamElementwise}). Compared with computing the whole output in scratch memory
  * and copying it out, the output crosses main memory once instead of three times.
  *
- * The training forward's statistics of a plain `x` stream too (`moments_accumulate`
- * merges the same blocks in the same order as `moments`), so `x` is read twice from the
- * caller's array, as the resident path reads it twice, and never copied whole; except on
- * the threads build above its parallel threshold, whose pooled `moments` merges in
- * another order: there `x` is copied in whole and reduced by that kernel. The backward's
- * sums run on whole tensors in wasm memory (`grad_sums`, whose f32 lane sums carry
- * across planes: not resumable per window without more state).
+ * The reductions of plain arrays stream too: `moments_accumulate` (training forward) and
+ * `grad_sums_accumulate` (backward) feed each chunk into running per-channel state in
+ * the order the one-call `moments` and `grad_sums` kernels read the data, so the inputs
+ * are read twice from the caller's arrays, as the resident path reads resident tensors
+ * twice, and never copied whole. Except on the threads build above its parallel
+ * threshold, whose pooled reductions merge partial results in another order: there the
+ * inputs are copied in whole and reduced by those kernels.
  *
  * The pieces are the data-parallel exports (`moments`, `normalize_f64_mean`,
  * `update_running`, `grad_sums`, `backward_apply`), which the whole-tensor kernels are
@@ -48,7 +48,7 @@ export function trainStreamed(
   const g = s.engine.glue;
   const C = d.channels, count = d.perChannel;
   let xIn: TensorLike | number, st: Float64Array;
-  if (x instanceof Float32Array && !momentsInParallel(s.engine, d.size)) {
+  if (x instanceof Float32Array && !reducesInParallel(s.engine, d.size)) {
     // Two passes over the caller's array, as the resident path makes over a resident x:
     // the statistics streamed window by window, then the normalisation (below).
     st = streamedMoments(s, x, d);
@@ -81,11 +81,11 @@ export function trainStreamed(
 }
 
 /**
- * Whether the one-call `moments` kernel runs on the thread pool for `size` elements (the
- * threads build above its parallel threshold): then its partial results merge in a
- * thread-dependent order that a streamed reduction does not reproduce.
+ * Whether the one-call reductions (`moments`, `grad_sums`) run on the thread pool for
+ * `size` elements (the threads build above its parallel threshold): then their partial
+ * results merge in a thread-dependent order that a streamed reduction does not reproduce.
  */
-function momentsInParallel(engine: Engine, size: number): boolean {
+function reducesInParallel(engine: Engine, size: number): boolean {
   return engine.threads > 1 && size >= engine.glue.min_parallel_elems();
 }
 
@@ -111,6 +111,25 @@ function streamedMoments(s: Staging, x: Float32Array, d: Dims): Float64Array {
 }
 
 /**
+ * Per-channel `[sum_dy.., sum_dy_xmu..]` (f64) of plain (or resident) `dy`, `x` and the
+ * ReLU gate `y`, streamed through windows: `grad_sums_accumulate` feeds each chunk into a
+ * running per-channel state in the order the one-call `grad_sums` kernel reads the data,
+ * so the result is the same bits.
+ */
+function streamedGradSums(s: Staging, dy: TensorLike, x: TensorLike, y: TensorLike | undefined, meanP: number, d: Dims): Float64Array {
+  const g = s.engine.glue;
+  const C = d.channels, slots = g.grad_sums_state_len();
+  const state = s.inputF64(new Float64Array(slots * C)); // all zero: nothing fed yet
+  const blockRows = d.inner === 1 ? g.moment_block_rows(C) : 0;
+  streamElementwise(s, d, [dy, x, y], [], (c, [dyc, xc, yc]) => {
+    g.grad_sums_accumulate(dyc, xc, c.outer, c.channels, c.inner, at(meanP, c), at(state, c, 8 * slots), yc);
+  }, blockRows);
+  const out = s.outputF64(2 * C);
+  g.grad_sums_finish(state, d.outer, C, d.inner, meanP, out.ptr);
+  return out.result();
+}
+
+/**
  * Training-mode backward into plain arrays (`dx`, and `dz` through a fused ReLU with a
  * residual). Bit-identical to `backward`: the same gradient sums, the same dx pass with
  * `count` values per channel, and `dWeight = sum(dy * xmu) * invStd`, `dBias = sum(dy)`
@@ -122,11 +141,23 @@ export function backwardStreamed(
 ): { dx: Float32Array; dWeight: Float32Array; dBias: Float32Array } {
   const g = s.engine.glue;
   const C = d.channels;
-  const dyP = s.input(dy), xP = s.input(x), yP = s.input(o.y);
   const meanP = s.input(o.mean), invP = s.input(o.invStd), w = s.input(o.weight);
-  const sums = s.outputF64(2 * C);
-  g.grad_sums(dyP, xP, d.outer, C, d.inner, meanP, sums.ptr, yP);
-  const sm = sums.result();
+  const plain = [dy, x, o.y].some((t) => t instanceof Float32Array);
+  let sm: Float64Array;
+  let dyP: TensorLike | number, xP: TensorLike | number, yP: TensorLike | number | undefined;
+  if (plain && !reducesInParallel(s.engine, d.size)) {
+    // Two passes over the caller's arrays, as the resident path makes: the sums streamed
+    // window by window, then the dx pass (below).
+    sm = streamedGradSums(s, dy, x, o.y, meanP, d);
+    [dyP, xP, yP] = [dy, x, o.y];
+  } else {
+    // Whole copies (unless resident): the pooled grad_sums merges in a thread-dependent order.
+    [dyP, xP] = [s.input(dy), s.input(x)];
+    yP = s.input(o.y);
+    const sums = s.outputF64(2 * C);
+    g.grad_sums(dyP, xP, d.outer, C, d.inner, meanP, sums.ptr, yP);
+    sm = sums.result();
+  }
   // The dx pass reads [sum_dy.., sum_dy_xmu..] of its chunk's channels: one copy per
   // distinct channel run (a single one when chunks are whole samples or rows).
   const sumsAt = new Map<number, number>();

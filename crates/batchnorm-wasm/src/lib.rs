@@ -355,6 +355,38 @@ pub fn grad_sums(dy: usize, x: usize, outer: usize, channels: usize, inner: usiz
     }
 }
 
+/// Feeds a piece of `dy` and `x` (pieces in order; `y` gates `dy` when non-zero, as in
+/// `grad_sums`) into `state`, `grad_sums_state_len()` f64s per channel of the piece, all
+/// zero to start (see `backward::grad_sums_accumulate`): the streamed plain-array backward.
+#[wasm_bindgen]
+#[allow(clippy::too_many_arguments)]
+pub fn grad_sums_accumulate(dy: usize, x: usize, outer: usize, channels: usize, inner: usize, mean: usize, state: usize, y: usize) {
+    let d = dims(outer, channels, inner);
+    unsafe {
+        let st = view_f64_mut(state, bn::backward::GRAD_STATE * channels);
+        bn::backward::grad_sums_accumulate(view(dy, d.len()), view(x, d.len()), opt(y, d.len()), d, view(mean, channels), st);
+    }
+}
+
+/// f64 slots per channel of a `grad_sums_accumulate` state.
+#[wasm_bindgen]
+pub fn grad_sums_state_len() -> usize {
+    bn::backward::GRAD_STATE
+}
+
+/// The sums of a `grad_sums_accumulate` state over whole tensors of these dims, written as
+/// `grad_sums` writes them: f64 `[sum_dy.., sum_dy_xmu..]`.
+#[wasm_bindgen]
+pub fn grad_sums_finish(state: usize, outer: usize, channels: usize, inner: usize, mean: usize, out: usize) {
+    let d = dims(outer, channels, inner);
+    unsafe {
+        let s = bn::backward::grad_sums_finish(view_f64(state, bn::backward::GRAD_STATE * channels), d, view(mean, channels));
+        let o = view_f64_mut(out, 2 * channels);
+        o[..channels].copy_from_slice(&s.sum_dy);
+        o[channels..].copy_from_slice(&s.sum_dy_xmu);
+    }
+}
+
 /// The elementwise half of the training backward, from global sums over `count` values;
 /// through a fused ReLU when `y` is non-zero, writing `dz` when non-zero.
 #[wasm_bindgen]
