@@ -1,7 +1,9 @@
 //! `moments::accumulate` over the pieces of a tensor, fed in order, equals `moments` of
 //! the whole tensor bit for bit (the plain-array training forward relies on it): planes
 //! (whole samples per piece, and runs of planes within a sample) and channels-last rows
-//! (whole blocks per piece, the last piece short).
+//! (whole blocks per piece, the last piece short). Every tensor here is below the default
+//! parallel threshold, so with `--features parallel` the whole-tensor kernels still run on
+//! one thread, the case the accumulating versions reproduce.
 
 mod common;
 
