@@ -64,21 +64,36 @@ describe.each(builds)("build %s", (build: BuildName) => {
     const n = shape[0] * shape[1];
     const rm = WasmTensor.from(new Float32Array(8).fill(0.25), engine);
     const rv = WasmTensor.from(new Float32Array(8).fill(4), engine);
+    const out = WasmTensor.alloc(n, engine); // resident output: x is staged whole (one-call path)
     const x = rng(3).normals(n, 5, 2);
+    const want = refTrain(x, shape, "NCHW", 1e-5, {});
     const held = fill(engine);
     try {
       expect(held.length).toBeGreaterThan(0);
-      expect(() => batchNormTrainOn(engine, x, shape, { runningMean: rm, runningVar: rv })).toThrow(OutOfMemoryError);
+      expect(() => batchNormTrainOn(engine, x, shape, { runningMean: rm, runningVar: rv, out })).toThrow(OutOfMemoryError);
       expect(Array.from(rm.view)).toEqual(new Array(8).fill(0.25));
       expect(Array.from(rv.view)).toEqual(new Array(8).fill(4));
+      expect(out.view.every((v) => v === 0)).toBe(true);
+      // With 1-2 MiB free, still less than x, a plain-array output streams x through
+      // 128 KiB windows instead of staging it whole: it runs.
+      held.pop()!.free();
+      for (;;) { // refill with 1 MiB pieces, so that the last one held is 1 MiB
+        try {
+          held.push(WasmTensor.alloc(MiB / 4, engine));
+        } catch {
+          break;
+        }
+      }
+      held.pop()!.free();
+      const { y } = batchNormTrainOn(engine, x, shape, {});
+      expectClose("y streamed in a nearly full memory", y as Float32Array, want.y, 1e-4, 1e-4);
+      expect(() => batchNormTrainOn(engine, x, shape, { out })).toThrow(OutOfMemoryError);
     } finally {
       for (const t of held) t.free();
     }
-    const { y } = batchNormTrainOn(engine, x, shape, { runningMean: rm, runningVar: rv });
-    const want = refTrain(x, shape, "NCHW", 1e-5, {});
-    expectClose("y after the failure", y as Float32Array, want.y, 1e-4, 1e-4);
+    const { y } = batchNormTrainOn(engine, x, shape, { runningMean: rm, runningVar: rv, out });
+    expectClose("y after the failure", (y as WasmTensor).view, want.y, 1e-4, 1e-4);
     expect(rm.view[0]).not.toBe(0.25);
-    rm.free();
-    rv.free();
+    for (const t of [rm, rv, out]) t.free();
   });
 });
