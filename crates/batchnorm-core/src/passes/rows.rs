@@ -14,9 +14,8 @@
 //! lanes over at most [`COL_FLUSH_ROWS`] rows and then in f64 (as batch norm's
 //! channels-last reduction).
 
-use crate::affine::row_stat;
 use crate::inv_std;
-use crate::moments::{run_moments, PLANE_BLOCK};
+use crate::moments::{run_moments_one_read, PLANE_BLOCK};
 use crate::parallel;
 use crate::simd::{q, q_mut, F32x4};
 
@@ -69,10 +68,9 @@ pub(crate) fn forward(x: &[f32], y: &mut [f32], r: Rows, gamma: &[f32], beta: &[
     let per_task = parallel::units_per_task(r.rows, r.len, par);
     parallel::for_each_chunk_mut3(y, per_task * r.len, mean, per_task, invstd, per_task, par, |t, ys, ms, iss| {
         let first = t * per_task;
-        for (k, yr) in ys.chunks_mut(r.len).enumerate() {
-            let start = (first + k) * r.len;
-            let xr = &x[start..start + r.len];
-            let m = run_moments(xr);
+        let xs = &x[first * r.len..first * r.len + ys.len()];
+        for (k, (xr, yr)) in xs.chunks_exact(r.len).zip(ys.chunks_exact_mut(r.len)).enumerate() {
+            let m = run_moments_one_read(xr);
             let (mu, var) = match stat {
                 Stat::Centered => (m.mean, m.biased_var()),
                 Stat::MeanSquare => (0.0, m.mean_square()),
@@ -84,14 +82,59 @@ pub(crate) fn forward(x: &[f32], y: &mut [f32], r: Rows, gamma: &[f32], beta: &[
             let lo = (mu - hi as f64) as f32;
             let p = r.param0(first + k)..r.param0(first + k) + r.params_per_row();
             if r.inner == 1 {
-                row_stat(xr, yr, hi, lo, is, &gamma[p.clone()], &beta[p]);
+                normalize_row(xr, yr, hi, lo, is, &gamma[p.clone()], &beta[p]);
             } else {
-                for ((xp, yp), (&g, &b)) in xr.chunks(r.inner).zip(yr.chunks_mut(r.inner)).zip(gamma[p.clone()].iter().zip(&beta[p])) {
-                    plane_stat(xp, yp, hi, lo, is, g, b);
+                for ((xp, yp), (&g, &b)) in xr.chunks_exact(r.inner).zip(yr.chunks_exact_mut(r.inner)).zip(gamma[p.clone()].iter().zip(&beta[p])) {
+                    // One scale and offset per plane: `(x - hi - lo) * is * g + b` is
+                    // `(x - hi) * (is * g) + (b - lo * is * g)`, with `x - hi` exact for
+                    // values near the mean and the rest formed in f64.
+                    let sc = is as f64 * g as f64;
+                    normalize_plane(xp, yp, hi, sc as f32, (b as f64 - lo as f64 * sc) as f32);
                 }
             }
         }
     });
+}
+
+/// `y = ((x - shift - shift_lo) * scale) * g + b` along one row (a parameter per column):
+/// the split mean subtracted first, as in [`crate::affine`], so large means lose nothing.
+#[inline]
+fn normalize_row(x: &[f32], y: &mut [f32], shift: f32, shift_lo: f32, scale: f32, g: &[f32], b: &[f32]) {
+    let n = y.len();
+    let (x, g, b) = (&x[..n], &g[..n], &b[..n]);
+    let (s, l, a) = (F32x4::splat(shift), F32x4::splat(shift_lo), F32x4::splat(scale));
+    let body = n / 8 * 8;
+    let (yb, yt) = y.split_at_mut(body);
+    // Exact chunks zipped by value: one index, no bounds checks; two quads a step.
+    let ins = x.chunks_exact(8).zip(g.chunks_exact(8)).zip(b.chunks_exact(8));
+    for (yv, ((xv, gv), bv)) in yb.chunks_exact_mut(8).zip(ins) {
+        for k in [0, 4] {
+            let xhat = F32x4::load(q(&xv[k..k + 4])).sub(s).sub(l).mul(a);
+            xhat.mul(F32x4::load(q(&gv[k..k + 4]))).add(F32x4::load(q(&bv[k..k + 4]))).store(q_mut(&mut yv[k..k + 4]));
+        }
+    }
+    for (i, yv) in yt.iter_mut().enumerate() {
+        let i = body + i;
+        *yv = ((x[i] - shift - shift_lo) * scale) * g[i] + b[i];
+    }
+}
+
+/// `y = (x - shift) * scale + offset` over one plane (a parameter per plane).
+#[inline]
+fn normalize_plane(x: &[f32], y: &mut [f32], shift: f32, scale: f32, offset: f32) {
+    let n = y.len();
+    let x = &x[..n];
+    let (s, a, o) = (F32x4::splat(shift), F32x4::splat(scale), F32x4::splat(offset));
+    let body = n / 8 * 8;
+    let (yb, yt) = y.split_at_mut(body);
+    for (yv, xv) in yb.chunks_exact_mut(8).zip(x.chunks_exact(8)) {
+        for k in [0, 4] {
+            F32x4::load(q(&xv[k..k + 4])).sub(s).mul(a).add(o).store(q_mut(&mut yv[k..k + 4]));
+        }
+    }
+    for (i, yv) in yt.iter_mut().enumerate() {
+        *yv = (x[body + i] - shift) * scale + offset;
+    }
 }
 
 /// Column sums `sum(dy * xhat)` and `sum(dy)` in f64.
@@ -230,19 +273,6 @@ fn dx_row(dy: &[f32], x: &[f32], dx: &mut [f32], g: &[f32], invstd: f32, mean: f
     }
     for i in body..dx.len() {
         dx[i] = dy[i] * (g[i] * invstd) + (x[i] - mean) * b + c;
-    }
-}
-
-/// `y = ((x - shift - shift_lo) * scale) * g + b` over one plane (a parameter per plane).
-#[inline]
-fn plane_stat(x: &[f32], y: &mut [f32], shift: f32, shift_lo: f32, scale: f32, g: f32, b: f32) {
-    let (s, l, a, gv, bv) = (F32x4::splat(shift), F32x4::splat(shift_lo), F32x4::splat(scale), F32x4::splat(g), F32x4::splat(b));
-    let body = y.len() / 4 * 4;
-    for i in (0..body).step_by(4) {
-        F32x4::load(q(&x[i..i + 4])).sub(s).sub(l).mul(a).mul(gv).add(bv).store(q_mut(&mut y[i..i + 4]));
-    }
-    for i in body..y.len() {
-        y[i] = ((x[i] - shift - shift_lo) * scale) * g + b;
     }
 }
 
