@@ -7,6 +7,8 @@
 // throughput (Melem/s) for rows of 64, 256, 768 and 4096 features.
 //
 //   node bench/norms.mjs            full run (a few minutes on 2 cores)
+//   node bench/norms.mjs --quick    ours (simd, simd-threads) against copy only: no TF.js /
+//                                   ONNX Runtime peers (they are not even loaded), 15 reps
 //   node bench/norms.mjs --smoke    tiny shapes, 2 repetitions (checks the harness)
 //
 // Minimal traffic (bytes per element): forward reads x and writes y (8); backward reads
@@ -16,15 +18,11 @@ import os from "node:os";
 import { measure } from "./lib/timing.mjs";
 import { wasmCopy, typedArraySet, COPY_BYTES_PER_ELEM } from "./lib/copy.mjs";
 import { createOurEngine } from "./lib/ours.mjs";
-import { tf, initBackend, tfjsInfo } from "./lib/tfjs.mjs";
-import { ort, configureOrt } from "./lib/ort.mjs";
-import { singleNodeModel } from "./lib/onnx.mjs";
-// tf.layers lives in the union package (lib/tfjs.mjs imports it for the gradients too).
-import * as tfjs from "@tensorflow/tfjs";
 import { layerNorm, layerNormBackward, groupNorm, groupNormBackward, WasmTensor } from "../dist/index.js";
 
 const SMOKE = process.argv.includes("--smoke");
-const PLAN = SMOKE ? { warmup: 1, reps: 2, minRepMs: 0 } : { warmup: 2, reps: 11, minRepMs: 4 };
+const QUICK = process.argv.includes("--quick");
+const PLAN = SMOKE ? { warmup: 1, reps: 2, minRepMs: 0 } : { warmup: 2, reps: QUICK ? 15 : 11, minRepMs: 4 };
 const SLOW = SMOKE ? { warmup: 1, reps: 1, minRepMs: 0 } : { warmup: 1, reps: 3, minRepMs: 0, budgetMs: 6000 };
 const EPS = 1e-5;
 const LN = SMOKE ? { rows: 64, d: 96 } : { rows: 4096, d: 768 };
@@ -32,7 +30,16 @@ const GN = SMOKE ? { shape: [2, 16, 5, 5], groups: 4 } : { shape: [16, 256, 28, 
 const ROW_LENS = [64, 256, 768, 4096];
 const ROW_ELEMS = SMOKE ? 1 << 14 : 1 << 22;
 
-configureOrt(1);
+// The peers load only when they run (--quick leaves them out).
+let tf, initBackend, tfjsInfo, ort, configureOrt, singleNodeModel, tfjs;
+if (!QUICK) {
+  ({ tf, initBackend, tfjsInfo } = await import("./lib/tfjs.mjs"));
+  ({ ort, configureOrt } = await import("./lib/ort.mjs"));
+  ({ singleNodeModel } = await import("./lib/onnx.mjs"));
+  // tf.layers lives in the union package (lib/tfjs.mjs imports it for the gradients too).
+  tfjs = await import("@tensorflow/tfjs");
+  configureOrt(1);
+}
 
 function rand(n, seed) {
   let s = seed >>> 0;
@@ -169,27 +176,27 @@ async function tryOr(f) {
   try { return await f(); } catch (e) { return { error: String(e?.message ?? e).split("\n")[0].slice(0, 160) }; }
 }
 
-console.log(JSON.stringify({ machine: `${os.cpus().length} x ${os.cpus()[0]?.model}`, node: process.version, ort: ort.env.versions?.web ?? null, smoke: SMOKE }));
+console.log(JSON.stringify({ machine: `${os.cpus().length} x ${os.cpus()[0]?.model}`, node: process.version, ort: ort?.env.versions?.web ?? null, smoke: SMOKE, quick: QUICK }));
 
 { // LayerNorm
   const { rows: R, d: D } = LN;
   const x = rand(R * D, 1), dy = rand(R * D, 2), w = rand(D, 3), b = rand(D, 4);
   const ours = Object.fromEntries(Object.entries(engines).map(([k, e]) => [k, oursLayerNorm(e, R, D, x, dy, w, b)]));
-  const others = {
+  const others = QUICK ? {} : {
     "tfjs-wasm": await tryOr(() => tfjsLayerNorm("wasm", R, D, x, dy, w, b)),
     "tfjs-cpu": await tryOr(() => tfjsLayerNorm("cpu", R, D, x, dy, w, b)),
     "ort LayerNormalization": await tryOr(() => ortLayerNorm(R, D, x, w, b)),
   };
   await section(`LayerNorm (${R}, ${D})`, R * D, ours, others);
 }
-console.log(JSON.stringify({ tfjs: tfjsInfo() }));
+if (!QUICK) console.log(JSON.stringify({ tfjs: tfjsInfo() }));
 { // GroupNorm
   const { shape, groups } = GN;
   const n = shape.reduce((a, c) => a * c, 1);
   const C = shape[1];
   const x = rand(n, 5), dy = rand(n, 6), w = rand(C, 7), b = rand(C, 8);
   const ours = Object.fromEntries(Object.entries(engines).map(([k, e]) => [k, oursGroupNorm(e, shape, groups, x, dy, w, b)]));
-  const others = { "ort GroupNormalization": await tryOr(() => ortGroupNorm(shape, groups, x, w, b)) };
+  const others = QUICK ? {} : { "ort GroupNormalization": await tryOr(() => ortGroupNorm(shape, groups, x, w, b)) };
   await section(`GroupNorm(${groups}, ${C}) on (${shape.join(",")})`, n, ours, others);
 }
 { // Rows sweep

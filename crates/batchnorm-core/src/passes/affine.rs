@@ -294,22 +294,3 @@ fn row2<const F: u8>(s0: Step, s1: Step, y0: &mut [f32], y1: &mut [f32], shift: 
         y1[c] = s1.one::<F>(c, shift[c], lo[c], scale[c], offset[c]);
     }
 }
-
-/// One row normalised by its own statistics, with the affine along the row (LayerNorm,
-/// RMSNorm): `y[d] = ((x[d] - shift - shift_lo) * scale) * gamma[d] + beta[d]`. The
-/// per-element coefficient is the product of a per-row factor (`scale`, the row's
-/// `1/std`) and a per-column one (`gamma`), so it cannot be folded into one vector as in
-/// [`affine_per_channel`]; the subtraction of the (split) mean comes first for the same
-/// reason as there.
-#[inline]
-pub(crate) fn row_stat(x: &[f32], y: &mut [f32], shift: f32, shift_lo: f32, scale: f32, gamma: &[f32], beta: &[f32]) {
-    let (s, l, a) = (F32x4::splat(shift), F32x4::splat(shift_lo), F32x4::splat(scale));
-    let body = y.len() / 4 * 4;
-    for i in (0..body).step_by(4) {
-        let xhat = F32x4::load(q(&x[i..i + 4])).sub(s).sub(l).mul(a);
-        xhat.mul(F32x4::load(q(&gamma[i..i + 4]))).add(F32x4::load(q(&beta[i..i + 4]))).store(q_mut(&mut y[i..i + 4]));
-    }
-    for i in body..y.len() {
-        y[i] = ((x[i] - shift - shift_lo) * scale) * gamma[i] + beta[i];
-    }
-}

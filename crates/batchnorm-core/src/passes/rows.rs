@@ -6,17 +6,19 @@
 //! plane ([`Rows::inner`] = `S`, [`Rows::period`] = `G`: row `r` uses the parameters of
 //! group `r % G`).
 //!
-//! Each row is handled whole while it sits in cache: statistics (the same corrected
-//! two-pass blocks and f64 merge as batch norm's [`crate::moments`]), then the normalise
-//! loop, so the forward reads `x` once and writes `y` once. The backward does the same
-//! per row: the two row sums `sum(g*dy)`, `sum(g*dy*(x-mean))`, then `dx`, reading `dy`
-//! and `x` once; the column sums for `dgamma` / `dbeta` are accumulated on the way in f32
-//! lanes over at most [`COL_FLUSH_ROWS`] rows and then in f64 (as batch norm's
-//! channels-last reduction).
+//! Each row is handled whole while it sits in cache: statistics, then the normalise loop,
+//! so the forward reads `x` once and writes `y` once. Because the row is in cache, the
+//! arithmetic sets the speed, so the statistics take one pass per 2048-value block about a
+//! sampled, checked shift (`moments::shifted_block_moments`: as exact as batch
+//! norm's corrected two-pass, f64 merge across blocks). The backward does the same per row:
+//! the two row sums `sum(g*dy)`, `sum(g*dy*(x-mean))`, then `dx`, reading `dy` and `x`
+//! once; the column sums for `dgamma` / `dbeta` are accumulated on the way in f32 lanes
+//! over at most [`COL_FLUSH_ROWS`] rows and then in f64 (as batch norm's channels-last
+//! reduction). The hot loops iterate exact chunks zipped by value (no bounds checks), two
+//! quads a step.
 
-use crate::affine::row_stat;
 use crate::inv_std;
-use crate::moments::{run_moments, PLANE_BLOCK};
+use crate::moments::{run_moments_one_read, PLANE_BLOCK};
 use crate::parallel;
 use crate::simd::{q, q_mut, F32x4};
 
@@ -69,10 +71,9 @@ pub(crate) fn forward(x: &[f32], y: &mut [f32], r: Rows, gamma: &[f32], beta: &[
     let per_task = parallel::units_per_task(r.rows, r.len, par);
     parallel::for_each_chunk_mut3(y, per_task * r.len, mean, per_task, invstd, per_task, par, |t, ys, ms, iss| {
         let first = t * per_task;
-        for (k, yr) in ys.chunks_mut(r.len).enumerate() {
-            let start = (first + k) * r.len;
-            let xr = &x[start..start + r.len];
-            let m = run_moments(xr);
+        let xs = &x[first * r.len..first * r.len + ys.len()];
+        for (k, (xr, yr)) in xs.chunks_exact(r.len).zip(ys.chunks_exact_mut(r.len)).enumerate() {
+            let m = run_moments_one_read(xr);
             let (mu, var) = match stat {
                 Stat::Centered => (m.mean, m.biased_var()),
                 Stat::MeanSquare => (0.0, m.mean_square()),
@@ -84,14 +85,59 @@ pub(crate) fn forward(x: &[f32], y: &mut [f32], r: Rows, gamma: &[f32], beta: &[
             let lo = (mu - hi as f64) as f32;
             let p = r.param0(first + k)..r.param0(first + k) + r.params_per_row();
             if r.inner == 1 {
-                row_stat(xr, yr, hi, lo, is, &gamma[p.clone()], &beta[p]);
+                normalize_row(xr, yr, hi, lo, is, &gamma[p.clone()], &beta[p]);
             } else {
-                for ((xp, yp), (&g, &b)) in xr.chunks(r.inner).zip(yr.chunks_mut(r.inner)).zip(gamma[p.clone()].iter().zip(&beta[p])) {
-                    plane_stat(xp, yp, hi, lo, is, g, b);
+                for ((xp, yp), (&g, &b)) in xr.chunks_exact(r.inner).zip(yr.chunks_exact_mut(r.inner)).zip(gamma[p.clone()].iter().zip(&beta[p])) {
+                    // One scale and offset per plane: `(x - hi - lo) * is * g + b` is
+                    // `(x - hi) * (is * g) + (b - lo * is * g)`, with `x - hi` exact for
+                    // values near the mean and the rest formed in f64.
+                    let sc = is as f64 * g as f64;
+                    normalize_plane(xp, yp, hi, sc as f32, (b as f64 - lo as f64 * sc) as f32);
                 }
             }
         }
     });
+}
+
+/// `y = ((x - shift - shift_lo) * scale) * g + b` along one row (a parameter per column):
+/// the split mean subtracted first, as in [`crate::affine`], so large means lose nothing.
+#[inline]
+fn normalize_row(x: &[f32], y: &mut [f32], shift: f32, shift_lo: f32, scale: f32, g: &[f32], b: &[f32]) {
+    let n = y.len();
+    let (x, g, b) = (&x[..n], &g[..n], &b[..n]);
+    let (s, l, a) = (F32x4::splat(shift), F32x4::splat(shift_lo), F32x4::splat(scale));
+    let body = n / 8 * 8;
+    let (yb, yt) = y.split_at_mut(body);
+    // Exact chunks zipped by value: one index, no bounds checks; two quads a step.
+    let ins = x.chunks_exact(8).zip(g.chunks_exact(8)).zip(b.chunks_exact(8));
+    for (yv, ((xv, gv), bv)) in yb.chunks_exact_mut(8).zip(ins) {
+        for k in [0, 4] {
+            let xhat = F32x4::load(q(&xv[k..k + 4])).sub(s).sub(l).mul(a);
+            xhat.mul(F32x4::load(q(&gv[k..k + 4]))).add(F32x4::load(q(&bv[k..k + 4]))).store(q_mut(&mut yv[k..k + 4]));
+        }
+    }
+    for (i, yv) in yt.iter_mut().enumerate() {
+        let i = body + i;
+        *yv = ((x[i] - shift - shift_lo) * scale) * g[i] + b[i];
+    }
+}
+
+/// `y = (x - shift) * scale + offset` over one plane (a parameter per plane).
+#[inline]
+fn normalize_plane(x: &[f32], y: &mut [f32], shift: f32, scale: f32, offset: f32) {
+    let n = y.len();
+    let x = &x[..n];
+    let (s, a, o) = (F32x4::splat(shift), F32x4::splat(scale), F32x4::splat(offset));
+    let body = n / 8 * 8;
+    let (yb, yt) = y.split_at_mut(body);
+    for (yv, xv) in yb.chunks_exact_mut(8).zip(x.chunks_exact(8)) {
+        for k in [0, 4] {
+            F32x4::load(q(&xv[k..k + 4])).sub(s).mul(a).add(o).store(q_mut(&mut yv[k..k + 4]));
+        }
+    }
+    for (i, yv) in yt.iter_mut().enumerate() {
+        *yv = (x[body + i] - shift) * scale + offset;
+    }
 }
 
 /// Column sums `sum(dy * xhat)` and `sum(dy)` in f64.
@@ -136,6 +182,10 @@ pub(crate) fn backward(
         |t, dxs| {
             let first = t * per_task;
             let mut cols = param_grads.then(|| ColAcc::new(r.params()));
+            if r.inner > 1 {
+                planes_backward(dy, x, dxs, first, r, gamma, mean, invstd, stat, cols.as_mut());
+                return cols.map(ColAcc::finish);
+            }
             for (k, dxr) in dxs.chunks_mut(len).enumerate() {
                 let row = first + k;
                 let s = row * len..(row + 1) * len;
@@ -143,13 +193,9 @@ pub(crate) fn backward(
                 let (mu, is) = (mean[row], invstd[row]);
                 let p0 = r.param0(row);
                 let g = &gamma[p0..p0 + r.params_per_row()];
-                let (s_g, s_gx) = if r.inner == 1 {
-                    match cols.as_mut() {
-                        Some(c) => c.row_sums(dyr, xr, g, mu, is, p0),
-                        None => row_sums::<false>(dyr, xr, g, mu, is, &mut [], &mut []),
-                    }
-                } else {
-                    planes_sums(dyr, xr, g, mu, is, r.inner, cols.as_mut().map(|c| (c, p0)))
+                let (s_g, s_gx) = match cols.as_mut() {
+                    Some(c) => c.row_sums(dyr, xr, g, mu, is, p0),
+                    None => row_sums::<false>(dyr, xr, g, mu, is, &mut [], &mut []),
                 };
                 let isf = is as f64;
                 let b = (-isf * isf * isf * s_gx / n) as f32;
@@ -157,13 +203,7 @@ pub(crate) fn backward(
                     Stat::Centered => (-isf * s_g / n) as f32,
                     Stat::MeanSquare => 0.0,
                 };
-                if r.inner == 1 {
-                    dx_row(dyr, xr, dxr, g, is, mu, b, c0);
-                } else {
-                    for (((dyp, xp), dxp), &gp) in dyr.chunks(r.inner).zip(xr.chunks(r.inner)).zip(dxr.chunks_mut(r.inner)).zip(g) {
-                        dx_plane(dyp, xp, dxp, gp * is, mu, b, c0);
-                    }
-                }
+                dx_row(dyr, xr, dxr, g, is, mu, b, c0);
             }
             cols.map(ColAcc::finish)
         },
@@ -180,36 +220,17 @@ pub(crate) fn backward(
 #[inline]
 #[allow(clippy::too_many_arguments)]
 fn row_sums<const COLS: bool>(dy: &[f32], x: &[f32], g: &[f32], mean: f32, invstd: f32, dg: &mut [f32], db: &mut [f32]) -> (f64, f64) {
-    let (m, is) = (F32x4::splat(mean), F32x4::splat(invstd));
+    let n = dy.len();
     let (mut s1, mut s2) = (0f64, 0f64);
     let mut start = 0;
-    while start < dy.len() {
-        let end = (start + PLANE_BLOCK).min(dy.len());
-        let (mut a, mut b) = (F32x4::zero(), F32x4::zero());
-        let body = start + (end - start) / 4 * 4;
-        for i in (start..body).step_by(4) {
-            let d = F32x4::load(q(&dy[i..i + 4]));
-            let gd = d.mul(F32x4::load(q(&g[i..i + 4])));
-            let xm = F32x4::load(q(&x[i..i + 4])).sub(m);
-            a = a.add(gd);
-            b = b.add(gd.mul(xm));
-            if COLS {
-                let cg = q_mut(&mut dg[i..i + 4]);
-                F32x4::load(cg).add(d.mul(xm.mul(is))).store(cg);
-                let cb = q_mut(&mut db[i..i + 4]);
-                F32x4::load(cb).add(d).store(cb);
-            }
-        }
-        let (mut t1, mut t2) = (a.hsum(), b.hsum());
-        for i in body..end {
-            let gd = dy[i] * g[i];
-            t1 += gd;
-            t2 += gd * (x[i] - mean);
-            if COLS {
-                dg[i] += dy[i] * ((x[i] - mean) * invstd);
-                db[i] += dy[i];
-            }
-        }
+    while start < n {
+        let end = (start + PLANE_BLOCK).min(n);
+        let r = start..end;
+        let (t1, t2) = if COLS {
+            block_sums_cols(&dy[r.clone()], &x[r.clone()], &g[r.clone()], mean, invstd, &mut dg[r.clone()], &mut db[r])
+        } else {
+            block_sums(&dy[r.clone()], &x[r.clone()], &g[r], mean)
+        };
         s1 += t1 as f64;
         s2 += t2 as f64;
         start = end;
@@ -217,85 +238,233 @@ fn row_sums<const COLS: bool>(dy: &[f32], x: &[f32], g: &[f32], mean: f32, invst
     (s1, s2)
 }
 
+/// [`row_sums`] of one block without column sums: two quads a step, two accumulator pairs.
+#[inline]
+fn block_sums(dy: &[f32], x: &[f32], g: &[f32], mean: f32) -> (f32, f32) {
+    let n = dy.len();
+    let (x, g) = (&x[..n], &g[..n]);
+    let m = F32x4::splat(mean);
+    let (mut a, mut b) = ([F32x4::zero(); 2], [F32x4::zero(); 2]);
+    for ((d, xv), gv) in dy.chunks_exact(8).zip(x.chunks_exact(8)).zip(g.chunks_exact(8)) {
+        for k in 0..2 {
+            let gd = F32x4::load(q(&d[4 * k..4 * k + 4])).mul(F32x4::load(q(&gv[4 * k..4 * k + 4])));
+            a[k] = a[k].add(gd);
+            b[k] = b[k].add(gd.mul(F32x4::load(q(&xv[4 * k..4 * k + 4])).sub(m)));
+        }
+    }
+    let (mut t1, mut t2) = (a[0].add(a[1]).hsum(), b[0].add(b[1]).hsum());
+    for i in n / 8 * 8..n {
+        let gd = dy[i] * g[i];
+        t1 += gd;
+        t2 += gd * (x[i] - mean);
+    }
+    (t1, t2)
+}
+
+/// [`block_sums`] that also adds `dy * (x - mean) * invstd` and `dy` to the column sums.
+#[inline]
+fn block_sums_cols(dy: &[f32], x: &[f32], g: &[f32], mean: f32, invstd: f32, dg: &mut [f32], db: &mut [f32]) -> (f32, f32) {
+    let n = dy.len();
+    let (x, g, dg, db) = (&x[..n], &g[..n], &mut dg[..n], &mut db[..n]);
+    let (m, is) = (F32x4::splat(mean), F32x4::splat(invstd));
+    let (mut a, mut b) = ([F32x4::zero(); 2], [F32x4::zero(); 2]);
+    let ins = dy.chunks_exact(8).zip(x.chunks_exact(8)).zip(g.chunks_exact(8));
+    for (((d, xv), gv), (cg, cb)) in ins.zip(dg.chunks_exact_mut(8).zip(db.chunks_exact_mut(8))) {
+        for k in 0..2 {
+            let r = 4 * k..4 * k + 4;
+            let d = F32x4::load(q(&d[r.clone()]));
+            let xm = F32x4::load(q(&xv[r.clone()])).sub(m);
+            let gd = d.mul(F32x4::load(q(&gv[r.clone()])));
+            a[k] = a[k].add(gd);
+            b[k] = b[k].add(gd.mul(xm));
+            let cg = q_mut(&mut cg[r.clone()]);
+            F32x4::load(cg).add(d.mul(xm.mul(is))).store(cg);
+            let cb = q_mut(&mut cb[r]);
+            F32x4::load(cb).add(d).store(cb);
+        }
+    }
+    let (mut t1, mut t2) = (a[0].add(a[1]).hsum(), b[0].add(b[1]).hsum());
+    for i in n / 8 * 8..n {
+        let gd = dy[i] * g[i];
+        t1 += gd;
+        t2 += gd * (x[i] - mean);
+        dg[i] += dy[i] * ((x[i] - mean) * invstd);
+        db[i] += dy[i];
+    }
+    (t1, t2)
+}
+
 /// `dx = dy * (g * invstd) + (x - mean) * b + c` along one row.
 #[inline]
 #[allow(clippy::too_many_arguments)]
 fn dx_row(dy: &[f32], x: &[f32], dx: &mut [f32], g: &[f32], invstd: f32, mean: f32, b: f32, c: f32) {
+    let n = dx.len();
+    let (dy, x, g) = (&dy[..n], &x[..n], &g[..n]);
     let (is, m, bv, cv) = (F32x4::splat(invstd), F32x4::splat(mean), F32x4::splat(b), F32x4::splat(c));
-    let body = dx.len() / 4 * 4;
-    for i in (0..body).step_by(4) {
-        let k = F32x4::load(q(&g[i..i + 4])).mul(is);
-        let xm = F32x4::load(q(&x[i..i + 4])).sub(m);
-        F32x4::load(q(&dy[i..i + 4])).mul(k).add(xm.mul(bv)).add(cv).store(q_mut(&mut dx[i..i + 4]));
+    let body = n / 8 * 8;
+    let (head, tail) = dx.split_at_mut(body);
+    let ins = dy.chunks_exact(8).zip(x.chunks_exact(8)).zip(g.chunks_exact(8));
+    for (o, ((d, xv), gv)) in head.chunks_exact_mut(8).zip(ins) {
+        for k in [0, 4] {
+            let kv = F32x4::load(q(&gv[k..k + 4])).mul(is);
+            let xm = F32x4::load(q(&xv[k..k + 4])).sub(m);
+            F32x4::load(q(&d[k..k + 4])).mul(kv).add(xm.mul(bv)).add(cv).store(q_mut(&mut o[k..k + 4]));
+        }
     }
-    for i in body..dx.len() {
-        dx[i] = dy[i] * (g[i] * invstd) + (x[i] - mean) * b + c;
-    }
-}
-
-/// `y = ((x - shift - shift_lo) * scale) * g + b` over one plane (a parameter per plane).
-#[inline]
-fn plane_stat(x: &[f32], y: &mut [f32], shift: f32, shift_lo: f32, scale: f32, g: f32, b: f32) {
-    let (s, l, a, gv, bv) = (F32x4::splat(shift), F32x4::splat(shift_lo), F32x4::splat(scale), F32x4::splat(g), F32x4::splat(b));
-    let body = y.len() / 4 * 4;
-    for i in (0..body).step_by(4) {
-        F32x4::load(q(&x[i..i + 4])).sub(s).sub(l).mul(a).mul(gv).add(bv).store(q_mut(&mut y[i..i + 4]));
-    }
-    for i in body..y.len() {
-        y[i] = ((x[i] - shift - shift_lo) * scale) * g + b;
+    for (i, o) in tail.iter_mut().enumerate() {
+        let i = body + i;
+        *o = dy[i] * (g[i] * invstd) + (x[i] - mean) * b + c;
     }
 }
 
-/// Row sums `(sum(g*dy), sum(g*dy*(x-mean)))` of a row of planes with one `g` each (in
-/// f64 across planes); with `cols`, also each plane's `sum(dy*xhat)` and `sum(dy)` into
-/// the column sums at parameter `p0 + plane`.
+/// Backward of the rows `first..` that `dx` covers, for rows of planes (one parameter per
+/// plane: GroupNorm / InstanceNorm channels-first), software-pipelined: the per-plane sums
+/// of row `k + 1` are taken in the same loop that writes `dx` of row `k`, so every step
+/// streams a new row in and `dx` out, where two separate passes alternate a read-only phase
+/// and a write phase and leave the memory system idle in turns.
+#[allow(clippy::too_many_arguments)]
+fn planes_backward(dy: &[f32], x: &[f32], dx: &mut [f32], first: usize, r: Rows, gamma: &[f32], mean: &[f32], invstd: &[f32], stat: Stat, mut cols: Option<&mut ColAcc>) {
+    let (len, inner, planes) = (r.len, r.inner, r.params_per_row());
+    let n = len as f64;
+    let rows = dx.len() / len;
+    let span = |k: usize| (first + k) * len..(first + k + 1) * len;
+    // Per plane `(sum(dy), sum(dy * (x - mean)))` of the current row and of the next.
+    let (mut cur, mut next) = (vec![(0f64, 0f64); planes], vec![(0f64, 0f64); planes]);
+    if rows > 0 {
+        let (d, xv) = (&dy[span(0)], &x[span(0)]);
+        for (c, (dp, xp)) in cur.iter_mut().zip(d.chunks_exact(inner).zip(xv.chunks_exact(inner))) {
+            *c = plane_sums(dp, xp, mean[first]);
+        }
+    }
+    for (k, dxr) in dx.chunks_exact_mut(len).enumerate() {
+        let row = first + k;
+        let (mu, is) = (mean[row], invstd[row]);
+        let p0 = r.param0(row);
+        let g = &gamma[p0..p0 + planes];
+        let (mut s1, mut s2) = (0f64, 0f64);
+        for (p, (&(t1, t2), &gp)) in cur.iter().zip(g).enumerate() {
+            s1 += gp as f64 * t1;
+            s2 += gp as f64 * t2;
+            if let Some(c) = cols.as_mut() {
+                c.out.dgamma[p0 + p] += t2 * is as f64;
+                c.out.dbeta[p0 + p] += t1;
+            }
+        }
+        let isf = is as f64;
+        let b = (-isf * isf * isf * s2 / n) as f32;
+        let c0 = match stat {
+            Stat::Centered => (-isf * s1 / n) as f32,
+            Stat::MeanSquare => 0.0,
+        };
+        let (dyr, xr) = (&dy[span(k)], &x[span(k)]);
+        let planes_k = dyr.chunks_exact(inner).zip(xr.chunks_exact(inner)).zip(dxr.chunks_exact_mut(inner)).zip(g);
+        if k + 1 == rows {
+            for (((dyp, xp), dxp), &gp) in planes_k {
+                dx_plane(dyp, xp, dxp, gp * is, mu, b, c0);
+            }
+            break;
+        }
+        let (dyn_, xn, mn) = (&dy[span(k + 1)], &x[span(k + 1)], mean[row + 1]);
+        let planes_n = dyn_.chunks_exact(inner).zip(xn.chunks_exact(inner));
+        for ((((dyp, xp), dxp), &gp), ((dnp, xnp), nx)) in planes_k.zip(planes_n.zip(next.iter_mut())) {
+            let (mut t1, mut t2) = (0f64, 0f64);
+            let blocks = dyp.chunks(PLANE_BLOCK).zip(xp.chunks(PLANE_BLOCK)).zip(dxp.chunks_mut(PLANE_BLOCK));
+            for (((d, xv), o), (dn, xnv)) in blocks.zip(dnp.chunks(PLANE_BLOCK).zip(xnp.chunks(PLANE_BLOCK))) {
+                let (u1, u2) = dx_plane_and_sums(d, xv, o, gp * is, mu, b, c0, dn, xnv, mn);
+                t1 += u1 as f64;
+                t2 += u2 as f64;
+            }
+            *nx = (t1, t2);
+        }
+        core::mem::swap(&mut cur, &mut next);
+    }
+}
+
+/// `(sum(dy), sum(dy * (x - mean)))` of one plane: f32 lanes per cache block, f64 across.
 #[inline]
-fn planes_sums(dy: &[f32], x: &[f32], g: &[f32], mean: f32, invstd: f32, inner: usize, mut cols: Option<(&mut ColAcc, usize)>) -> (f64, f64) {
+fn plane_sums(dy: &[f32], x: &[f32], mean: f32) -> (f64, f64) {
+    let (mut t1, mut t2) = (0f64, 0f64);
+    for (db, xb) in dy.chunks(PLANE_BLOCK).zip(x.chunks(PLANE_BLOCK)) {
+        let (u1, u2) = plane_block_sums(db, xb, mean);
+        t1 += u1 as f64;
+        t2 += u2 as f64;
+    }
+    (t1, t2)
+}
+
+/// [`dx_plane`] of one block and, in the same loop, [`plane_block_sums`] of the matching
+/// block of the next row (`dy2`, `x2`, `mean2`; same lanes and order, so the same sums).
+#[inline]
+#[allow(clippy::too_many_arguments)]
+fn dx_plane_and_sums(dy: &[f32], x: &[f32], dx: &mut [f32], k: f32, mean: f32, b: f32, c: f32, dy2: &[f32], x2: &[f32], mean2: f32) -> (f32, f32) {
+    let n = dx.len();
+    let (dy, x, dy2, x2) = (&dy[..n], &x[..n], &dy2[..n], &x2[..n]);
+    let (kv, m, bv, cv, m2) = (F32x4::splat(k), F32x4::splat(mean), F32x4::splat(b), F32x4::splat(c), F32x4::splat(mean2));
+    let (mut a, mut s) = ([F32x4::zero(); 2], [F32x4::zero(); 2]);
+    let body = n / 8 * 8;
+    let (head, tail) = dx.split_at_mut(body);
+    let ins = dy.chunks_exact(8).zip(x.chunks_exact(8)).zip(dy2.chunks_exact(8).zip(x2.chunks_exact(8)));
+    for (o, ((d, xv), (d2, x2v))) in head.chunks_exact_mut(8).zip(ins) {
+        for j in 0..2 {
+            let r = 4 * j..4 * j + 4;
+            let xm = F32x4::load(q(&xv[r.clone()])).sub(m);
+            F32x4::load(q(&d[r.clone()])).mul(kv).add(xm.mul(bv)).add(cv).store(q_mut(&mut o[r.clone()]));
+            let dn = F32x4::load(q(&d2[r.clone()]));
+            a[j] = a[j].add(dn);
+            s[j] = s[j].add(dn.mul(F32x4::load(q(&x2v[r])).sub(m2)));
+        }
+    }
+    for (i, o) in tail.iter_mut().enumerate() {
+        let i = body + i;
+        *o = dy[i] * k + (x[i] - mean) * b + c;
+    }
+    let (mut u1, mut u2) = (a[0].add(a[1]).hsum(), s[0].add(s[1]).hsum());
+    for i in body..n {
+        u1 += dy2[i];
+        u2 += dy2[i] * (x2[i] - mean2);
+    }
+    (u1, u2)
+}
+
+/// `(sum(dy), sum(dy * (x - mean)))` of one block of a plane in f32 lanes.
+#[inline]
+fn plane_block_sums(dy: &[f32], x: &[f32], mean: f32) -> (f32, f32) {
+    let n = dy.len();
+    let x = &x[..n];
     let m = F32x4::splat(mean);
-    let (mut s1, mut s2) = (0f64, 0f64);
-    for (p, (d, xv)) in dy.chunks(inner).zip(x.chunks(inner)).enumerate() {
-        let (mut t1, mut t2) = (0f64, 0f64);
-        for (db, xb) in d.chunks(PLANE_BLOCK).zip(xv.chunks(PLANE_BLOCK)) {
-            let (mut a, mut a2, mut b, mut b2) = (F32x4::zero(), F32x4::zero(), F32x4::zero(), F32x4::zero());
-            let body = db.len() / 8 * 8;
-            for i in (0..body).step_by(8) {
-                let d0 = F32x4::load(q(&db[i..i + 4]));
-                let d1 = F32x4::load(q(&db[i + 4..i + 8]));
-                a = a.add(d0);
-                a2 = a2.add(d1);
-                b = b.add(d0.mul(F32x4::load(q(&xb[i..i + 4])).sub(m)));
-                b2 = b2.add(d1.mul(F32x4::load(q(&xb[i + 4..i + 8])).sub(m)));
-            }
-            let (mut u1, mut u2) = (a.add(a2).hsum(), b.add(b2).hsum());
-            for i in body..db.len() {
-                u1 += db[i];
-                u2 += db[i] * (xb[i] - mean);
-            }
-            t1 += u1 as f64;
-            t2 += u2 as f64;
-        }
-        let gp = g[p] as f64;
-        s1 += gp * t1;
-        s2 += gp * t2;
-        if let Some((c, p0)) = cols.as_mut() {
-            c.out.dgamma[*p0 + p] += t2 * invstd as f64;
-            c.out.dbeta[*p0 + p] += t1;
+    let (mut a, mut b) = ([F32x4::zero(); 2], [F32x4::zero(); 2]);
+    for (d, xv) in dy.chunks_exact(8).zip(x.chunks_exact(8)) {
+        for k in 0..2 {
+            let d = F32x4::load(q(&d[4 * k..4 * k + 4]));
+            a[k] = a[k].add(d);
+            b[k] = b[k].add(d.mul(F32x4::load(q(&xv[4 * k..4 * k + 4])).sub(m)));
         }
     }
-    (s1, s2)
+    let (mut u1, mut u2) = (a[0].add(a[1]).hsum(), b[0].add(b[1]).hsum());
+    for i in n / 8 * 8..n {
+        u1 += dy[i];
+        u2 += dy[i] * (x[i] - mean);
+    }
+    (u1, u2)
 }
 
 /// `dx = dy * k + (x - mean) * b + c` over one plane.
 #[inline]
 fn dx_plane(dy: &[f32], x: &[f32], dx: &mut [f32], k: f32, mean: f32, b: f32, c: f32) {
+    let n = dx.len();
+    let (dy, x) = (&dy[..n], &x[..n]);
     let (kv, m, bv, cv) = (F32x4::splat(k), F32x4::splat(mean), F32x4::splat(b), F32x4::splat(c));
-    let body = dx.len() / 4 * 4;
-    for i in (0..body).step_by(4) {
-        let xm = F32x4::load(q(&x[i..i + 4])).sub(m);
-        F32x4::load(q(&dy[i..i + 4])).mul(kv).add(xm.mul(bv)).add(cv).store(q_mut(&mut dx[i..i + 4]));
+    let body = n / 8 * 8;
+    let (head, tail) = dx.split_at_mut(body);
+    for (o, (d, xv)) in head.chunks_exact_mut(8).zip(dy.chunks_exact(8).zip(x.chunks_exact(8))) {
+        for j in [0, 4] {
+            let xm = F32x4::load(q(&xv[j..j + 4])).sub(m);
+            F32x4::load(q(&d[j..j + 4])).mul(kv).add(xm.mul(bv)).add(cv).store(q_mut(&mut o[j..j + 4]));
+        }
     }
-    for i in body..dx.len() {
-        dx[i] = dy[i] * k + (x[i] - mean) * b + c;
+    for (i, o) in tail.iter_mut().enumerate() {
+        let i = body + i;
+        *o = dy[i] * k + (x[i] - mean) * b + c;
     }
 }
 
