@@ -1,5 +1,5 @@
 // Workers and data-parallel training, medians in one process, side by side.
-//   node bench/workers.mjs [--smoke]
+//   node bench/workers.mjs [--smoke] [--mnist]      (--mnist: section 4 only)
 // 1. A (32,64,56,56) training forward: direct call vs the same module in a worker
 //    (structured-clone copy in, transfer out), with { transfer: true }, and with the
 //    input on a SharedArrayBuffer.
@@ -20,6 +20,7 @@ import { mnistBlob } from "../examples/mnist/data-node.js";
 import { startReplicas, trainAll } from "../examples/mnist/group.js";
 
 const smoke = process.argv.includes("--smoke");
+const onlyMnist = process.argv.includes("--mnist");
 const REPS = smoke ? 2 : 11;
 const median = (a) => [...a].sort((x, y) => x - y)[a.length >> 1];
 
@@ -37,7 +38,7 @@ async function time(fn, prepare = () => undefined) {
 const info = await init({ build: "simd" });
 console.log(`# ${os.cpus()[0]?.model}, ${os.availableParallelism()} cores, Node ${process.version}; main thread: ${info.build}; median of ${REPS}`);
 
-{
+if (!onlyMnist) {
   const shape = smoke ? [4, 8, 8, 8] : [32, 64, 56, 56];
   const n = shape.reduce((a, b) => a * b, 1);
   const x = Float32Array.from({ length: n }, (_, i) => Math.sin(i));
@@ -69,7 +70,7 @@ async function group(n, transport) {
   return { g, ranks };
 }
 
-{
+if (!onlyMnist) {
   const reps = smoke ? 20 : 2000;
   const big = smoke ? 1000 : 100_000;
   console.log(`\n## allReduce (sum) between 2 workers, median of ${reps} (rank 0's view)`);
@@ -87,7 +88,7 @@ async function group(n, transport) {
   }
 }
 
-{
+if (!onlyMnist) {
   const shape = smoke ? [4, 8, 8, 8] : [32, 64, 56, 56];
   const { g, ranks } = await group(2, "shared");
   const r = await Promise.all(ranks.map((k) => k.syncBnStep(shape, REPS)));
@@ -124,7 +125,7 @@ async function group(n, transport) {
   console.log(`| workers | steps/s (runs) | speedup | rank 0 in collectives | CPU ms, busiest rank | CPU speedup | max abs loss diff vs 1 worker (first ${Math.min(200, steps)} steps) | replicas identical |`);
   console.log(`|---|---|---|---|---|---|---|---|`);
   for (const n of [1, 2]) {
-    console.log(`| ${n} | ${med(n, (r) => r.sps).toFixed(0)} (${runs[n].map((r) => r.sps.toFixed(0)).join(", ")}) | ${(med(n, (r) => r.sps) / med(1, (r) => r.sps)).toFixed(2)}x | ${n === 1 ? "-" : `${(100 * med(n, (r) => r.share)).toFixed(0)}%`} | ${med(n, (r) => r.cpu)} | ${(med(1, (r) => r.cpu) / med(n, (r) => r.cpu)).toFixed(2)}x | ${n === 1 ? "-" : worst.toExponential(1)} | ${runs[n].every((r) => r.agree)} |`);
+    console.log(`| ${n} | ${med(n, (r) => r.sps).toFixed(0)} (${runs[n].map((r) => r.sps.toFixed(0)).join(", ")}) | ${(med(n, (r) => r.sps) / med(1, (r) => r.sps)).toFixed(2)}x | ${n === 1 ? "-" : `${(100 * med(n, (r) => r.share)).toFixed(0)}%`} | ${med(n, (r) => r.cpu).toFixed(0)} | ${(med(1, (r) => r.cpu) / med(n, (r) => r.cpu)).toFixed(2)}x | ${n === 1 ? "-" : worst.toExponential(1)} | ${runs[n].every((r) => r.agree)} |`);
   }
   console.log(`(load average at the end: ${os.loadavg().map((v) => v.toFixed(1)).join(", ")} on ${os.availableParallelism()} cores)`);
 }
