@@ -32,6 +32,17 @@ export class Rng {
   }
 }
 
+/**
+ * `prev` if it holds `length` floats, else a new Float32Array: layers keep their outputs
+ * and input gradients from one step to the next instead of allocating them, so training
+ * allocates (almost) nothing per step and the garbage collector rarely stops a replica
+ * (which in data-parallel training stops every replica, at the next collective).
+ * A layer's output stays valid until its next forward (its input gradient: next backward).
+ */
+export function reuse(prev, length) {
+  return prev !== undefined && prev.length === length ? prev : new Float32Array(length);
+}
+
 /** dst[d..d+len) += a * src[s..s+len), unrolled by 4 (V8 does not vectorise). */
 function axpy(dst, d, a, src, s, len) {
   let j = 0;
@@ -61,8 +72,8 @@ export class Dense {
     const { inF, outF, W, b } = this;
     this.x = x;
     this.n = n;
-    const y = new Float32Array(n * outF);
-    const acc = new Float32Array(outF);
+    const y = (this.y = reuse(this.y, n * outF));
+    const acc = (this.acc = reuse(this.acc, outF));
     for (let i = 0; i < n; i++) {
       const xo = i * inF;
       acc.set(b);
@@ -88,7 +99,7 @@ export class Dense {
       }
     }
     if (!this.inputGrad) return null;
-    const dx = new Float32Array(n * inF);
+    const dx = (this.dx = reuse(this.dx, n * inF));
     for (let i = 0; i < n; i++) {
       const xo = i * inF, yo = i * outF;
       for (let k = 0; k < inF; k++) {
@@ -115,12 +126,12 @@ export class Dense {
 export class ReLU {
   forward(x) {
     this.x = x;
-    const y = new Float32Array(x.length);
+    const y = (this.y = reuse(this.y, x.length));
     for (let i = 0; i < x.length; i++) y[i] = x[i] > 0 ? x[i] : 0;
     return y;
   }
   backward(dy) {
-    const x = this.x, dx = new Float32Array(dy.length);
+    const x = this.x, dx = (this.dx = reuse(this.dx, dy.length));
     for (let i = 0; i < dy.length; i++) dx[i] = x[i] > 0 ? dy[i] : 0;
     return dx;
   }
@@ -151,11 +162,12 @@ class BN {
 
 /**
  * Softmax cross-entropy of `n` rows: the summed loss, the correct count, and the gradient
- * of (summed loss / `denom`) w.r.t. the logits. `denom` is the whole batch's size, so the
- * slices of a data-parallel batch add up to the gradient of the batch's mean loss.
+ * of (summed loss / `denom`) w.r.t. the logits (written into `out` when given). `denom`
+ * is the whole batch's size, so the slices of a data-parallel batch add up to the
+ * gradient of the batch's mean loss.
  */
-export function softmaxCrossEntropy(logits, labels, n, k, denom = n) {
-  const dl = new Float32Array(n * k);
+export function softmaxCrossEntropy(logits, labels, n, k, denom = n, out = undefined) {
+  const dl = out ?? new Float32Array(n * k);
   let loss = 0, correct = 0;
   for (let i = 0; i < n; i++) {
     const o = i * k;
@@ -175,12 +187,16 @@ export function softmaxCrossEntropy(logits, labels, n, k, denom = n) {
 /**
  * An MLP: 784 -> [Dense -> (BN) -> ReLU] per hidden size -> Dense -> 10.
  * `bn`: "none", or batch norm: BatchNorm1d, or SyncBatchNorm over `comm` when given (the
- * model is then one replica of data-parallel training).
+ * model is then one replica of data-parallel training; `signals`: how many numbers a
+ * step may sum over the replicas alongside the gradients, see `step`).
  * The dense weights depend only on `seed`, so every variant and every replica starts from
  * the same weights.
  */
+/** The step's totals in the all-reduced tail: loss sum, correct count (then the signals). */
+const TOTALS = 2;
+
 export class Mlp {
-  static async create({ seed = 1, hidden = [128, 64], bn = true, comm, inputs = 784, classes = 10 } = {}) {
+  static async create({ seed = 1, hidden = [128, 64], bn = true, comm, inputs = 784, classes = 10, signals = 0 } = {}) {
     const m = new Mlp();
     const rng = new Rng(seed);
     m.classes = classes;
@@ -195,16 +211,23 @@ export class Mlp {
       inF = h;
     }
     m.layers.push(new Dense(inF, classes, rng));
-    // The dense layers' gradients live in one flat array, which the gradient all-reduce
-    // reduces in place (no copies into buckets); batch norm's are wasm tensors.
+    // One all-reduce per step sums everything the replicas add up, in place, in one flat
+    // array: the dense layers' gradients are views into it (no copies); batch norm's
+    // gradients (wasm tensors) and the step's totals (loss, correct count, signals) are
+    // copied into its tail around the collective. One collective instead of one per kind
+    // of thing: each collective is a point where a replica waits for the slowest one.
     const dense = m.layers.filter((l) => l instanceof Dense);
-    const flat = new Float32Array(dense.reduce((a, d) => a + d.gW.length + d.gb.length, 0));
+    m.bns = m.layers.filter((l) => l instanceof BN);
+    const denseLength = dense.reduce((a, d) => a + d.gW.length + d.gb.length, 0);
+    const tailLength = comm ? m.bns.reduce((a, l) => a + 2 * l.bn.numFeatures, 0) + TOTALS + signals : 0;
+    m.flat = new Float32Array(denseLength + tailLength);
+    m.tail = m.flat.subarray(denseLength);
+    m.signals = signals;
     let at = 0;
     for (const d of dense) {
-      d.gW = flat.subarray(at, (at += d.gW.length));
-      d.gb = flat.subarray(at, (at += d.gb.length));
+      d.gW = m.flat.subarray(at, (at += d.gW.length));
+      d.gb = m.flat.subarray(at, (at += d.gb.length));
     }
-    m.gradients = [flat, ...m.layers.filter((l) => l instanceof BN).flatMap((l) => [l.bn.weightGrad, l.bn.biasGrad])];
     m.params = m.layers.flatMap((l) => (l.params ? l.params() : []));
     m.velocity = m.params.map((p) => new Float32Array(p.value().length));
     return m;
@@ -224,25 +247,36 @@ export class Mlp {
    * One SGD step. `n` rows of the batch are here; `batch` is the whole batch's size (larger
    * when this is one replica: the other rows are on the other ranks, and the gradients
    * are all-reduced, so every replica takes the same step). Returns the whole batch's
-   * loss and accuracy (before the update). `signals` (a Float64Array) is summed over the
-   * replicas with the loss, in the same collective (the training loop's stop flag).
+   * loss and accuracy (before the update). `signals` (a Float64Array of at most the
+   * `signals` given to `create`) is summed over the replicas in place, in the gradients'
+   * collective (the training loop's stop flag). Across replicas the totals travel as
+   * float32: the loss is then rounded to float32 (about 1e-7 relative); the correct count
+   * and small integer signals are exact.
    */
   async step(x, labels, n, { lr = 0.05, momentum = 0.9, weightDecay = 0, batch = n, signals } = {}) {
+    if (this.comm && (signals?.length ?? 0) > this.signals) {
+      throw new RangeError(`step got ${signals.length} signals; Mlp.create reserved ${this.signals}`);
+    }
     this.train(true);
     const logits = await this.forward(x, n);
-    const { lossSum, correct, dlogits } = softmaxCrossEntropy(logits, labels, n, this.classes, batch);
+    this.dlogits = reuse(this.dlogits, n * this.classes);
+    let { lossSum, correct, dlogits } = softmaxCrossEntropy(logits, labels, n, this.classes, batch, this.dlogits);
     for (const l of this.layers) l.zeroGrad?.();
     let g = dlogits;
     for (let i = this.layers.length - 1; i >= 0 && g; i--) g = await this.layers[i].backward(g);
-    const totals = new Float64Array(2 + (signals?.length ?? 0));
-    totals[0] = lossSum;
-    totals[1] = correct;
-    if (signals) totals.set(signals, 2);
     if (this.comm) {
-      await allReduceGradients(this.comm, this.gradients);
-      await this.comm.allReduce(totals);
+      const t = this.tail;
+      let at = this.packTail();
+      t[at] = lossSum;
+      t[at + 1] = correct;
+      t.fill(0, at + TOTALS);
+      if (signals) t.set(signals, at + TOTALS);
+      await allReduceGradients(this.comm, [this.flat]);
+      at = this.unpackTail();
+      lossSum = t[at];
+      correct = t[at + 1];
+      if (signals) for (let i = 0; i < signals.length; i++) signals[i] = t[at + TOTALS + i];
     }
-    if (signals) signals.set(totals.subarray(2));
     this.params.forEach((p, i) => {
       const w = p.value(), dw = p.grad(), v = this.velocity[i];
       for (let j = 0; j < w.length; j++) {
@@ -250,7 +284,30 @@ export class Mlp {
         w[j] -= lr * v[j];
       }
     });
-    return { loss: totals[0] / batch, acc: totals[1] / batch };
+    return { loss: lossSum / batch, acc: correct / batch };
+  }
+
+  /** Copies batch norm's gradients into the flat array's tail; returns where the totals go. */
+  packTail() {
+    let at = 0;
+    for (const l of this.bns) {
+      this.tail.set(l.bn.weightGrad.view, at);
+      this.tail.set(l.bn.biasGrad.view, (at += l.bn.numFeatures));
+      at += l.bn.numFeatures;
+    }
+    return at;
+  }
+
+  /** Copies the (all-reduced) batch norm gradients back; returns where the totals are. */
+  unpackTail() {
+    let at = 0;
+    for (const l of this.bns) {
+      const C = l.bn.numFeatures;
+      l.bn.weightGrad.view.set(this.tail.subarray(at, at + C)); // .view re-read: memory may have grown
+      l.bn.biasGrad.view.set(this.tail.subarray(at + C, at + 2 * C));
+      at += 2 * C;
+    }
+    return at;
   }
 
   /**

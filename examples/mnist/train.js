@@ -40,13 +40,13 @@ export async function train(data, options = {}, onEvent = () => {}, shouldStop =
   const lo = Math.floor((cfg.batch * rank) / world), hi = Math.floor((cfg.batch * (rank + 1)) / world);
   const keys = cfg.compare ? ["bn", "plain"] : ["bn"];
   const models = {};
-  for (const k of keys) models[k] = await Mlp.create({ seed: cfg.seed, hidden: cfg.hidden, bn: k === "bn", comm });
+  const stop = new Float64Array(1);
+  for (const k of keys) models[k] = await Mlp.create({ seed: cfg.seed, hidden: cfg.hidden, bn: k === "bn", comm, signals: stop.length });
   const test = gather(data.test, Array.from({ length: data.test.count }, (_, i) => i));
   const order = new Rng(cfg.seed ^ 0x5bd1e995);
   const perm = Array.from({ length: data.train.count }, (_, i) => i);
   const xb = new Float32Array((hi - lo) * PIXELS);
   const yb = new Uint8Array(hi - lo);
-  const stop = new Float64Array(1);
   const stats = Object.fromEntries(keys.map((k) => [k, { ms: 0, losses: [], accs: [], test: [] }]));
   let cursor = perm.length;
 
