@@ -52,6 +52,34 @@ describe.each(["shared", "message"] as const)("process group over %s", (transpor
       }
     });
 
+    it("reduceScatter: each rank's segment is the rank-order sum (bit-identical), the rest untouched; allGatherSegments assembles the segments", async () => {
+      // 64 KiB slots: 100k floats go in 7 chunks, so segments start and end inside chunks.
+      const { ranks } = await start(n, { transport, slotBytes: 1 << 16 });
+      for (const [len, f32, op] of [[100_000, true, "sum"], [30_001, false, "mean"], [7, true, "sum"], [2, true, "mean"], [0, false, "sum"]] as const) {
+        const r = rng(len + 10 * n);
+        const parts = ranks.map(() => (f32 ? Float32Array : Float64Array).from(r.normals(len), (v, i) => v * 10 ** ((i % 7) - 3)));
+        const want = rankOrderSum(parts as Float64Array[], op === "mean", f32);
+        const segments = await Promise.all(ranks.map((k) => k.segment(len)));
+        // Contiguous, in rank order, covering the buffer, sizes differing by at most one.
+        expect(segments[0][0]).toBe(0);
+        segments.forEach(([lo, hi], i) => {
+          expect(hi).toBe(i + 1 < n ? segments[i + 1][0] : len);
+          expect(Math.abs(hi - lo - len / n)).toBeLessThan(1);
+        });
+        const got = await Promise.all(ranks.map((k, i) => k.reduceScatter(parts[i], op)));
+        got.forEach((g, i) => {
+          const [lo, hi] = segments[i];
+          expect(firstBitDifference(g.subarray(lo, hi), want.subarray(lo, hi))).toBe(-1);
+          const mine = parts[i]; // sent by value: the rank's input, outside its segment untouched
+          expect(firstBitDifference(g.subarray(0, lo), mine.subarray(0, lo))).toBe(-1);
+          expect(firstBitDifference(g.subarray(hi), mine.subarray(hi))).toBe(-1);
+        });
+        // Each rank holds the reduced values in its segment and its own garbage elsewhere.
+        const gathered = await Promise.all(ranks.map((k, i) => k.allGatherSegments(got[i])));
+        for (const g of gathered) expect(firstBitDifference(g, want)).toBe(-1);
+      }
+    });
+
     it("broadcast copies the root's buffer; allGather returns every rank's", async () => {
       const { ranks } = await start(n, { transport, slotBytes: 1 << 12 });
       const root = n - 1;
@@ -70,6 +98,8 @@ describe.each(["shared", "message"] as const)("process group over %s", (transpor
     expect(await ranks[0].outcome("allReduce", Float32Array.of(1), { op: "max" })).toMatchObject({ name: "InvalidArgumentError" });
     expect(await ranks[0].outcome("broadcast", Float32Array.of(1), 2)).toMatchObject({ name: "InvalidArgumentError", message: expect.stringMatching(/root must be a rank in \[0, 1\], got 2/) });
     expect(await ranks[0].outcome("allReduce", [1, 2] as never)).toMatchObject({ name: "InvalidArgumentError", message: expect.stringMatching(/Float32Array or Float64Array/) });
+    expect(await ranks[0].outcome("reduceScatter", Float32Array.of(1), { op: "max" })).toMatchObject({ name: "InvalidArgumentError", message: expect.stringMatching(/reduceScatter op must be "sum" or "mean"/) });
+    expect(await ranks[0].outcome("allGatherSegments", new Int32Array(2) as never)).toMatchObject({ name: "InvalidArgumentError", message: expect.stringMatching(/allGatherSegments needs a Float32Array or Float64Array/) });
     const ok = await Promise.all(ranks.map((k) => k.allReduce(Float64Array.of(0.5), "mean")));
     expect(ok).toEqual([Float64Array.of(0.5), Float64Array.of(0.5)]);
   });
@@ -93,6 +123,8 @@ describe.each(["shared", "message"] as const)("process group over %s", (transpor
     }
     const kinds = await Promise.all([ranks[0].outcome("barrier"), ranks[1].outcome("allGather", new Float32Array(4))]);
     for (const s of kinds) expect(s.message).toMatch(/rank 0 barrier\(\), rank 1 allGather\(4 float32\)/);
+    const scatter = await Promise.all([ranks[0].outcome("reduceScatter", new Float32Array(8)), ranks[1].outcome("allGatherSegments", new Float32Array(8))]);
+    for (const s of scatter) expect(s.message).toMatch(/rank 0 reduceScatter\(sum, 8 float32\), rank 1 allGatherSegments\(8 float32\)/);
     expect(group.broken).toBeUndefined();
     const ok = await Promise.all(ranks.map((k) => k.allReduce(Float32Array.of(1, 2), "sum")));
     for (const g of ok) expect(g).toEqual(Float32Array.of(2, 4));

@@ -15,6 +15,9 @@ const api = {
   allReduce: (a, op) => comm.allReduce(a, { op }),
   broadcast: (a, root) => comm.broadcast(a, root),
   allGather: (a) => comm.allGather(a),
+  reduceScatter: (a, op) => comm.reduceScatter(a, { op }),
+  allGatherSegments: (a) => comm.allGatherSegments(a),
+  segment: (n) => comm.segment(n),
   barrier: () => comm.barrier(),
   /** Time of `reps` barriers and allReduces of `n` floats (the bench). */
   async timeAllReduce(n, reps) {

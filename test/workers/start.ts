@@ -23,6 +23,9 @@ export interface RankApi {
   allReduce(a: Buf, op: "sum" | "mean"): Promise<Buf>;
   broadcast(a: Buf, root: number): Promise<Buf>;
   allGather(a: Buf): Promise<Buf[]>;
+  reduceScatter(a: Buf, op: "sum" | "mean"): Promise<Buf>;
+  allGatherSegments(a: Buf): Promise<Buf>;
+  segment(length: number): Promise<[number, number]>;
   barrier(): Promise<void>;
   broken(): Promise<string | undefined>;
   outcome(kind: string, a?: Buf, arg?: unknown): Promise<Outcome>;

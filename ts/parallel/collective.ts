@@ -33,7 +33,10 @@ export class CollectiveTimeoutError extends BatchNormError {
 }
 
 /** The kinds of collective, as numbers so the shared-memory transport can store them. */
-export const Op = { allReduceSum: 1, allReduceMean: 2, broadcast: 3, barrier: 4, allGather: 5 } as const;
+export const Op = {
+  allReduceSum: 1, allReduceMean: 2, broadcast: 3, barrier: 4, allGather: 5,
+  reduceScatterSum: 6, reduceScatterMean: 7, allGatherSegments: 8,
+} as const;
 
 /** One rank's call: which collective, element type (4 or 8 bytes), length, root. */
 export interface Descriptor {
@@ -51,6 +54,9 @@ export function describe(d: Descriptor): string {
     case Op.allReduceMean: return `allReduce(mean, ${d.length} ${type})`;
     case Op.broadcast: return `broadcast(root ${d.root}, ${d.length} ${type})`;
     case Op.allGather: return `allGather(${d.length} ${type})`;
+    case Op.reduceScatterSum: return `reduceScatter(sum, ${d.length} ${type})`;
+    case Op.reduceScatterMean: return `reduceScatter(mean, ${d.length} ${type})`;
+    case Op.allGatherSegments: return `allGatherSegments(${d.length} ${type})`;
     case Op.barrier: return "barrier()";
     default: return `unknown collective ${d.op}`;
   }
@@ -70,6 +76,14 @@ export function checkSameCall(all: readonly Descriptor[], rank: number): void {
 /** This rank's call, for the other ranks to compare (bytes 0 and length 0 without a buffer). */
 export function descriptorOf(op: number, buf: CollectiveBuffer | undefined, root = 0): Descriptor {
   return { op, bytes: buf ? buf.BYTES_PER_ELEMENT : 0, length: buf ? buf.length : 0, root };
+}
+
+/**
+ * Rank `rank`'s segment `[lo, hi)` of a buffer of `length` elements split over
+ * `worldSize` ranks: contiguous, in rank order, sizes differing by at most one.
+ */
+export function segmentOf(length: number, rank: number, worldSize: number): [number, number] {
+  return [Math.floor((length * rank) / worldSize), Math.floor((length * (rank + 1)) / worldSize)];
 }
 
 /**

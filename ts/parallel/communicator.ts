@@ -17,7 +17,7 @@ import { InvalidArgumentError } from "../engine/errors.js";
 import { checkOptionKeys } from "../engine/validate.js";
 import { isNode } from "../engine/loader.js";
 import { WorkerError } from "./remote.js";
-import type { CollectiveBuffer, ReduceOp } from "./collective.js";
+import { segmentOf, type CollectiveBuffer, type ReduceOp } from "./collective.js";
 import { HELLO, webLocks, type ToCoordinator, type ToRank, type TransportName } from "./group-protocol.js";
 import { SharedTransport } from "./transport-shared.js";
 import { MessageTransport, type PortLike } from "./transport-message.js";
@@ -91,6 +91,55 @@ export class Communicator {
     if (op !== "sum" && op !== "mean") throw new InvalidArgumentError(`allReduce op must be "sum" or "mean", got ${JSON.stringify(op)}`);
     return this.#serial(async () => {
       await this.#impl.allReduce(buf, op === "mean");
+      return buf;
+    });
+  }
+
+  /**
+   * This rank's segment `[lo, hi)` of a buffer of `length` elements, as
+   * {@link Communicator.reduceScatter} and {@link Communicator.allGatherSegments} split it:
+   * contiguous, in rank order, sizes differing by at most one.
+   * @example
+   * const [lo, hi] = comm.segment(grads.length); // rank 1 of 2, 10 elements: [5, 10)
+   */
+  segment(length: number): [number, number] {
+    if (!Number.isSafeInteger(length) || length < 0) throw new InvalidArgumentError(`segment length must be an integer >= 0, got ${String(length)}`);
+    return segmentOf(length, this.rank, this.worldSize);
+  }
+
+  /**
+   * The reduction of `allReduce`, delivered in pieces: afterwards `buf`'s elements in this
+   * rank's {@link Communicator.segment} hold the sum over ranks (or the mean), with the
+   * bits `allReduce` gives them; the rest of `buf` is left as it was. With
+   * {@link Communicator.allGatherSegments} it splits work that every rank would otherwise
+   * repeat (PyTorch's `reduce_scatter_tensor`, and ZeRO's sharded optimizer step).
+   * Resolves to `buf`.
+   * @example
+   * await comm.reduceScatter(grads);              // my segment: the summed gradients
+   * const [lo, hi] = comm.segment(grads.length);
+   * for (let i = lo; i < hi; i++) params[i] -= lr * grads[i];
+   * await comm.allGatherSegments(params);         // every rank: every updated segment
+   */
+  async reduceScatter<T extends CollectiveBuffer>(buf: T, opts: { op?: ReduceOp } = {}): Promise<T> {
+    checkBuffer("reduceScatter", buf);
+    checkOptionKeys("reduceScatter", opts, ["op"]);
+    const op = opts.op ?? "sum";
+    if (op !== "sum" && op !== "mean") throw new InvalidArgumentError(`reduceScatter op must be "sum" or "mean", got ${JSON.stringify(op)}`);
+    return this.#serial(async () => {
+      await this.#impl.reduceScatter(buf, op === "mean");
+      return buf;
+    });
+  }
+
+  /**
+   * Every rank contributes its {@link Communicator.segment} of `buf`; afterwards every
+   * rank's `buf` holds every rank's segment (PyTorch's `all_gather_into_tensor`, in
+   * place). Resolves to `buf`.
+   */
+  async allGatherSegments<T extends CollectiveBuffer>(buf: T): Promise<T> {
+    checkBuffer("allGatherSegments", buf);
+    return this.#serial(async () => {
+      await this.#impl.allGatherSegments(buf);
       return buf;
     });
   }

@@ -12,7 +12,7 @@
  */
 import { WorkerError } from "./remote.js";
 import {
-  CollectiveTimeoutError, Op, checkSameCall, descriptorOf, reduceInto,
+  CollectiveTimeoutError, Op, checkSameCall, descriptorOf, reduceInto, segmentOf,
   type CollectiveBuffer, type Descriptor,
 } from "./collective.js";
 
@@ -107,6 +107,22 @@ export class MessageTransport {
   async allReduce(buf: CollectiveBuffer, mean: boolean): Promise<void> {
     const all = await this.#exchange({ d: descriptorOf(mean ? Op.allReduceMean : Op.allReduceSum, buf), data: buf }, () => true);
     reduceInto(buf, all.map((p) => p.data!), 0, buf.length, mean);
+  }
+
+  /** Every rank sends its whole buffer (each needs a different part) and reduces its segment. */
+  async reduceScatter(buf: CollectiveBuffer, mean: boolean): Promise<void> {
+    const all = await this.#exchange({ d: descriptorOf(mean ? Op.reduceScatterMean : Op.reduceScatterSum, buf), data: buf }, () => true);
+    const [lo, hi] = segmentOf(buf.length, this.rank, this.worldSize);
+    reduceInto(buf, all.map((p) => p.data!), lo, hi, mean);
+  }
+
+  /** Every rank sends a copy of its own segment (a view would send its whole buffer). */
+  async allGatherSegments(buf: CollectiveBuffer): Promise<void> {
+    const [lo, hi] = segmentOf(buf.length, this.rank, this.worldSize);
+    const all = await this.#exchange({ d: descriptorOf(Op.allGatherSegments, buf), data: buf.slice(lo, hi) }, () => true);
+    all.forEach((p, r) => {
+      if (r !== this.rank) buf.set(p.data!, segmentOf(buf.length, r, this.worldSize)[0]);
+    });
   }
 
   async broadcast(buf: CollectiveBuffer, root: number): Promise<void> {

@@ -17,7 +17,7 @@
  */
 import { WorkerError } from "./remote.js";
 import {
-  CollectiveTimeoutError, Op, checkSameCall, descriptorOf, reduceInto,
+  CollectiveTimeoutError, Op, checkSameCall, descriptorOf, reduceInto, segmentOf,
   type CollectiveBuffer, type Descriptor,
 } from "./collective.js";
 
@@ -194,6 +194,49 @@ export class SharedTransport {
       reduceInto(slots[0], slots, Math.min(m, this.rank * seg), Math.min(m, (this.rank + 1) * seg), mean);
       this.#arrive();
       part.set(slots[0]);
+    }
+  }
+
+  /**
+   * Every rank writes its buffer into its slot, chunk by chunk; after each chunk's barrier
+   * a rank reduces only the part of the chunk inside its own segment, into its buffer.
+   * One barrier per chunk (the all-reduce's large path has two, and a copy of everything).
+   */
+  reduceScatter(buf: CollectiveBuffer, mean: boolean): void {
+    const N = this.worldSize;
+    const bytes = buf.BYTES_PER_ELEMENT;
+    const step = this.#chunk(bytes);
+    const [mine, end] = segmentOf(buf.length, this.rank, N);
+    let d: Descriptor | undefined = descriptorOf(mean ? Op.reduceScatterMean : Op.reduceScatterSum, buf);
+    for (let lo = 0; lo < buf.length || d; lo += step) {
+      const m = Math.min(step, buf.length - lo);
+      const parity = this.#phaseStart(d, (p) => this.#slot(p, this.rank, bytes, m).set(buf.subarray(lo, lo + m)));
+      d = undefined;
+      const a = Math.max(mine, lo) - lo, b = Math.min(end, lo + m) - lo;
+      if (a < b) reduceInto(buf.subarray(lo, lo + m), Array.from({ length: N }, (_, r) => this.#slot(parity, r, bytes, m)), a, b, mean);
+    }
+  }
+
+  /** Every rank writes its own segment into its slot; after the barrier each copies the others'. */
+  allGatherSegments(buf: CollectiveBuffer): void {
+    const N = this.worldSize;
+    const bytes = buf.BYTES_PER_ELEMENT;
+    const step = this.#chunk(bytes);
+    let d: Descriptor | undefined = descriptorOf(Op.allGatherSegments, buf);
+    for (let lo = 0; lo < buf.length || d; lo += step) {
+      const m = Math.min(step, buf.length - lo);
+      const part = buf.subarray(lo, lo + m);
+      // The part of rank r's segment inside this chunk, relative to the chunk.
+      const inChunk = (r: number) => segmentOf(buf.length, r, N).map((i) => Math.min(Math.max(i, lo), lo + m) - lo);
+      const parity = this.#phaseStart(d, (p) => {
+        const [a, b] = inChunk(this.rank);
+        this.#slot(p, this.rank, bytes, m).set(part.subarray(a, b), a);
+      });
+      d = undefined;
+      for (let r = 0; r < N; r++) {
+        const [a, b] = inChunk(r);
+        if (r !== this.rank && a < b) part.set(this.#slot(parity, r, bytes, m).subarray(a, b), a);
+      }
     }
   }
 
