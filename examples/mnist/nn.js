@@ -3,7 +3,7 @@
 // momentum. Batch norm is batchnorm-wasm's: BatchNorm1d, or SyncBatchNorm when the model is
 // one replica of data-parallel training (a process group of workers, each with a slice of
 // every batch; gradients all-reduced).
-import { BatchNorm1d, SyncBatchNorm, allReduceGradients } from "batchnorm-wasm";
+import { BatchNorm1d, SyncBatchNorm } from "batchnorm-wasm";
 
 /** mulberry32: a tiny deterministic PRNG. */
 export class Rng {
@@ -192,8 +192,16 @@ export function softmaxCrossEntropy(logits, labels, n, k, denom = n, out = undef
  * The dense weights depend only on `seed`, so every variant and every replica starts from
  * the same weights.
  */
-/** The step's totals in the all-reduced tail: loss sum, correct count (then the signals). */
+/** The step's totals after the parameters: loss sum, correct count (then the signals). */
 const TOTALS = 2;
+
+/** SGD with momentum and weight decay on elements [lo, hi) (PyTorch's formula). */
+function sgd(w, g, v, lo, hi, { lr, momentum, weightDecay }) {
+  for (let j = lo; j < hi; j++) {
+    v[j] = momentum * v[j] + g[j] + weightDecay * w[j];
+    w[j] -= lr * v[j];
+  }
+}
 
 export class Mlp {
   static async create({ seed = 1, hidden = [128, 64], bn = true, comm, inputs = 784, classes = 10, signals = 0 } = {}) {
@@ -211,25 +219,39 @@ export class Mlp {
       inF = h;
     }
     m.layers.push(new Dense(inF, classes, rng));
-    // One all-reduce per step sums everything the replicas add up, in place, in one flat
-    // array: the dense layers' gradients are views into it (no copies); batch norm's
-    // gradients (wasm tensors) and the step's totals (loss, correct count, signals) are
-    // copied into its tail around the collective. One collective instead of one per kind
-    // of thing: each collective is a point where a replica waits for the slowest one.
-    const dense = m.layers.filter((l) => l instanceof Dense);
-    m.bns = m.layers.filter((l) => l instanceof BN);
-    const denseLength = dense.reduce((a, d) => a + d.gW.length + d.gb.length, 0);
-    const tailLength = comm ? m.bns.reduce((a, l) => a + 2 * l.bn.numFeatures, 0) + TOTALS + signals : 0;
-    m.flat = new Float32Array(denseLength + tailLength);
-    m.tail = m.flat.subarray(denseLength);
-    m.signals = signals;
-    let at = 0;
-    for (const d of dense) {
-      d.gW = m.flat.subarray(at, (at += d.gW.length));
-      d.gb = m.flat.subarray(at, (at += d.gb.length));
-    }
     m.params = m.layers.flatMap((l) => (l.params ? l.params() : []));
-    m.velocity = m.params.map((p) => new Float32Array(p.value().length));
+    m.bns = m.layers.filter((l) => l instanceof BN);
+    m.signals = signals;
+    // Everything a step exchanges lives in flat arrays of one layout: [dense | batch norm |
+    // totals (loss, correct count, signals)], one for the gradients (`flat`), one for the
+    // parameters (`weights`). The dense layers' arrays are views into them (no copies);
+    // batch norm's (wasm tensors) are copied in and out. With `comm` a step is two
+    // collectives (ZeRO-1, as PyTorch's ZeroRedundancyOptimizer): reduceScatter sums the
+    // gradients, each rank updates only its segment of the parameters, allGatherSegments
+    // hands every rank every updated segment; the totals ride along (copied from the
+    // reduced gradients into the parameters' tail). Two collectives where separate ones
+    // took five, and each rank does 1/worldSize of the SGD update instead of all of it.
+    const dense = m.layers.filter((l) => l instanceof Dense);
+    m.paramLength = m.params.reduce((a, p) => a + p.value().length, 0);
+    const length = m.paramLength + (comm ? TOTALS + signals : 0);
+    m.flat = new Float32Array(length);
+    m.weights = new Float32Array(length);
+    m.velocity = new Float32Array(m.paramLength);
+    let at = 0;
+    const place = (a) => {
+      const [g, w] = [m.flat, m.weights].map((f) => f.subarray(at, at + a.length));
+      w.set(a);
+      at += a.length;
+      return [g, w];
+    };
+    for (const d of dense) {
+      [d.gW, d.W] = place(d.W);
+      [d.gb, d.b] = place(d.b);
+    }
+    m.denseLength = at;
+    // The parameters in the flat arrays' order; `weights` holds the master copy of all.
+    m.params = [...dense.flatMap((d) => d.params()), ...m.bns.flatMap((l) => l.params())];
+    m.writeBatchNorm(m.weights, (p) => p.value());
     return m;
   }
 
@@ -264,50 +286,49 @@ export class Mlp {
     for (const l of this.layers) l.zeroGrad?.();
     let g = dlogits;
     for (let i = this.layers.length - 1; i >= 0 && g; i--) g = await this.layers[i].backward(g);
-    if (this.comm) {
-      const t = this.tail;
-      let at = this.packTail();
-      t[at] = lossSum;
-      t[at + 1] = correct;
-      t.fill(0, at + TOTALS);
-      if (signals) t.set(signals, at + TOTALS);
-      await allReduceGradients(this.comm, [this.flat]);
-      at = this.unpackTail();
-      lossSum = t[at];
-      correct = t[at + 1];
-      if (signals) for (let i = 0; i < signals.length; i++) signals[i] = t[at + TOTALS + i];
+    const opts = { lr, momentum, weightDecay };
+    if (!this.comm) {
+      this.writeBatchNorm(this.flat, (p) => p.grad());
+      sgd(this.weights, this.flat, this.velocity, 0, this.paramLength, opts);
+      this.readBatchNorm(this.weights, (p) => p.value());
+      return { loss: lossSum / batch, acc: correct / batch };
     }
-    this.params.forEach((p, i) => {
-      const w = p.value(), dw = p.grad(), v = this.velocity[i];
-      for (let j = 0; j < w.length; j++) {
-        v[j] = momentum * v[j] + dw[j] + weightDecay * w[j];
-        w[j] -= lr * v[j];
-      }
-    });
+    const P = this.paramLength, t = this.flat;
+    this.writeBatchNorm(t, (p) => p.grad());
+    t[P] = lossSum;
+    t[P + 1] = correct;
+    t.fill(0, P + TOTALS);
+    if (signals) t.set(signals, P + TOTALS);
+    await this.comm.reduceScatter(t); // my segment: the whole batch's gradients and totals
+    const [lo, hi] = this.comm.segment(t.length);
+    sgd(this.weights, t, this.velocity, lo, Math.min(hi, P), opts);
+    for (let j = Math.max(lo, P); j < hi; j++) this.weights[j] = t[j];
+    await this.comm.allGatherSegments(this.weights);
+    this.readBatchNorm(this.weights, (p) => p.value());
+    lossSum = this.weights[P];
+    correct = this.weights[P + 1];
+    if (signals) for (let i = 0; i < signals.length; i++) signals[i] = this.weights[P + TOTALS + i];
     return { loss: lossSum / batch, acc: correct / batch };
   }
 
-  /** Copies batch norm's gradients into the flat array's tail; returns where the totals go. */
-  packTail() {
-    let at = 0;
-    for (const l of this.bns) {
-      this.tail.set(l.bn.weightGrad.view, at);
-      this.tail.set(l.bn.biasGrad.view, (at += l.bn.numFeatures));
-      at += l.bn.numFeatures;
+  /** Copies batch norm's parameters or gradients (`of`) into their place in `flat`. */
+  writeBatchNorm(flat, of) {
+    let at = this.denseLength;
+    for (const p of this.params.slice(this.params.length - 2 * this.bns.length)) {
+      const v = of(p); // .view re-read at each use: wasm memory may have grown
+      flat.set(v, at);
+      at += v.length;
     }
-    return at;
   }
 
-  /** Copies the (all-reduced) batch norm gradients back; returns where the totals are. */
-  unpackTail() {
-    let at = 0;
-    for (const l of this.bns) {
-      const C = l.bn.numFeatures;
-      l.bn.weightGrad.view.set(this.tail.subarray(at, at + C)); // .view re-read: memory may have grown
-      l.bn.biasGrad.view.set(this.tail.subarray(at + C, at + 2 * C));
-      at += 2 * C;
+  /** Copies batch norm's parameters or gradients (`of`) back from their place in `flat`. */
+  readBatchNorm(flat, of) {
+    let at = this.denseLength;
+    for (const p of this.params.slice(this.params.length - 2 * this.bns.length)) {
+      const v = of(p);
+      v.set(flat.subarray(at, at + v.length));
+      at += v.length;
     }
-    return at;
   }
 
   /**

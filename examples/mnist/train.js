@@ -120,8 +120,8 @@ export async function train(data, options = {}, onEvent = () => {}, shouldStop =
 
 /** The communicator, counting the milliseconds spent in its collectives (`.ms`). */
 function timed(comm) {
-  const t = { rank: comm.rank, worldSize: comm.worldSize, transport: comm.transport, ms: 0 };
-  for (const k of ["allReduce", "allGather", "broadcast", "barrier"]) {
+  const t = { rank: comm.rank, worldSize: comm.worldSize, transport: comm.transport, ms: 0, segment: (n) => comm.segment(n) };
+  for (const k of ["allReduce", "allGather", "broadcast", "barrier", "reduceScatter", "allGatherSegments"]) {
     t[k] = async (...args) => {
       const t0 = performance.now();
       try {
