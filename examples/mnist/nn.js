@@ -2,7 +2,8 @@
 // seeded PRNG, dense layers (plain JS, Float32Array), ReLU, softmax cross-entropy, SGD with
 // momentum. Batch norm is batchnorm-wasm's: BatchNorm1d, or SyncBatchNorm when the model is
 // one replica of data-parallel training (a process group of workers, each with a slice of
-// every batch; gradients all-reduced).
+// every batch; gradients reduce-scattered, each replica updating its segment of the
+// parameters, then the segments all-gathered: see Mlp.step).
 import { BatchNorm1d, SyncBatchNorm } from "batchnorm-wasm";
 
 /** mulberry32: a tiny deterministic PRNG. */

@@ -1,7 +1,8 @@
 /**
  * {@link ProcessGroup}: the thread that starts N workers makes them one group. Each
  * worker calls `joinProcessGroup()` and gets its rank's `Communicator` (allReduce,
- * broadcast, allGather, barrier), in the spirit of `torch.distributed`.
+ * broadcast, allGather, barrier, reduceScatter, allGatherSegments), in the spirit of
+ * `torch.distributed`.
  *
  * ```ts
  * const workers = [0, 1].map(() => new Worker(new URL("./replica.js", import.meta.url), { type: "module" }));
