@@ -198,9 +198,10 @@ export class SharedTransport {
   }
 
   /**
-   * Every rank writes its buffer into its slot, chunk by chunk; after each chunk's barrier
-   * a rank reduces only the part of the chunk inside its own segment, into its buffer.
-   * One barrier per chunk (the all-reduce's large path has two, and a copy of everything).
+   * Every rank writes its buffer into its slot, chunk by chunk, except its own segment
+   * (which only it reads, from its buffer); after each chunk's barrier a rank reduces the
+   * part of the chunk inside its own segment, into its buffer. One barrier per chunk (the
+   * all-reduce's large path has two, and copies everything in and out).
    */
   reduceScatter(buf: CollectiveBuffer, mean: boolean): void {
     const N = this.worldSize;
@@ -210,10 +211,16 @@ export class SharedTransport {
     let d: Descriptor | undefined = descriptorOf(mean ? Op.reduceScatterMean : Op.reduceScatterSum, buf);
     for (let lo = 0; lo < buf.length || d; lo += step) {
       const m = Math.min(step, buf.length - lo);
-      const parity = this.#phaseStart(d, (p) => this.#slot(p, this.rank, bytes, m).set(buf.subarray(lo, lo + m)));
+      const part = buf.subarray(lo, lo + m);
+      // This rank's segment inside the chunk, relative to the chunk: [a, b).
+      const a = Math.min(Math.max(mine, lo), lo + m) - lo, b = Math.min(Math.max(end, lo), lo + m) - lo;
+      const parity = this.#phaseStart(d, (p) => {
+        const slot = this.#slot(p, this.rank, bytes, m);
+        slot.set(part.subarray(0, a));
+        slot.set(part.subarray(b), b);
+      });
       d = undefined;
-      const a = Math.max(mine, lo) - lo, b = Math.min(end, lo + m) - lo;
-      if (a < b) reduceInto(buf.subarray(lo, lo + m), Array.from({ length: N }, (_, r) => this.#slot(parity, r, bytes, m)), a, b, mean);
+      if (a < b) reduceInto(part, Array.from({ length: N }, (_, r) => (r === this.rank ? part : this.#slot(parity, r, bytes, m))), a, b, mean);
     }
   }
 
