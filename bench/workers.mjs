@@ -10,7 +10,9 @@
 //    share of the step spent in collectives (waiting for the other rank included).
 // 4. The MNIST example (batch 64, 400 steps, BN model only), 1 vs 2 worker replicas,
 //    alternating runs: steps/s, each thread's CPU time, and the largest loss difference
-//    over the first 200 steps.
+//    over the first 200 steps. Then, on this thread, the CPU time of a step of 1 worker
+//    against a step of one replica of 2 whose collectives do nothing: how evenly the
+//    work itself splits, without the collectives and without waiting.
 import os from "node:os";
 import { Worker } from "node:worker_threads";
 import { wrap } from "comlink";
@@ -18,6 +20,10 @@ import nodeEndpoint from "comlink/dist/esm/node-adapter.mjs";
 import { init, BatchNorm, BatchNormWorker, ProcessGroup } from "../dist/index.js";
 import { mnistBlob } from "../examples/mnist/data-node.js";
 import { startReplicas, trainAll } from "../examples/mnist/group.js";
+import { loadMnist } from "../examples/mnist/data-node.js";
+import { gather, PIXELS } from "../examples/mnist/data.js";
+import { Mlp } from "../examples/mnist/nn.js";
+import { threadCpuMs } from "./lib/thread-cpu.mjs";
 
 const smoke = process.argv.includes("--smoke");
 const onlyMnist = process.argv.includes("--mnist");
@@ -128,4 +134,33 @@ if (!onlyMnist) {
     console.log(`| ${n} | ${med(n, (r) => r.sps).toFixed(0)} (${runs[n].map((r) => r.sps.toFixed(0)).join(", ")}) | ${(med(n, (r) => r.sps) / med(1, (r) => r.sps)).toFixed(2)}x | ${n === 1 ? "-" : `${(100 * med(n, (r) => r.share)).toFixed(0)}%`} | ${med(n, (r) => r.cpu).toFixed(0)} | ${(med(1, (r) => r.cpu) / med(n, (r) => r.cpu)).toFixed(2)}x | ${n === 1 ? "-" : worst.toExponential(1)} | ${runs[n].every((r) => r.agree)} |`);
   }
   console.log(`(load average at the end: ${os.loadavg().map((v) => v.toFixed(1)).join(", ")} on ${os.availableParallelism()} cores)`);
+}
+
+{
+  // Rank 0 of 2 with collectives that do nothing (its numbers are wrong, its work is not).
+  const noop = {
+    rank: 0, worldSize: 2, segment: (n) => [0, n >> 1],
+    allGather: async (b) => [b, b.slice()], allReduce: async (b) => b, reduceScatter: async (b) => b, allGatherSegments: async (b) => b,
+  };
+  const data = loadMnist();
+  const blocks = smoke ? 2 : 30, per = smoke ? 2 : 20, warm = smoke ? 1 : 5;
+  const cases = [{ name: "1 worker, 64 rows", rows: 64 }, { name: "1 replica of 2, 32 rows, no-op collectives", rows: 32, comm: noop }];
+  for (const c of cases) Object.assign(c, { m: await Mlp.create({ seed: 42, comm: c.comm, signals: 1 }), x: new Float32Array(c.rows * PIXELS), y: new Uint8Array(c.rows), step: 0, cpu: [] });
+  const signals = new Float64Array(1);
+  for (let b = 0; b < warm + blocks; b++) {
+    for (const c of cases) {
+      const t0 = threadCpuMs();
+      for (let i = 0; i < per; i++, c.step++) {
+        gather(data.train, Array.from({ length: c.rows }, (_, r) => (c.step * 64 + r) % data.train.count), c.x, c.y);
+        await c.m.step(c.x, c.y, c.rows, { lr: 0.1, momentum: 0.9, batch: 64, signals });
+      }
+      if (b >= warm) c.cpu.push((threadCpuMs() - t0) / per);
+    }
+  }
+  for (const c of cases) c.m.dispose();
+  console.log(`\n## The work of an MNIST step, split: this thread's CPU per step (median of ${blocks} alternating blocks of ${per} steps)`);
+  console.log(`| step | CPU us per step | 1 worker / this |`);
+  console.log(`|---|---|---|`);
+  const one = median(cases[0].cpu);
+  for (const c of cases) console.log(`| ${c.name} | ${(median(c.cpu) * 1000).toFixed(0)} | ${(one / median(c.cpu)).toFixed(2)}x |`);
 }
