@@ -25,6 +25,12 @@ function rankOrderSum(parts: Float64Array[] | Float32Array[], mean: boolean, f32
   return out;
 }
 
+/** `v` scaled by 10^-3 .. 10^3 in turn (so the summation order shows in the bits), as float32 or float64. */
+function spread(v: Float32Array, f32: boolean): Float32Array | Float64Array {
+  const scaled = Array.from(v, (x, i) => x * 10 ** ((i % 7) - 3));
+  return f32 ? Float32Array.from(scaled) : Float64Array.from(scaled);
+}
+
 /** The first element whose bits differ (NaN-safe, no huge diff printed), or -1. */
 function firstBitDifference(a: Float32Array | Float64Array, b: Float32Array | Float64Array): number {
   if (a.length !== b.length || a.BYTES_PER_ELEMENT !== b.BYTES_PER_ELEMENT) return 0;
@@ -42,7 +48,7 @@ describe.each(["shared", "message"] as const)("process group over %s", (transpor
       for (const [len, f32, op] of [[128, true, "sum"], [128, false, "mean"], [100_000, true, "sum"], [30_000, false, "mean"], [0, true, "sum"]] as const) {
         const r = rng(len + n);
         // Values of very different magnitudes, so the summation order shows in the bits.
-        const parts = ranks.map(() => (f32 ? Float32Array : Float64Array).from(r.normals(len), (v, i) => v * 10 ** ((i % 7) - 3)));
+        const parts = ranks.map(() => spread(r.normals(len), f32));
         const got = await Promise.all(ranks.map((k, i) => k.allReduce(parts[i], op)));
         const want = rankOrderSum(parts as Float64Array[], op === "mean", f32);
         for (const g of got) {
@@ -57,7 +63,7 @@ describe.each(["shared", "message"] as const)("process group over %s", (transpor
       const { ranks } = await start(n, { transport, slotBytes: 1 << 16 });
       for (const [len, f32, op] of [[100_000, true, "sum"], [30_001, false, "mean"], [7, true, "sum"], [2, true, "mean"], [0, false, "sum"]] as const) {
         const r = rng(len + 10 * n);
-        const parts = ranks.map(() => (f32 ? Float32Array : Float64Array).from(r.normals(len), (v, i) => v * 10 ** ((i % 7) - 3)));
+        const parts = ranks.map(() => spread(r.normals(len), f32));
         const want = rankOrderSum(parts as Float64Array[], op === "mean", f32);
         const segments = await Promise.all(ranks.map((k) => k.segment(len)));
         // Contiguous, in rank order, covering the buffer, sizes differing by at most one.

@@ -41,7 +41,7 @@ describe("BatchNormWorker", () => {
     const g = await remote.grads();
     expectClose("weightGrad", g.weightGrad!, local.weightGrad!.view, 1e-5, 1e-5);
     const sd = await remote.stateDict();
-    expectClose("running_var", sd.running_var!, local.runningVar!.view, 1e-6, 1e-6);
+    expectClose("running_var", sd.running_var as Float32Array, local.runningVar!.view, 1e-6, 1e-6);
     expect(sd.num_batches_tracked).toBe(3n);
     await remote.dispose();
     await expect(remote.forward(xs[0], shape)).rejects.toThrow(StateError);
