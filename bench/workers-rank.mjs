@@ -27,6 +27,20 @@ expose({
     }
     return median(t);
   },
+  /** Median ms of reduceScatter, of allGatherSegments and of allReduce of `n` floats, each after a barrier. */
+  async sharded(n, reps) {
+    const a = new Float32Array(n).fill(comm.rank + 1);
+    const t = { reduceScatter: [], allGatherSegments: [], allReduce: [] };
+    for (let i = 0; i < reps + 5; i++) {
+      for (const k of Object.keys(t)) {
+        await comm.barrier();
+        const t0 = performance.now();
+        await comm[k](a);
+        if (i >= 5) t[k].push(performance.now() - t0);
+      }
+    }
+    return Object.fromEntries(Object.entries(t).map(([k, v]) => [k, median(v)]));
+  },
   /** Median ms of copying `n` floats on this thread (the bandwidth reference); `fresh`:
    * from and to buffers 64 MiB apart each time, so the copy comes from memory, not cache. */
   copy(n, reps, fresh = false) {

@@ -5,7 +5,8 @@
 //    input on a SharedArrayBuffer.
 // 2. Process-group collectives between 2 workers: allReduce of 128 floats (latency) and
 //    of 100k floats (against one plain copy of the same floats), SharedArrayBuffer vs
-//    MessagePort transport.
+//    MessagePort transport; reduceScatter + allGatherSegments of 100k floats (the
+//    sharded update's pair) against one allReduce.
 // 3. A SyncBatchNorm training step on a (32,64,56,56) slice per worker, 2 workers: the
 //    share of the step spent in collectives (waiting for the other rank included).
 // 4. The MNIST example (batch 64, 400 steps, BN model only), 1 vs 2 worker replicas,
@@ -82,15 +83,24 @@ if (!onlyMnist) {
   console.log(`\n## allReduce (sum) between 2 workers, median of ${reps} (rank 0's view)`);
   console.log(`| transport | 128 floats | ${big} floats | its bandwidth (bytes / time) | one copy of ${big} floats on one thread, from memory | from cache |`);
   console.log(`|---|---|---|---|---|---|`);
+  const sharded = {};
   for (const transport of ["shared", "message"]) {
     const { g, ranks } = await group(2, transport);
     const small = (await Promise.all(ranks.map((r) => r.allReduce(128, reps))))[0];
     const large = (await Promise.all(ranks.map((r) => r.allReduce(big, Math.max(20, reps / 10)))))[0];
+    sharded[transport] = (await Promise.all(ranks.map((r) => r.sharded(big, Math.max(20, reps / 10)))))[0];
     const memory = await ranks[0].copy(big, 200, true);
     const cache = await ranks[0].copy(big, 200);
     g.dispose();
     const gbs = (ms) => `${((big * 4) / ms / 1e6).toFixed(1)} GB/s`;
     console.log(`| ${transport === "shared" ? "SharedArrayBuffer + Atomics" : "MessagePort"} | ${(small * 1000).toFixed(1)} us | ${(large * 1000).toFixed(0)} us | ${gbs(large)} | ${(memory * 1000).toFixed(0)} us (${gbs(memory)}) | ${(cache * 1000).toFixed(0)} us (${gbs(cache)}) |`);
+  }
+  console.log(`\n## The sharded update's two collectives against one allReduce, ${big} floats, 2 workers, each after a barrier, median of ${Math.max(20, reps / 10)} (rank 0's view)`);
+  console.log(`| transport | reduceScatter | allGatherSegments | both | allReduce |`);
+  console.log(`|---|---|---|---|---|`);
+  for (const [transport, t] of Object.entries(sharded)) {
+    const us = (ms) => `${(ms * 1000).toFixed(0)} us`;
+    console.log(`| ${transport} | ${us(t.reduceScatter)} | ${us(t.allGatherSegments)} | ${us(t.reduceScatter + t.allGatherSegments)} | ${us(t.allReduce)} |`);
   }
 }
 
