@@ -12,8 +12,9 @@
 import { batchNormTrainOn, batchNormEvalOn, batchNormBackwardOn, WasmTensor } from "../../dist/index.js";
 
 /**
- * Returns { cases: [{ id, fn }], free() } for one engine and shape: steps (train forward +
- * backward) of BN alone, BN+ReLU fused and unfused, BN+add+ReLU fused and unfused.
+ * Returns { cases: [{ id, fn }], passes, check(), free() } for one engine and shape: steps
+ * (train forward + backward) of BN alone, BN+ReLU fused and unfused, BN+add+ReLU fused and
+ * unfused; `passes`: the forward and the backward of BN, BN+ReLU and BN+add+ReLU alone.
  */
 export function fusedCases(eng, spec, data, label) {
   const { shape, layout, eps } = spec;
@@ -46,10 +47,29 @@ export function fusedCases(eng, spec, data, label) {
     },
     { id: `${label} BN, add+ReLU unfused step`, fn: () => { const r = bnFwd(); reluPass(z); reluGradPass(); bnBwd(r, g); } },
   ];
+  // Each half of the step on its own (forward, backward), to see which one the fusion costs in.
+  // (plain first, so that y holds the ReLU's output the fused backward reads as its mask)
+  const rPlain = bnFwd();
+  const rRelu = bnFwd({ activation: "relu" });
+  const passes = [
+    { id: `${label} BN forward`, fn: () => bnFwd() },
+    { id: `${label} BN+ReLU fused forward`, fn: () => bnFwd({ activation: "relu" }) },
+    { id: `${label} BN+add+ReLU fused forward`, fn: () => bnFwd({ activation: "relu", z }) },
+    { id: `${label} BN backward`, fn: () => bnBwd(rPlain, dy) },
+    { id: `${label} BN+ReLU fused backward`, fn: () => bnBwd(rRelu, dy, { activation: "relu", y }) },
+    { id: `${label} BN+add+ReLU fused backward`, fn: () => bnBwd(rRelu, dy, { activation: "relu", y, residual: true, outZ: dz }) },
+  ];
   /** The fused and unfused steps must give the same bits (y, dx); returns a problem or null. */
   const check = () => {
-    const same = (a, b) => a.length === b.length && new Uint32Array(a.buffer.slice(a.byteOffset, a.byteOffset + a.byteLength))
-      .every((v, i) => v === new Uint32Array(b.buffer.slice(b.byteOffset, b.byteOffset + b.byteLength))[i]);
+    // Bit patterns compared (NaN, -0); each view made once: a view per element made this
+    // check quadratic in the tensor size (it ran for minutes on (32,64,56,56)).
+    const bits = (a) => new Uint32Array(a.buffer, a.byteOffset, a.length);
+    const same = (a, b) => {
+      if (a.length !== b.length) return false;
+      const [p, q] = [bits(a), bits(b)];
+      for (let i = 0; i < p.length; i++) if (p[i] !== q[i]) return false;
+      return true;
+    };
     for (const zz of [undefined, z]) {
       const rf = bnFwd({ activation: "relu", z: zz });
       const yFused = y.toArray();
@@ -64,5 +84,5 @@ export function fusedCases(eng, spec, data, label) {
     }
     return null;
   };
-  return { cases, check, free() { for (const t of owned) t.free(); owned.length = 0; } };
+  return { cases, passes, check, free() { for (const t of owned) t.free(); owned.length = 0; } };
 }
