@@ -148,6 +148,24 @@ where
     a.chunks_mut(ca).zip(b.chunks_mut(cb)).zip(c.chunks_mut(cc)).enumerate().for_each(|(i, ((x, y), z))| f(i, x, y, z));
 }
 
+/// `f(task, chunk of a, chunk of b)` over two outputs of any element types cut in the same
+/// number of chunks (`ca`, `cb` elements each; e.g. an output and its bit mask's words),
+/// in parallel when `par`.
+pub fn for_each_chunk_pair<U, F>(a: &mut [f32], ca: usize, b: &mut [U], cb: usize, par: bool, f: F)
+where
+    U: Send,
+    F: Fn(usize, &mut [f32], &mut [U]) + Sync + Send,
+{
+    #[cfg(feature = "parallel")]
+    if par {
+        use rayon::prelude::*;
+        a.par_chunks_mut(ca).zip(b.par_chunks_mut(cb)).enumerate().for_each(|(i, (x, y))| f(i, x, y));
+        return;
+    }
+    let _ = par;
+    a.chunks_mut(ca).zip(b.chunks_mut(cb)).enumerate().for_each(|(i, (x, y))| f(i, x, y));
+}
+
 /// `reduce(map(0, chunk 0), map(1, chunk 1), ...)` over `out.chunks_mut(chunk)`: tasks that
 /// write their own part of an output and return a partial result (e.g. a backward pass
 /// writing `dx` and returning parameter-gradient sums). In parallel when `par`.

@@ -54,6 +54,18 @@ mod imp {
         pub fn where_pos(self, gate: Self) -> Self {
             Self(v128_and(self.0, f32x4_gt(gate.0, f32x4_splat(0.0))))
         }
+        /// Lanes `> 0` as four bits, lane `i` to bit `i` (NaN and -0 give 0).
+        #[inline(always)]
+        pub fn pos_bits(self) -> u32 {
+            i32x4_bitmask(f32x4_gt(self.0, f32x4_splat(0.0))) as u32
+        }
+        /// `self` in the lanes whose bit is set in the low four bits of `bits`, else +0
+        /// (ReLU's backward from a bit mask; the same bits as `where_pos` of the output).
+        #[inline(always)]
+        pub fn keep_bits(self, bits: u32) -> Self {
+            let lanes = v128_and(i32x4_splat(bits as i32), i32x4(1, 2, 4, 8));
+            Self(v128_and(self.0, i32x4_ne(lanes, i32x4_splat(0))))
+        }
         #[inline(always)]
         pub fn to_array(self) -> [f32; 4] {
             [
@@ -111,6 +123,14 @@ mod imp {
         #[inline(always)]
         pub fn where_pos(self, gate: Self) -> Self {
             self.zip(gate, super::where_pos)
+        }
+        #[inline(always)]
+        pub fn pos_bits(self) -> u32 {
+            (0..4).fold(0, |b, i| b | (((self.0[i] > 0.0) as u32) << i))
+        }
+        #[inline(always)]
+        pub fn keep_bits(self, bits: u32) -> Self {
+            Self(core::array::from_fn(|i| if bits >> i & 1 != 0 { self.0[i] } else { 0.0 }))
         }
         #[inline(always)]
         pub fn to_array(self) -> [f32; 4] {

@@ -62,7 +62,7 @@ fn rows_by_whole_blocks_equal_the_whole() {
 
 mod grad {
     use super::common::Rng;
-    use batchnorm_core::backward::{grad_sums, grad_sums_accumulate, grad_sums_finish, GRAD_STATE};
+    use batchnorm_core::backward::{grad_sums, grad_sums_accumulate, grad_sums_finish, Gate, GRAD_STATE};
     use batchnorm_core::moments::rows_per_block;
     use batchnorm_core::{Dims, GradSums, Layout};
 
@@ -83,7 +83,7 @@ mod grad {
             let (dy, x, gate) = data(&mut rng, d.len());
             let mean: Vec<f32> = rng.normal_vec(c, 3.0, 0.1);
             for g in [None, Some(&gate[..])] {
-                let want = grad_sums(&dy, &x, d, &mean, g);
+                let want = grad_sums(&dy, &x, d, &mean, g.map(Gate::Output));
                 let mut state = vec![0f64; GRAD_STATE * c];
                 for o in 0..n {
                     for c0 in (0..c).step_by(run) {
@@ -108,7 +108,7 @@ mod grad {
             let mean: Vec<f32> = rng.normal_vec(c, 3.0, 0.1);
             let per = blocks * rows_per_block(c);
             for g in [None, Some(&gate[..])] {
-                let want = grad_sums(&dy, &x, d, &mean, g);
+                let want = grad_sums(&dy, &x, d, &mean, g.map(Gate::Output));
                 let mut state = vec![0f64; GRAD_STATE * c];
                 for r0 in (0..rows).step_by(per) {
                     let k = per.min(rows - r0);

@@ -10,6 +10,10 @@ use batchnorm_core::{
     backward, backward_eval, backward_eval_fused, backward_fused, eval_forward, eval_forward_fused, train_forward,
     train_forward_fused, Affine, Fused, ReluGrad,
 };
+use batchnorm_core::{
+    backward::Gate,
+    passes::mask::{mask_words, unit_len},
+};
 use common::*;
 
 fn relu(v: f32) -> f32 {
@@ -64,20 +68,34 @@ fn forward_and_backward_match(sh: &Shape, with_z: bool, seed: u64) {
     train_forward(&d.x, &mut ybn, dims, affine, None, 1e-5, &mut mean, &mut invstd).unwrap();
     let unfused: Vec<f32> = (0..n).map(|i| relu(if with_z { ybn[i] + d.z[i] } else { ybn[i] })).collect();
     let (mut y, mut mean2, mut invstd2) = (vec![f32::NAN; n], vec![0f32; ch], vec![0f32; ch]);
-    train_forward_fused(&d.x, &mut y, dims, affine, None, 1e-5, &mut mean2, &mut invstd2, Fused { relu: true, z }).unwrap();
+    train_forward_fused(&d.x, &mut y, dims, affine, None, 1e-5, &mut mean2, &mut invstd2, Fused { relu: true, z, mask: None }).unwrap();
     assert_bits(&format!("{ctx}: train y"), &y, &unfused);
     assert_bits(&format!("{ctx}: mean"), &mean2, &mean);
     if n >= 16 {
         assert!(y.iter().any(|&v| v == 0.0) && y.iter().any(|&v| v > 0.0), "{ctx}: the ReLU must clip some values and pass others");
     }
 
+    // The same forward writing the 1-bit mask: y unchanged, and bit i of unit u set
+    // exactly where y > 0 (the layout of passes/mask.rs, checked here element by element).
+    let mut words = vec![0xDEAD_BEEFu32; mask_words(dims)];
+    let mut ym = vec![f32::NAN; n];
+    let fm = Fused { relu: true, z, mask: Some(&mut words) };
+    train_forward_fused(&d.x, &mut ym, dims, affine, None, 1e-5, &mut mean2, &mut invstd2, fm).unwrap();
+    assert_bits(&format!("{ctx}: train y with a mask"), &ym, &unfused);
+    assert_mask(&format!("{ctx}: train mask"), &words, &y, unit_len(dims));
+
     // Eval forward.
     let mut ebn = vec![0f32; n];
     eval_forward(&d.x, &mut ebn, dims, affine, &d.rm, &d.rv, 1e-5).unwrap();
     let eunfused: Vec<f32> = (0..n).map(|i| relu(if with_z { ebn[i] + d.z[i] } else { ebn[i] })).collect();
     let mut ey = vec![f32::NAN; n];
-    eval_forward_fused(&d.x, &mut ey, dims, affine, &d.rm, &d.rv, 1e-5, Fused { relu: true, z }).unwrap();
+    eval_forward_fused(&d.x, &mut ey, dims, affine, &d.rm, &d.rv, 1e-5, Fused { relu: true, z, mask: None }).unwrap();
     assert_bits(&format!("{ctx}: eval y"), &ey, &eunfused);
+    let mut ewords = vec![0xDEAD_BEEFu32; mask_words(dims)];
+    let mut eym = vec![f32::NAN; n];
+    eval_forward_fused(&d.x, &mut eym, dims, affine, &d.rm, &d.rv, 1e-5, Fused { relu: true, z, mask: Some(&mut ewords) }).unwrap();
+    assert_bits(&format!("{ctx}: eval y with a mask"), &eym, &eunfused);
+    assert_mask(&format!("{ctx}: eval mask"), &ewords, &ey, unit_len(dims));
 
     // Backward: the ReLU's gradient pass, then plain BN backward.
     let g: Vec<f32> = (0..n).map(|i| if y[i] > 0.0 { d.dy[i] } else { 0.0 }).collect();
@@ -87,7 +105,7 @@ fn forward_and_backward_match(sh: &Shape, with_z: bool, seed: u64) {
         f(&g, &d.x, &mut dx, dims, Some(&d.w), &mean, &invstd, Some(&mut dw), Some(&mut db)).unwrap();
         let (mut fdx, mut fdw, mut fdb, mut fdz) = (vec![f32::NAN; n], vec![0f32; ch], vec![0f32; ch], vec![f32::NAN; n]);
         let ff = if training { backward_fused } else { backward_eval_fused };
-        let relu_grad = ReluGrad { y: &y, dz: with_z.then_some(fdz.as_mut_slice()) };
+        let relu_grad = ReluGrad { gate: Gate::Output(&y), dz: with_z.then_some(fdz.as_mut_slice()) };
         ff(&d.dy, &d.x, &mut fdx, dims, Some(&d.w), &mean, &invstd, Some(&mut fdw), Some(&mut fdb), Some(relu_grad)).unwrap();
         let c = format!("{ctx} training={training}");
         assert_bits(&format!("{c}: dx"), &fdx, &dx);
@@ -95,6 +113,30 @@ fn forward_and_backward_match(sh: &Shape, with_z: bool, seed: u64) {
         assert_bits(&format!("{c}: dbias"), &fdb, &db);
         if with_z {
             assert_bits(&format!("{c}: dz"), &fdz, &g);
+        }
+        // The bit mask in place of y: the same bits everywhere.
+        let (mut mdx, mut mdw, mut mdb, mut mdz) = (vec![f32::NAN; n], vec![0f32; ch], vec![0f32; ch], vec![f32::NAN; n]);
+        let relu_grad = ReluGrad { gate: Gate::Bits(&words), dz: with_z.then_some(mdz.as_mut_slice()) };
+        ff(&d.dy, &d.x, &mut mdx, dims, Some(&d.w), &mean, &invstd, Some(&mut mdw), Some(&mut mdb), Some(relu_grad)).unwrap();
+        assert_bits(&format!("{c}: dx from the bit mask"), &mdx, &dx);
+        assert_bits(&format!("{c}: dweight from the bit mask"), &mdw, &dw);
+        assert_bits(&format!("{c}: dbias from the bit mask"), &mdb, &db);
+        if with_z {
+            assert_bits(&format!("{c}: dz from the bit mask"), &mdz, &g);
+        }
+    }
+}
+
+/// Every unit (of `unit` elements) starts a word; element i of unit u is bit i % 32 of
+/// word u * ceil(unit / 32) + i / 32, set iff y > 0; padding bits are 0.
+fn assert_mask(what: &str, words: &[u32], y: &[f32], unit: usize) {
+    let wpu = unit.div_ceil(32);
+    assert_eq!(words.len(), y.len() / unit * wpu, "{what}: words");
+    for (u, yu) in y.chunks(unit).enumerate() {
+        for i in 0..wpu * 32 {
+            let got = (words[u * wpu + i / 32] >> (i % 32)) & 1 == 1;
+            let want = i < unit && yu[i] > 0.0;
+            assert_eq!(got, want, "{what}: unit {u} element {i}");
         }
     }
 }
@@ -134,14 +176,34 @@ fn relu_kink_and_nan() {
     // mean 0, so x = 0 normalises to exactly 0.
     let x = [-1f32, 0.0, 0.0, 1.0];
     let (mut y, mut mean, mut invstd) = ([0f32; 4], [0f32; 1], [0f32; 1]);
-    train_forward_fused(&x, &mut y, dims, Affine::default(), None, 1e-5, &mut mean, &mut invstd, Fused { relu: true, z: None }).unwrap();
+    train_forward_fused(&x, &mut y, dims, Affine::default(), None, 1e-5, &mut mean, &mut invstd, Fused { relu: true, z: None, mask: None })
+        .unwrap();
     assert_eq!(y[0], 0.0);
     assert_eq!(y[1].to_bits(), 0f32.to_bits());
     assert!(y[3] > 0.0);
     let dy = [1f32, 1.0, 1.0, 1.0];
     let mut dz = [f32::NAN; 4];
     let mut dx = [0f32; 4];
-    let rg = ReluGrad { y: &y, dz: Some(&mut dz) };
+    let rg = ReluGrad { gate: Gate::Output(&y), dz: Some(&mut dz) };
+    backward_fused(&dy, &x, &mut dx, dims, None, &mean, &invstd, None, None, Some(rg)).unwrap();
+    assert_eq!(dz, [0.0, 0.0, 0.0, 1.0]);
+    // The bit mask of the same forward agrees at the kink.
+    let mut words = [0u32; 4];
+    train_forward_fused(
+        &x,
+        &mut y,
+        dims,
+        Affine::default(),
+        None,
+        1e-5,
+        &mut mean,
+        &mut invstd,
+        Fused { relu: true, z: None, mask: Some(&mut words) },
+    )
+    .unwrap();
+    assert_eq!(words, [0, 0, 0, 1], "one word per plane of one element");
+    let mut dz = [f32::NAN; 4];
+    let rg = ReluGrad { gate: Gate::Bits(&words), dz: Some(&mut dz) };
     backward_fused(&dy, &x, &mut dx, dims, None, &mean, &invstd, None, None, Some(rg)).unwrap();
     assert_eq!(dz, [0.0, 0.0, 0.0, 1.0]);
 
@@ -149,7 +211,7 @@ fn relu_kink_and_nan() {
     let (mut yn, mut rm, mut rv) = ([0f32; 4], [0f32; 1], [1f32; 1]);
     rm[0] = 0.0;
     let _ = &mut rv;
-    eval_forward_fused(&xn, &mut yn, dims, Affine::default(), &rm, &rv, 0.0, Fused { relu: true, z: None }).unwrap();
+    eval_forward_fused(&xn, &mut yn, dims, Affine::default(), &rm, &rv, 0.0, Fused { relu: true, z: None, mask: None }).unwrap();
     assert!(yn[2].is_nan(), "relu(NaN) must be NaN, as in PyTorch, got {}", yn[2]);
 }
 
@@ -161,12 +223,45 @@ fn fused_length_errors_change_nothing() {
     let z = vec![0f32; 23];
     let mut y = vec![7f32; 24];
     let (mut m, mut s) = (vec![7f32; 3], vec![7f32; 3]);
-    let e = train_forward_fused(&x, &mut y, dims, Affine::default(), None, 1e-5, &mut m, &mut s, Fused { relu: true, z: Some(&z) });
+    let e =
+        train_forward_fused(&x, &mut y, dims, Affine::default(), None, 1e-5, &mut m, &mut s, Fused { relu: true, z: Some(&z), mask: None });
     assert!(e.is_err());
     assert!(y.iter().chain(&m).chain(&s).all(|&v| v == 7.0));
     let mut dx = vec![7f32; 24];
     let short = vec![1f32; 5];
-    let rg = ReluGrad { y: &short, dz: None };
+    let rg = ReluGrad { gate: Gate::Output(&short), dz: None };
+    assert!(backward_fused(&x, &x, &mut dx, dims, None, &m, &s, None, None, Some(rg)).is_err());
+    assert!(dx.iter().all(|&v| v == 7.0));
+    // Masks: the wrong number of words, or a mask without the ReLU it belongs to.
+    assert_eq!(mask_words(dims), 6, "(2,3,4) channels-first: 6 planes of 4, a word each");
+    let mut short_mask = vec![7u32; 5];
+    let e = train_forward_fused(
+        &x,
+        &mut y,
+        dims,
+        Affine::default(),
+        None,
+        1e-5,
+        &mut m,
+        &mut s,
+        Fused { relu: true, z: None, mask: Some(&mut short_mask) },
+    );
+    assert!(e.is_err());
+    let mut mask = vec![7u32; 6];
+    let e = train_forward_fused(
+        &x,
+        &mut y,
+        dims,
+        Affine::default(),
+        None,
+        1e-5,
+        &mut m,
+        &mut s,
+        Fused { relu: false, z: None, mask: Some(&mut mask) },
+    );
+    assert!(e.is_err());
+    assert!(y.iter().chain(&m).chain(&s).all(|&v| v == 7.0) && short_mask.iter().chain(&mask).all(|&w| w == 7));
+    let rg = ReluGrad { gate: Gate::Bits(&short_mask), dz: None };
     assert!(backward_fused(&x, &x, &mut dx, dims, None, &m, &s, None, None, Some(rg)).is_err());
     assert!(dx.iter().all(|&v| v == 7.0));
 }

@@ -119,15 +119,35 @@ unsafe fn affine<'a>(weight: usize, bias: usize, channels: usize) -> bn::Affine<
     bn::Affine { weight: opt(weight, channels), bias: opt(bias, channels) }
 }
 
-/// A fused activation from the exports' arguments: ReLU when `relu`, residual `z` when non-zero.
-unsafe fn fused<'a>(relu: bool, z: usize, n: usize) -> bn::Fused<'a> {
-    bn::Fused { relu, z: opt(z, n) }
+/// The `u32` words of a fused ReLU's bit mask at `ptr` (0 = none), as many as `d` implies.
+unsafe fn mask_words<'a>(ptr: usize, d: bn::Dims) -> Option<&'a mut [u32]> {
+    (ptr != 0).then(|| std::slice::from_raw_parts_mut(ptr as *mut u32, bn::passes::mask::mask_words(d)))
 }
 
-/// Backward through a fused ReLU when `y` (the forward output) is non-zero; `dz` written
-/// when non-zero.
-unsafe fn relu_grad<'a>(y: usize, dz: usize, n: usize) -> Option<bn::ReluGrad<'a>> {
-    (y != 0).then(|| bn::ReluGrad { y: view(y, n), dz: opt_mut(dz, n) })
+/// A fused activation from the exports' arguments: ReLU when `relu`, residual `z` when
+/// non-zero, the bit mask `y > 0` written to `mask` when non-zero.
+unsafe fn fused<'a>(relu: bool, z: usize, mask: usize, d: bn::Dims) -> bn::Fused<'a> {
+    bn::Fused { relu, z: opt(z, d.len()), mask: mask_words(mask, d) }
+}
+
+/// Backward through a fused ReLU when `mask` (the forward's bit mask) or `y` (its output)
+/// is non-zero, the mask first; `dz` written when non-zero.
+unsafe fn relu_grad<'a>(y: usize, mask: usize, dz: usize, d: bn::Dims) -> Option<bn::ReluGrad<'a>> {
+    gate(y, mask, d).map(|gate| bn::ReluGrad { gate, dz: opt_mut(dz, d.len()) })
+}
+
+unsafe fn gate<'a>(y: usize, mask: usize, d: bn::Dims) -> Option<bn::backward::Gate<'a>> {
+    match mask_words(mask, d) {
+        Some(m) => Some(bn::backward::Gate::Bits(m)),
+        None => opt(y, d.len()).map(bn::backward::Gate::Output),
+    }
+}
+
+/// Words of the fused ReLU's bit mask of a tensor `(outer, channels, inner)` (see
+/// `batchnorm_core::passes::mask`): allocate them with `alloc_f32` (4 bytes each too).
+#[wasm_bindgen]
+pub fn relu_mask_words(outer: usize, channels: usize, inner: usize) -> usize {
+    bn::passes::mask::mask_words(dims(outer, channels, inner))
 }
 
 fn js(e: bn::BnError) -> JsError {
@@ -155,6 +175,7 @@ pub fn train_forward(
     save_invstd: usize,
     relu: bool,
     z: usize,
+    mask: usize,
 ) -> Result<(), JsError> {
     let d = dims(outer, channels, inner);
     let n = d.len();
@@ -177,7 +198,7 @@ pub fn train_forward(
             eps,
             view_mut(save_mean, channels),
             view_mut(save_invstd, channels),
-            fused(relu, z, n),
+            fused(relu, z, mask, d),
         )
         .map_err(js)
     }
@@ -199,6 +220,7 @@ pub fn eval_forward(
     eps: f32,
     relu: bool,
     z: usize,
+    mask: usize,
 ) -> Result<(), JsError> {
     let d = dims(outer, channels, inner);
     let n = d.len();
@@ -211,7 +233,7 @@ pub fn eval_forward(
             view(running_mean, channels),
             view(running_var, channels),
             eps,
-            fused(relu, z, n),
+            fused(relu, z, mask, d),
         )
         .map_err(js)
     }
@@ -219,7 +241,8 @@ pub fn eval_forward(
 
 /// Backward. `training`: batch statistics (fused reductions) or constant statistics
 /// (`dx = dy * gamma * invstd`). `dweight` / `dbias` are written when non-zero. Through a
-/// fused ReLU when `y` (its forward output) is non-zero; `dz` (residual gradient) when non-zero.
+/// fused ReLU when `mask` (the forward's bit mask) or `y` (its output) is non-zero; `dz`
+/// (residual gradient) when non-zero.
 #[wasm_bindgen]
 #[allow(clippy::too_many_arguments)]
 pub fn backward(
@@ -237,6 +260,7 @@ pub fn backward(
     training: bool,
     y: usize,
     dz: usize,
+    mask: usize,
 ) -> Result<(), JsError> {
     let d = dims(outer, channels, inner);
     let n = d.len();
@@ -252,7 +276,7 @@ pub fn backward(
             view(invstd, channels),
             opt_mut(dweight, channels),
             opt_mut(dbias, channels),
-            relu_grad(y, dz, n),
+            relu_grad(y, mask, dz, d),
         )
         .map_err(js)
     }
@@ -324,6 +348,7 @@ pub fn normalize_f64_mean(
     invstd: usize,
     relu: bool,
     z: usize,
+    mask: usize,
 ) -> Result<(), JsError> {
     let d = dims(outer, channels, inner);
     let n = d.len();
@@ -335,20 +360,20 @@ pub fn normalize_f64_mean(
             affine(weight, bias, channels),
             view_f64(mean_f64, channels),
             view(invstd, channels),
-            fused(relu, z, n),
+            fused(relu, z, mask, d),
         )
         .map_err(js)
     }
 }
 
 /// Per-channel `sum(dy)` and `sum(dy * (x - mean))`, written as f64 `[sum_dy.., sum_dy_xmu..]`;
-/// `dy` masked by `y > 0` when `y` (a fused ReLU's output) is non-zero.
+/// `dy` masked by a fused ReLU's bit mask or output `y > 0` when `mask` or `y` is non-zero.
 #[wasm_bindgen]
 #[allow(clippy::too_many_arguments)]
-pub fn grad_sums(dy: usize, x: usize, outer: usize, channels: usize, inner: usize, mean: usize, out: usize, y: usize) {
+pub fn grad_sums(dy: usize, x: usize, outer: usize, channels: usize, inner: usize, mean: usize, out: usize, y: usize, mask: usize) {
     let d = dims(outer, channels, inner);
     unsafe {
-        let s = bn::backward::grad_sums(view(dy, d.len()), view(x, d.len()), d, view(mean, channels), opt(y, d.len()));
+        let s = bn::backward::grad_sums(view(dy, d.len()), view(x, d.len()), d, view(mean, channels), gate(y, mask, d));
         let o = view_f64_mut(out, 2 * channels);
         o[..channels].copy_from_slice(&s.sum_dy);
         o[channels..].copy_from_slice(&s.sum_dy_xmu);
@@ -388,7 +413,7 @@ pub fn grad_sums_finish(state: usize, outer: usize, channels: usize, inner: usiz
 }
 
 /// The elementwise half of the training backward, from global sums over `count` values;
-/// through a fused ReLU when `y` is non-zero, writing `dz` when non-zero.
+/// through a fused ReLU when `mask` or `y` is non-zero, writing `dz` when non-zero.
 #[wasm_bindgen]
 #[allow(clippy::too_many_arguments)]
 pub fn backward_apply(
@@ -405,6 +430,7 @@ pub fn backward_apply(
     count: f64,
     y: usize,
     dz: usize,
+    mask: usize,
 ) -> Result<(), JsError> {
     let d = dims(outer, channels, inner);
     let n = d.len();
@@ -412,8 +438,7 @@ pub fn backward_apply(
         let s = view_f64(sums, 2 * channels);
         let sums = bn::GradSums { sum_dy: s[..channels].to_vec(), sum_dy_xmu: s[channels..].to_vec() };
         let (w, m, is) = (opt(weight, channels), view(mean, channels), view(invstd, channels));
-        bn::backward_apply_fused(view(dy, n), view(x, n), view_mut(dx, n), d, w, m, is, &sums, count, relu_grad(y, dz, n))
-            .map_err(js)
+        bn::backward_apply_fused(view(dy, n), view(x, n), view_mut(dx, n), d, w, m, is, &sums, count, relu_grad(y, mask, dz, d)).map_err(js)
     }
 }
 

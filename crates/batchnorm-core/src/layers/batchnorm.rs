@@ -2,9 +2,10 @@
 //! combines the passes (statistics, normalise, backward, running averages). Re-exported at
 //! the crate root.
 
-use crate::backward::{self, GradSums};
+use crate::backward::{self, Gate, GradSums};
 use crate::error::{BnError, Result};
 use crate::moments;
+use crate::passes::mask;
 use crate::running::{self, Convention};
 use crate::{affine, Dims};
 
@@ -16,42 +17,63 @@ pub struct Affine<'a> {
 }
 
 /// What a forward pass does after the normalisation: `y = relu(BN(x) + z)`.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Default)]
 pub struct Fused<'a> {
     /// Apply ReLU last.
     pub relu: bool,
     /// Residual input added before the ReLU (same shape as `x`).
     pub z: Option<&'a [f32]>,
+    /// With `relu`: where to write the 1-bit mask `y > 0` for the backward
+    /// ([`mask_words`](crate::passes::mask::mask_words) words; [`Gate::Bits`] reads it).
+    pub mask: Option<&'a mut [u32]>,
 }
 
-impl Fused<'_> {
+impl<'a> Fused<'a> {
     /// Plain batch norm.
-    pub const NONE: Fused<'static> = Fused { relu: false, z: None };
+    pub const NONE: Fused<'static> = Fused { relu: false, z: None, mask: None };
 
     fn check(&self, dims: Dims) -> Result<()> {
         if let Some(z) = self.z {
             dims.check_len("z", z.len())?;
         }
+        if let Some(m) = &self.mask {
+            if !self.relu {
+                return Err(BnError::Option("a ReLU mask needs relu (it is the ReLU's backward mask)".into()));
+            }
+            check_mask_len(dims, m.len())?;
+        }
         Ok(())
     }
 
-    fn fuse(&self) -> affine::Fuse<'_> {
-        affine::Fuse { gate: None, add: self.z, relu: self.relu }
+    fn fuse(self) -> affine::Fuse<'a> {
+        affine::Fuse { gate: None, add: self.z, relu: self.relu, mask: self.mask }
     }
 }
 
-/// Backward through a fused ReLU: the forward's output `y` (the ReLU mask is `y > 0`) and,
-/// when the forward had a residual `z`, where to write its gradient `dz`.
+fn check_mask_len(dims: Dims, words: usize) -> Result<()> {
+    let want = mask::mask_words(dims);
+    if words != want {
+        return Err(BnError::Length(format!("the ReLU mask has {words} words but the shape implies {want}")));
+    }
+    Ok(())
+}
+
+/// Backward through a fused ReLU: where the ReLU passed the gradient (the forward's output
+/// `y`, read as `y > 0`, or the bit mask the forward wrote) and, when the forward had a
+/// residual `z`, where to write its gradient `dz`.
 #[derive(Debug)]
 pub struct ReluGrad<'a> {
-    pub y: &'a [f32],
+    pub gate: Gate<'a>,
     pub dz: Option<&'a mut [f32]>,
 }
 
 impl ReluGrad<'_> {
     fn check(relu: &Option<ReluGrad>, dims: Dims) -> Result<()> {
         if let Some(r) = relu {
-            dims.check_len("y", r.y.len())?;
+            match r.gate {
+                Gate::Output(y) => dims.check_len("y", y.len())?,
+                Gate::Bits(b) => check_mask_len(dims, b.len())?,
+            }
             if let Some(dz) = &r.dz {
                 dims.check_len("dz", dz.len())?;
             }
@@ -320,7 +342,7 @@ pub fn backward_fused(
     check_backward(dy, x, dx, dims, weight, mean, invstd)?;
     check_grad_outputs(dims, &dweight, &dbias)?;
     ReluGrad::check(&relu, dims)?;
-    let sums = backward::grad_sums(dy, x, dims, mean, relu.as_ref().map(|r| r.y));
+    let sums = backward::grad_sums(dy, x, dims, mean, relu.as_ref().map(|r| r.gate));
     backward_apply_fused(dy, x, dx, dims, weight, mean, invstd, &sums, dims.per_channel() as f64, relu)?;
     write_param_grads(&sums, invstd, dweight, dbias);
     Ok(())
@@ -370,7 +392,7 @@ pub fn backward_apply_fused(
         c0[c] = (-kc * sums.sum_dy[c] / count) as f32;
     }
     let (gate, dz) = match relu {
-        Some(r) => (Some(r.y), r.dz),
+        Some(r) => (Some(r.gate), r.dz),
         None => (None, None),
     };
     backward::dx_apply(dy, x, gate, dx, dz, dims, &k, mean, &b, &c0);
@@ -411,19 +433,44 @@ pub fn backward_eval_fused(
     check_backward(dy, x, dx, dims, weight, mean, invstd)?;
     check_grad_outputs(dims, &dweight, &dbias)?;
     ReluGrad::check(&relu, dims)?;
-    let gate = relu.as_ref().map(|r| r.y);
+    let gate = relu.as_ref().map(|r| r.gate);
     if dweight.is_some() || dbias.is_some() {
         let sums = backward::grad_sums(dy, x, dims, mean, gate);
         write_param_grads(&sums, invstd, dweight, dbias);
     }
+    // The elementwise pass gates by an output; a bit mask is unpacked into one (1 where the
+    // ReLU passed, else 0: the same `g` as gating by `y`). The eval-mode backward through
+    // a ReLU is the rare case (frozen statistics), so it gets the simple path, not a kernel.
+    let unpacked = match gate {
+        Some(Gate::Bits(b)) => Some(unpack_mask(b, dims)),
+        _ => None,
+    };
+    let gate = match gate {
+        Some(Gate::Output(y)) => Some(y),
+        Some(Gate::Bits(_)) => unpacked.as_deref(),
+        None => None,
+    };
     let scale: Vec<f32> = (0..dims.channels).map(|c| invstd[c] * weight.map_or(1.0, |w| w[c])).collect();
     let zeros = vec![0f32; dims.channels];
-    let fuse = affine::Fuse { gate, add: None, relu: false };
-    affine::affine_per_channel(dy, dx, dims, &zeros, None, &scale, &zeros, fuse);
+    let fuse = || affine::Fuse { gate, add: None, relu: false, mask: None };
+    affine::affine_per_channel(dy, dx, dims, &zeros, None, &scale, &zeros, fuse());
     if let Some(dz) = relu.and_then(|r| r.dz) {
         // dz = dy where y > 0: the same gated copy, with unit scale.
         let ones = vec![1f32; dims.channels];
-        affine::affine_per_channel(dy, dz, dims, &zeros, None, &ones, &zeros, fuse);
+        affine::affine_per_channel(dy, dz, dims, &zeros, None, &ones, &zeros, fuse());
     }
     Ok(())
+}
+
+/// A bit mask as an output-shaped gate: 1 where the bit is set, else 0.
+fn unpack_mask(bits: &[u32], dims: Dims) -> Vec<f32> {
+    let unit = mask::unit_len(dims);
+    let wpu = mask::words_per_unit(dims);
+    let mut g = vec![0f32; dims.len()];
+    for (gu, words) in g.chunks_mut(unit).zip(bits.chunks(wpu)) {
+        for (i, v) in gu.iter_mut().enumerate() {
+            *v = ((words[i / 32] >> (i % 32)) & 1) as f32;
+        }
+    }
+    g
 }

@@ -24,6 +24,7 @@
 
 use crate::dims::Dims;
 use crate::parallel;
+use crate::passes::mask;
 use crate::simd::{q, q_mut, relu, where_pos, F32x4};
 
 /// Subtract `shift_lo` after `shift`.
@@ -34,9 +35,11 @@ const GATE: u8 = 2;
 const ADD: u8 = 4;
 /// ReLU last.
 const RELU: u8 = 8;
+/// Write the bits `y > 0` (only with RELU): from the result registers as they are stored.
+const MASK: u8 = 16;
 
 /// What the elementwise pass does besides the affine (see the module comment).
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Default)]
 pub struct Fuse<'a> {
     /// Input gate: `x` counts only where `gate > 0` (ReLU's backward from its output).
     pub gate: Option<&'a [f32]>,
@@ -44,6 +47,9 @@ pub struct Fuse<'a> {
     pub add: Option<&'a [f32]>,
     /// ReLU last.
     pub relu: bool,
+    /// Where to write the bits `y > 0` (the 1-bit mask of [`crate::passes::mask`]),
+    /// packed from each unit of `y` right after it is written, while it is in cache.
+    pub mask: Option<&'a mut [u32]>,
 }
 
 /// The per-element step, for every flag combination.
@@ -82,48 +88,80 @@ pub fn affine_per_channel(
     if fuse.relu {
         flags |= RELU;
     }
+    if fuse.relu && fuse.mask.is_some() {
+        flags |= MASK;
+    }
     let src = Step { x, gate: fuse.gate.unwrap_or(x), z: fuse.add.unwrap_or(x) };
+    let mask = if flags & MASK != 0 { fuse.mask } else { None };
     macro_rules! dispatch {
         ($($f:literal)*) => {
             match flags {
-                $($f => run::<$f>(src, y, dims, shift, lo, scale, offset),)*
+                $($f => run::<$f>(src, y, mask, dims, shift, lo, scale, offset),)*
                 _ => unreachable!(),
             }
         };
     }
-    dispatch!(0 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15);
+    // MASK comes with RELU, never with GATE (the eval-mode backward has no ReLU).
+    dispatch!(0 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 24 25 28 29);
 }
 
-fn run<const F: u8>(src: Step, y: &mut [f32], dims: Dims, shift: &[f32], lo: &[f32], scale: &[f32], offset: &[f32]) {
+#[allow(clippy::too_many_arguments)]
+fn run<const F: u8>(
+    src: Step,
+    y: &mut [f32],
+    mask: Option<&mut [u32]>,
+    dims: Dims,
+    shift: &[f32],
+    lo: &[f32],
+    scale: &[f32],
+    offset: &[f32],
+) {
     let par = parallel::worth_it(y.len());
     let ch = dims.channels;
-    if dims.is_planar() {
-        let inner = dims.inner;
-        let planes_per_task = parallel::units_per_task(dims.outer * ch, inner, par);
-        parallel::for_each_chunk_mut(y, planes_per_task * inner, par, |t, ys| {
-            let first = t * planes_per_task;
+    // Units (planes or rows) per task, and the words of one unit's mask: a task's mask
+    // words are its own (each unit starts a word), so tasks never share one.
+    let (unit, units) = if dims.is_planar() { (dims.inner, dims.outer * ch) } else { (ch, dims.outer) };
+    let per_task = parallel::units_per_task(units, unit, par);
+    let wpu = mask::words_per_unit(dims);
+    let task = |t: usize, ys: &mut [f32], ms: Option<&mut [u32]>| {
+        if dims.is_planar() {
+            let inner = dims.inner;
+            let first = t * per_task;
+            let mut ms = ms.map(|m| m.chunks_mut(wpu));
             for (k, yp) in ys.chunks_mut(inner).enumerate() {
                 let p = first + k;
                 let c = p % ch;
-                plane::<F>(src.range::<F>(p * inner, inner), yp, shift[c], lo[c], scale[c], offset[c]);
+                let src = src.range::<F>(p * inner, inner);
+                match ms.as_mut().and_then(|m| m.next()) {
+                    Some(words) => plane_masked::<F>(src, yp, words, shift[c], lo[c], scale[c], offset[c]),
+                    None => plane::<F>(src, yp, shift[c], lo[c], scale[c], offset[c]),
+                }
             }
-        });
-    } else {
-        let rows_per_task = parallel::units_per_task(dims.outer, ch, par);
-        parallel::for_each_chunk_mut(y, rows_per_task * ch, par, |t, ys| {
-            let task = src.range::<F>(t * rows_per_task * ch, ys.len());
+        } else {
+            let task = src.range::<F>(t * per_task * ch, ys.len());
+            let mut ms = ms.map(|m| m.chunks_mut(2 * wpu));
             // Rows in pairs: each parameter load serves two rows.
             let pairs = task.x.chunks(2 * ch).zip(task.gate.chunks(2 * ch)).zip(task.z.chunks(2 * ch));
             for (yp, ((x, gate), z)) in ys.chunks_mut(2 * ch).zip(pairs) {
                 let pair = Step { x, gate, z };
+                let words = ms.as_mut().and_then(|m| m.next()).unwrap_or_default();
                 if yp.len() == 2 * ch {
                     let (y0, y1) = yp.split_at_mut(ch);
-                    row2::<F>(pair.range::<F>(0, ch), pair.range::<F>(ch, ch), y0, y1, shift, lo, scale, offset);
+                    let (w0, w1) = words.split_at_mut(words.len() / 2);
+                    row2::<F>(pair.range::<F>(0, ch), pair.range::<F>(ch, ch), y0, y1, w0, w1, shift, lo, scale, offset);
                 } else {
                     row::<F>(pair, yp, shift, lo, scale, offset);
+                    if F & MASK != 0 {
+                        // The odd last row of a task: packed from y, still in cache.
+                        mask::pack_positive(yp, words);
+                    }
                 }
             }
-        });
+        }
+    };
+    match mask {
+        Some(m) => parallel::for_each_chunk_pair(y, per_task * unit, m, per_task * wpu, par, |t, ys, ms| task(t, ys, Some(ms))),
+        None => parallel::for_each_chunk_mut(y, per_task * unit, par, |t, ys| task(t, ys, None)),
     }
 }
 
@@ -236,6 +274,42 @@ fn plane<const F: u8>(src: Step, y: &mut [f32], shift: f32, lo: f32, scale: f32,
     }
 }
 
+/// [`plane`] writing the plane's mask words too: 32 elements (8 quads) per word, the bits
+/// taken from the result registers as they are stored (no second look at `y`).
+#[inline(always)]
+fn plane_masked<const F: u8>(src: Step, y: &mut [f32], words: &mut [u32], shift: f32, lo: f32, scale: f32, offset: f32) {
+    let (s, l, a, b) = (F32x4::splat(shift), F32x4::splat(lo), F32x4::splat(scale), F32x4::splat(offset));
+    let n = y.len();
+    let mut blocks = y.chunks_exact_mut(32);
+    for (k, (yb, w)) in (&mut blocks).zip(words.iter_mut()).enumerate() {
+        let blk = src.range::<F>(32 * k, 32);
+        let mut bits = 0;
+        for j in 0..8 {
+            let r = blk.quad::<F>(4 * j, s, l, a, b);
+            r.store(q_mut(&mut yb[4 * j..4 * j + 4]));
+            bits |= r.pos_bits() << (4 * j);
+        }
+        *w = bits;
+    }
+    let rest = blocks.into_remainder();
+    if !rest.is_empty() {
+        let base = n / 32 * 32;
+        let blk = src.range::<F>(base, rest.len());
+        let mut bits = 0;
+        let body = rest.len() / 4 * 4;
+        for j in (0..body).step_by(4) {
+            let r = blk.quad::<F>(j, s, l, a, b);
+            r.store(q_mut(&mut rest[j..j + 4]));
+            bits |= r.pos_bits() << j;
+        }
+        for (j, v) in rest.iter_mut().enumerate().skip(body) {
+            *v = blk.one::<F>(j, shift, lo, scale, offset);
+            bits |= ((*v > 0.0) as u32) << j;
+        }
+        words[base / 32] = bits;
+    }
+}
+
 /// One channels-last row: every channel once, parameters loaded as vectors.
 #[inline(always)]
 fn row<const F: u8>(src: Step, y: &mut [f32], shift: &[f32], lo: &[f32], scale: &[f32], offset: &[f32]) {
@@ -250,10 +324,23 @@ fn row<const F: u8>(src: Step, y: &mut [f32], shift: &[f32], lo: &[f32], scale: 
     }
 }
 
-/// `row` for two rows at once.
+/// `row` for two rows at once; with MASK also their mask words `w0`, `w1` (bits gathered in
+/// a register per row from the results, stored a word at a time).
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
-fn row2<const F: u8>(s0: Step, s1: Step, y0: &mut [f32], y1: &mut [f32], shift: &[f32], lo: &[f32], scale: &[f32], offset: &[f32]) {
+fn row2<const F: u8>(
+    s0: Step,
+    s1: Step,
+    y0: &mut [f32],
+    y1: &mut [f32],
+    w0: &mut [u32],
+    w1: &mut [u32],
+    shift: &[f32],
+    lo: &[f32],
+    scale: &[f32],
+    offset: &[f32],
+) {
+    let (mut b0, mut b1) = (0u32, 0u32);
     let ch = shift.len();
     // Every row slice as long as the parameters, so the checks below fold into one.
     let (s0, s1) = (s0.range::<F>(0, ch), s1.range::<F>(0, ch));
@@ -288,9 +375,24 @@ fn row2<const F: u8>(s0: Step, s1: Step, y0: &mut [f32], y1: &mut [f32], shift: 
         }
         r0.store(q_mut(&mut y0[c..c + 4]));
         r1.store(q_mut(&mut y1[c..c + 4]));
+        if F & MASK != 0 {
+            b0 |= r0.pos_bits() << (c & 31);
+            b1 |= r1.pos_bits() << (c & 31);
+            if c & 31 == 28 {
+                (w0[c >> 5], w1[c >> 5], b0, b1) = (b0, b1, 0, 0);
+            }
+        }
     }
     for c in body..shift.len() {
         y0[c] = s0.one::<F>(c, shift[c], lo[c], scale[c], offset[c]);
         y1[c] = s1.one::<F>(c, shift[c], lo[c], scale[c], offset[c]);
+        if F & MASK != 0 {
+            b0 |= ((y0[c] > 0.0) as u32) << (c & 31);
+            b1 |= ((y1[c] > 0.0) as u32) << (c & 31);
+        }
+    }
+    if F & MASK != 0 && ch % 32 != 0 {
+        // The row's last, partial word.
+        (w0[ch >> 5], w1[ch >> 5]) = (b0, b1);
     }
 }

@@ -12,12 +12,38 @@
 //! `g = dy where y > 0, else 0` (PyTorch's `threshold_backward` on the ReLU's output). Both
 //! passes take the ReLU's output as an optional `gate` and mask `dy` as they read it, so
 //! `g` is never written to memory; `dx_apply` can also write `g` itself as `dz`, the
-//! gradient of the residual input.
+//! gradient of the residual input. The mask comes as a [`Gate`]: the ReLU's output `y`
+//! (read as `y > 0`) or the 1-bit mask the forward wrote ([`crate::passes::mask`]); both
+//! give the same `g`, bit for bit.
 
 use crate::dims::Dims;
 use crate::moments::{outer_split, row_task_len, rows_per_block, split_task};
 use crate::parallel;
+use crate::passes::mask::{self, bit, quad_bits};
 use crate::simd::{q, q_mut, where_pos, F32x4};
+
+/// Where a fused ReLU passes the gradient.
+#[derive(Debug, Clone, Copy)]
+pub enum Gate<'a> {
+    /// The ReLU's output `y`: the gradient passes where `y > 0`.
+    Output(&'a [f32]),
+    /// The forward's 1-bit mask of `y > 0` (see [`crate::passes::mask`] for the layout).
+    Bits(&'a [u32]),
+}
+
+/// No gate / the output `y` / a bit mask: the const generic of the kernels below.
+const NONE: u8 = 0;
+const OUT: u8 = 1;
+const BITS: u8 = 2;
+
+/// `(mode, y or x as a placeholder, words or an empty slice)` of an optional gate.
+fn gate_parts<'a>(gate: Option<Gate<'a>>, x: &'a [f32]) -> (u8, &'a [f32], &'a [u32]) {
+    match gate {
+        None => (NONE, x, &[]),
+        Some(Gate::Output(y)) => (OUT, y, &[]),
+        Some(Gate::Bits(b)) => (BITS, x, b),
+    }
+}
 
 /// Per-channel `sum(dy)` and `sum(dy * (x - mean))`, f64.
 #[derive(Debug, Clone, PartialEq)]
@@ -45,17 +71,19 @@ impl GradSums {
 
 const PLANE_BLOCK: usize = 2048;
 
-/// Per-channel sums of `g = dy` (or, with a `gate`, `g = dy where gate > 0, else 0`).
-pub fn grad_sums(dy: &[f32], x: &[f32], dims: Dims, mean: &[f32], gate: Option<&[f32]>) -> GradSums {
-    match gate {
-        Some(g) => grad_sums_with::<true>(dy, x, g, dims, mean),
-        None => grad_sums_with::<false>(dy, x, x, dims, mean),
+/// Per-channel sums of `g = dy` (or, with a `gate`, `g = dy` where the ReLU passed it, else 0).
+pub fn grad_sums(dy: &[f32], x: &[f32], dims: Dims, mean: &[f32], gate: Option<Gate>) -> GradSums {
+    match gate_parts(gate, x) {
+        (OUT, y, _) => grad_sums_with::<OUT>(dy, x, y, &[], dims, mean),
+        (BITS, _, b) => grad_sums_with::<BITS>(dy, x, x, b, dims, mean),
+        _ => grad_sums_with::<NONE>(dy, x, x, &[], dims, mean),
     }
 }
 
-fn grad_sums_with<const G: bool>(dy: &[f32], x: &[f32], gate: &[f32], dims: Dims, mean: &[f32]) -> GradSums {
+fn grad_sums_with<const G: u8>(dy: &[f32], x: &[f32], gate: &[f32], bits: &[u32], dims: Dims, mean: &[f32]) -> GradSums {
     let par = parallel::worth_it(x.len());
     let ch = dims.channels;
+    let wpu = mask::words_per_unit(dims);
     if dims.is_planar() {
         let split = outer_split(dims, par);
         let parts: Vec<(f64, f64)> = parallel::map_collect(ch * split, par, |t| {
@@ -66,7 +94,12 @@ fn grad_sums_with<const G: bool>(dy: &[f32], x: &[f32], gate: &[f32], dims: Dims
             let mut sums = ChannelSums::new(mean[c]);
             for o in range {
                 let r = (o * ch + c) * dims.inner..(o * ch + c + 1) * dims.inner;
-                sums.plane::<G>(&dy[r.clone()], &x[r.clone()], &gate[r]);
+                if G == BITS {
+                    // The plane's mask words: each plane starts a word.
+                    sums.plane_bits(&dy[r.clone()], &x[r], &bits[(o * ch + c) * wpu..(o * ch + c + 1) * wpu]);
+                } else {
+                    sums.plane::<G>(&dy[r.clone()], &x[r.clone()], &gate[r]);
+                }
             }
             sums.finish()
         });
@@ -84,7 +117,8 @@ fn grad_sums_with<const G: bool>(dy: &[f32], x: &[f32], gate: &[f32], dims: Dims
                 let r0 = t * per_task;
                 let r1 = (r0 + per_task).min(rows);
                 let r = r0 * ch..r1 * ch;
-                rows_sums::<G>(&dy[r.clone()], &x[r.clone()], &gate[r], mean, block)
+                let w = if G == BITS { &bits[r0 * wpu..r1 * wpu] } else { &[] };
+                rows_sums::<G>(&dy[r.clone()], &x[r.clone()], &gate[r], w, mean, block)
             },
             GradSums::add,
         )
@@ -113,17 +147,33 @@ impl ChannelSums {
     /// Lane sums carry across planes: short planes (e.g. 64 elements) would otherwise pay
     /// two horizontal sums and an f64 flush each.
     #[inline]
-    fn plane<const G: bool>(&mut self, dy: &[f32], x: &[f32], gate: &[f32]) {
+    fn plane<const G: u8>(&mut self, dy: &[f32], x: &[f32], gate: &[f32]) {
         let blocks = dy.chunks(PLANE_BLOCK).zip(x.chunks(PLANE_BLOCK));
         for ((d, v), g) in blocks.zip(gate.chunks(PLANE_BLOCK)) {
             self.acc.add::<G>(d, v, g);
-            self.pending += d.len();
-            if self.pending >= PLANE_BLOCK {
-                let (a, b) = self.acc.take();
-                self.s_dy += a as f64;
-                self.s_dxm += b as f64;
-                self.pending = 0;
-            }
+            self.block_done(d.len());
+        }
+    }
+
+    /// [`plane`](Self::plane) gated by the plane's mask words: PLANE_BLOCK is a multiple
+    /// of 32, so each block's bits start a word.
+    #[inline]
+    fn plane_bits(&mut self, dy: &[f32], x: &[f32], words: &[u32]) {
+        let blocks = dy.chunks(PLANE_BLOCK).zip(x.chunks(PLANE_BLOCK));
+        for (k, (d, v)) in blocks.enumerate() {
+            self.acc.add_bits(d, v, &words[k * (PLANE_BLOCK / 32)..]);
+            self.block_done(d.len());
+        }
+    }
+
+    #[inline(always)]
+    fn block_done(&mut self, len: usize) {
+        self.pending += len;
+        if self.pending >= PLANE_BLOCK {
+            let (a, b) = self.acc.take();
+            self.s_dy += a as f64;
+            self.s_dxm += b as f64;
+            self.pending = 0;
         }
     }
 
@@ -163,12 +213,12 @@ impl ChannelSums {
 /// plain-array backward streams `dy` and `x` instead of copying them whole.
 pub fn grad_sums_accumulate(dy: &[f32], x: &[f32], gate: Option<&[f32]>, dims: Dims, mean: &[f32], state: &mut [f64]) {
     match gate {
-        Some(g) => accumulate_with::<true>(dy, x, g, dims, mean, state),
-        None => accumulate_with::<false>(dy, x, x, dims, mean, state),
+        Some(g) => accumulate_with::<OUT>(dy, x, g, dims, mean, state),
+        None => accumulate_with::<NONE>(dy, x, x, dims, mean, state),
     }
 }
 
-fn accumulate_with<const G: bool>(dy: &[f32], x: &[f32], gate: &[f32], dims: Dims, mean: &[f32], state: &mut [f64]) {
+fn accumulate_with<const G: u8>(dy: &[f32], x: &[f32], gate: &[f32], dims: Dims, mean: &[f32], state: &mut [f64]) {
     let ch = dims.channels;
     let n = dims.len();
     let (dy, x, gate) = (&dy[..n], &x[..n], &gate[..n]);
@@ -185,7 +235,7 @@ fn accumulate_with<const G: bool>(dy: &[f32], x: &[f32], gate: &[f32], dims: Dim
         let block = rows_per_block(ch);
         let blocks = dy.chunks(block * ch).zip(x.chunks(block * ch)).zip(gate.chunks(block * ch));
         for ((d, v), g) in blocks {
-            let s = rows_sums::<G>(d, v, g, mean, block);
+            let s = rows_sums::<G>(d, v, g, &[], mean, block);
             for c in 0..ch {
                 state[GRAD_STATE * c + 19] += s.sum_dy[c];
                 state[GRAD_STATE * c + 20] += s.sum_dy_xmu[c];
@@ -234,7 +284,7 @@ impl PlaneSums {
     }
 
     #[inline]
-    fn add<const G: bool>(&mut self, dy: &[f32], x: &[f32], gate: &[f32]) {
+    fn add<const G: u8>(&mut self, dy: &[f32], x: &[f32], gate: &[f32]) {
         let m = F32x4::splat(self.mean);
         let n = dy.len();
         let (x, gate) = (&x[..n], &gate[..n]);
@@ -242,7 +292,7 @@ impl PlaneSums {
         let steps = dy.chunks_exact(8).zip(x.chunks_exact(8)).zip(gate.chunks_exact(8));
         for ((d, v), g) in steps {
             let (mut d0, mut d1) = (F32x4::load(q(&d[0..4])), F32x4::load(q(&d[4..8])));
-            if G {
+            if G == OUT {
                 d0 = d0.where_pos(F32x4::load(q(&g[0..4])));
                 d1 = d1.where_pos(F32x4::load(q(&g[4..8])));
             }
@@ -252,7 +302,40 @@ impl PlaneSums {
             self.b2 = self.b2.add(d1.mul(F32x4::load(q(&v[4..8])).sub(m)));
         }
         for i in n / 8 * 8..n {
-            let d = if G { where_pos(dy[i], gate[i]) } else { dy[i] };
+            let d = if G == OUT { where_pos(dy[i], gate[i]) } else { dy[i] };
+            self.tail_dy += d;
+            self.tail_dxm += d * (x[i] - self.mean);
+        }
+    }
+
+    /// [`add`](Self::add) gated by a unit's mask words from bit 0 (the same `g`, bit for
+    /// bit, as gating by the output the bits were packed from).
+    #[inline]
+    fn add_bits(&mut self, dy: &[f32], x: &[f32], words: &[u32]) {
+        let m = F32x4::splat(self.mean);
+        let n = dy.len();
+        let x = &x[..n];
+        // Steps of eight as in `add` (the same sums in the same order, so the same bits),
+        // each taking the next byte of the word: four per word, the last word maybe fewer.
+        let mut step = |d: &[f32], v: &[f32], b: u32| {
+            let d0 = F32x4::load(q(&d[0..4])).keep_bits(b);
+            let d1 = F32x4::load(q(&d[4..8])).keep_bits(b >> 4);
+            self.a = self.a.add(d0);
+            self.a2 = self.a2.add(d1);
+            self.b = self.b.add(d0.mul(F32x4::load(q(&v[0..4])).sub(m)));
+            self.b2 = self.b2.add(d1.mul(F32x4::load(q(&v[4..8])).sub(m)));
+        };
+        for ((d, v), &w) in dy.chunks_exact(32).zip(x.chunks_exact(32)).zip(words) {
+            for k in 0..4 {
+                step(&d[8 * k..8 * k + 8], &v[8 * k..8 * k + 8], w >> (8 * k));
+            }
+        }
+        let full = n / 32 * 32;
+        for (k, (d, v)) in dy[full..].chunks_exact(8).zip(x[full..].chunks_exact(8)).enumerate() {
+            step(d, v, words[full / 32] >> (8 * k));
+        }
+        for i in n / 8 * 8..n {
+            let d = if bit(words, i) { dy[i] } else { 0.0 };
             self.tail_dy += d;
             self.tail_dxm += d * (x[i] - self.mean);
         }
@@ -266,17 +349,23 @@ impl PlaneSums {
     }
 }
 
-fn rows_sums<const G: bool>(dy: &[f32], x: &[f32], gate: &[f32], mean: &[f32], block_rows: usize) -> GradSums {
+fn rows_sums<const G: u8>(dy: &[f32], x: &[f32], gate: &[f32], bits: &[u32], mean: &[f32], block_rows: usize) -> GradSums {
     let ch = mean.len();
+    let wpr = ch.div_ceil(32);
     let mut out = GradSums::zeros(ch);
     let mut s_dy = vec![0f32; ch];
     let mut s_dxm = vec![0f32; ch];
     let blocks = dy.chunks(block_rows * ch).zip(x.chunks(block_rows * ch)).zip(gate.chunks(block_rows * ch));
-    for ((db, xb), gb) in blocks {
+    for (b, ((db, xb), gb)) in blocks.enumerate() {
         s_dy.fill(0.0);
         s_dxm.fill(0.0);
-        for ((dr, xr), gr) in db.chunks_exact(ch).zip(xb.chunks_exact(ch)).zip(gb.chunks_exact(ch)) {
-            row_sums_into::<G>(&mut s_dy, &mut s_dxm, dr, xr, gr, mean);
+        for (r, ((dr, xr), gr)) in db.chunks_exact(ch).zip(xb.chunks_exact(ch)).zip(gb.chunks_exact(ch)).enumerate() {
+            if G == BITS {
+                let w0 = (b * block_rows + r) * wpr;
+                row_sums_bits(&mut s_dy, &mut s_dxm, dr, xr, &bits[w0..w0 + wpr], mean);
+            } else {
+                row_sums_into::<G>(&mut s_dy, &mut s_dxm, dr, xr, gr, mean);
+            }
         }
         for c in 0..ch {
             out.sum_dy[c] += s_dy[c] as f64;
@@ -287,7 +376,7 @@ fn rows_sums<const G: bool>(dy: &[f32], x: &[f32], gate: &[f32], mean: &[f32], b
 }
 
 #[inline]
-fn row_sums_into<const G: bool>(s_dy: &mut [f32], s_dxm: &mut [f32], dy: &[f32], x: &[f32], gate: &[f32], mean: &[f32]) {
+fn row_sums_into<const G: u8>(s_dy: &mut [f32], s_dxm: &mut [f32], dy: &[f32], x: &[f32], gate: &[f32], mean: &[f32]) {
     let n = dy.len();
     let (x, gate, mean) = (&x[..n], &gate[..n], &mean[..n]);
     let accs = s_dy.chunks_exact_mut(4).zip(s_dxm.chunks_exact_mut(4));
@@ -295,14 +384,34 @@ fn row_sums_into<const G: bool>(s_dy: &mut [f32], s_dxm: &mut [f32], dy: &[f32],
     for ((a, b), (((d, v), g), m)) in accs.zip(ins) {
         let (a, b) = (q_mut(a), q_mut(b));
         let mut d = F32x4::load(q(d));
-        if G {
+        if G == OUT {
             d = d.where_pos(F32x4::load(q(g)));
         }
         F32x4::load(a).add(d).store(a);
         F32x4::load(b).add(d.mul(F32x4::load(q(v)).sub(F32x4::load(q(m))))).store(b);
     }
     for c in n / 4 * 4..n {
-        let d = if G { where_pos(dy[c], gate[c]) } else { dy[c] };
+        let d = if G == OUT { where_pos(dy[c], gate[c]) } else { dy[c] };
+        s_dy[c] += d;
+        s_dxm[c] += d * (x[c] - mean[c]);
+    }
+}
+
+/// [`row_sums_into`] gated by one row's mask words.
+#[inline]
+fn row_sums_bits(s_dy: &mut [f32], s_dxm: &mut [f32], dy: &[f32], x: &[f32], words: &[u32], mean: &[f32]) {
+    let n = dy.len();
+    let (x, mean) = (&x[..n], &mean[..n]);
+    let accs = s_dy.chunks_exact_mut(4).zip(s_dxm.chunks_exact_mut(4));
+    let ins = dy.chunks_exact(4).zip(x.chunks_exact(4)).zip(mean.chunks_exact(4));
+    for (j, ((a, b), ((d, v), m))) in accs.zip(ins).enumerate() {
+        let (a, b) = (q_mut(a), q_mut(b));
+        let d = F32x4::load(q(d)).keep_bits(quad_bits(words, 4 * j));
+        F32x4::load(a).add(d).store(a);
+        F32x4::load(b).add(d.mul(F32x4::load(q(v)).sub(F32x4::load(q(m))))).store(b);
+    }
+    for c in n / 4 * 4..n {
+        let d = if bit(words, c) { dy[c] } else { 0.0 };
         s_dy[c] += d;
         s_dxm[c] += d * (x[c] - mean[c]);
     }
@@ -314,7 +423,7 @@ fn row_sums_into<const G: bool>(s_dy: &mut [f32], s_dxm: &mut [f32], dy: &[f32],
 pub fn dx_apply(
     dy: &[f32],
     x: &[f32],
-    gate: Option<&[f32]>,
+    gate: Option<Gate>,
     dx: &mut [f32],
     dz: Option<&mut [f32]>,
     dims: Dims,
@@ -324,9 +433,10 @@ pub fn dx_apply(
     c0: &[f32],
 ) {
     let p = Coef { k, mean, b, c0 };
-    match gate {
-        Some(g) => dx_apply_with::<true>(dy, x, g, dx, dz, dims, p),
-        None => dx_apply_with::<false>(dy, x, x, dx, dz, dims, p),
+    match gate_parts(gate, x) {
+        (OUT, y, _) => dx_apply_with::<OUT>(dy, x, y, &[], dx, dz, dims, p),
+        (BITS, _, bits) => dx_apply_with::<BITS>(dy, x, x, bits, dx, dz, dims, p),
+        _ => dx_apply_with::<NONE>(dy, x, x, &[], dx, dz, dims, p),
     }
 }
 
@@ -339,7 +449,18 @@ struct Coef<'a> {
     c0: &'a [f32],
 }
 
-fn dx_apply_with<const G: bool>(dy: &[f32], x: &[f32], gate: &[f32], dx: &mut [f32], dz: Option<&mut [f32]>, dims: Dims, p: Coef) {
+#[allow(clippy::too_many_arguments)]
+fn dx_apply_with<const G: u8>(
+    dy: &[f32],
+    x: &[f32],
+    gate: &[f32],
+    bits: &[u32],
+    dx: &mut [f32],
+    dz: Option<&mut [f32]>,
+    dims: Dims,
+    p: Coef,
+) {
+    let wpu = mask::words_per_unit(dims);
     let par = parallel::worth_it(x.len());
     let ch = dims.channels;
     let inner = dims.inner;
@@ -352,36 +473,55 @@ fn dx_apply_with<const G: bool>(dy: &[f32], x: &[f32], gate: &[f32], dx: &mut [f
             let s = (first + j) * unit;
             let r = s..s + unit;
             let dzu = dzs.as_deref_mut().map(|d| &mut d[j * unit..(j + 1) * unit]);
+            let words = if G == BITS { &bits[(first + j) * wpu..(first + j + 1) * wpu] } else { &[] };
             if dims.is_planar() {
                 let c = (first + j) % ch;
                 let one = Coef { k: &p.k[c..=c], mean: &p.mean[c..=c], b: &p.b[c..=c], c0: &p.c0[c..=c] };
-                dx_plane::<G>(&dy[r.clone()], &x[r.clone()], &gate[r], o, dzu, one);
+                dx_plane::<G>(&dy[r.clone()], &x[r.clone()], &gate[r], words, o, dzu, one);
             } else {
-                dx_row::<G>(&dy[r.clone()], &x[r.clone()], &gate[r], o, dzu, p);
+                dx_row::<G>(&dy[r.clone()], &x[r.clone()], &gate[r], words, o, dzu, p);
             }
         }
     });
 }
 
+/// `dy` gated as mode `G` says: by the output quad `g`, by the unit's mask bits of the quad
+/// at `i`, or not at all.
+#[inline(always)]
+fn gate_quad<const G: u8>(d: F32x4, g: &[f32], words: &[u32], i: usize) -> F32x4 {
+    match G {
+        OUT => d.where_pos(F32x4::load(q(g))),
+        BITS => d.keep_bits(quad_bits(words, i)),
+        _ => d,
+    }
+}
+
+/// The same for element `i` of a unit.
+#[inline(always)]
+fn gate_one<const G: u8>(d: f32, g: &[f32], words: &[u32], i: usize) -> f32 {
+    match G {
+        OUT => where_pos(d, g[i]),
+        BITS if !bit(words, i) => 0.0,
+        _ => d,
+    }
+}
+
 #[inline]
-fn dx_plane<const G: bool>(dy: &[f32], x: &[f32], gate: &[f32], dx: &mut [f32], mut dz: Option<&mut [f32]>, p: Coef) {
+fn dx_plane<const G: u8>(dy: &[f32], x: &[f32], gate: &[f32], words: &[u32], dx: &mut [f32], mut dz: Option<&mut [f32]>, p: Coef) {
     let (k, mean, b, c0) = (p.k[0], p.mean[0], p.b[0], p.c0[0]);
     let (kv, mv, bv, cv) = (F32x4::splat(k), F32x4::splat(mean), F32x4::splat(b), F32x4::splat(c0));
     let n = dx.len();
     let (dy, x, gate) = (&dy[..n], &x[..n], &gate[..n]);
-    let step = |d: &[f32], v: &[f32], g: &[f32]| {
-        let mut d = F32x4::load(q(d));
-        if G {
-            d = d.where_pos(F32x4::load(q(g)));
-        }
+    let step = |j: usize, d: &[f32], v: &[f32], g: &[f32]| {
+        let d = gate_quad::<G>(F32x4::load(q(d)), g, words, 4 * j);
         (d, d.mul(kv).add(F32x4::load(q(v)).sub(mv).mul(bv)).add(cv))
     };
     let ins = dy.chunks_exact(4).zip(x.chunks_exact(4)).zip(gate.chunks_exact(4));
     // Zipped exact chunks (no bounds checks); the dz variant is its own loop.
     match dz.as_deref_mut() {
         Some(z) => {
-            for ((o, zo), ((d, v), g)) in dx.chunks_exact_mut(4).zip(z.chunks_exact_mut(4)).zip(ins) {
-                let (gd, r) = step(d, v, g);
+            for (j, ((o, zo), ((d, v), g))) in dx.chunks_exact_mut(4).zip(z.chunks_exact_mut(4)).zip(ins).enumerate() {
+                let (gd, r) = step(j, d, v, g);
                 r.store(q_mut(o));
                 gd.store(q_mut(zo));
             }
@@ -390,8 +530,8 @@ fn dx_plane<const G: bool>(dy: &[f32], x: &[f32], gate: &[f32], dx: &mut [f32], 
             // Four vectors a step (V8 does not unroll wasm loops; see `affine::plane`).
             let body16 = n / 16 * 16;
             let ins16 = dy[..body16].chunks_exact(16).zip(x[..body16].chunks_exact(16)).zip(gate[..body16].chunks_exact(16));
-            for (o, ((d, v), g)) in dx[..body16].chunks_exact_mut(16).zip(ins16) {
-                let r = [0, 4, 8, 12].map(|j| step(&d[j..j + 4], &v[j..j + 4], &g[j..j + 4]).1);
+            for (b16, (o, ((d, v), g))) in dx[..body16].chunks_exact_mut(16).zip(ins16).enumerate() {
+                let r = [0, 4, 8, 12].map(|j| step(4 * b16 + j / 4, &d[j..j + 4], &v[j..j + 4], &g[j..j + 4]).1);
                 let (o01, o23) = o.split_at_mut(8);
                 let (o0, o1) = o01.split_at_mut(4);
                 let (o2, o3) = o23.split_at_mut(4);
@@ -401,13 +541,13 @@ fn dx_plane<const G: bool>(dy: &[f32], x: &[f32], gate: &[f32], dx: &mut [f32], 
                 r[3].store(q_mut(o3));
             }
             let ins4 = dy[body16..].chunks_exact(4).zip(x[body16..].chunks_exact(4)).zip(gate[body16..].chunks_exact(4));
-            for (o, ((d, v), g)) in dx[body16..].chunks_exact_mut(4).zip(ins4) {
-                step(d, v, g).1.store(q_mut(o));
+            for (j, (o, ((d, v), g))) in dx[body16..].chunks_exact_mut(4).zip(ins4).enumerate() {
+                step(body16 / 4 + j, d, v, g).1.store(q_mut(o));
             }
         }
     }
     for i in n / 4 * 4..n {
-        let g = if G { where_pos(dy[i], gate[i]) } else { dy[i] };
+        let g = gate_one::<G>(dy[i], gate, words, i);
         dx[i] = g * k + (x[i] - mean) * b + c0;
         if let Some(z) = dz.as_deref_mut() {
             z[i] = g;
@@ -416,7 +556,7 @@ fn dx_plane<const G: bool>(dy: &[f32], x: &[f32], gate: &[f32], dx: &mut [f32], 
 }
 
 #[inline]
-fn dx_row<const G: bool>(dy: &[f32], x: &[f32], gate: &[f32], dx: &mut [f32], mut dz: Option<&mut [f32]>, p: Coef) {
+fn dx_row<const G: u8>(dy: &[f32], x: &[f32], gate: &[f32], words: &[u32], dx: &mut [f32], mut dz: Option<&mut [f32]>, p: Coef) {
     let n = dx.len();
     let (dy, x, gate) = (&dy[..n], &x[..n], &gate[..n]);
     let (k, mean, b, c0) = (&p.k[..n], &p.mean[..n], &p.b[..n], &p.c0[..n]);
@@ -426,31 +566,28 @@ fn dx_row<const G: bool>(dy: &[f32], x: &[f32], gate: &[f32], dx: &mut [f32], mu
     let params = ch(k).zip(ch(mean)).zip(ch(b)).zip(ch(c0));
     let ins = ch(dy).zip(ch(x)).zip(ch(gate)).zip(params);
     type Quads<'a> = (((&'a [f32], &'a [f32]), &'a [f32]), (((&'a [f32], &'a [f32]), &'a [f32]), &'a [f32]));
-    let step = |(((d, v), g), (((kk, m), bq), cq)): Quads| {
-        let mut d = F32x4::load(q(d));
-        if G {
-            d = d.where_pos(F32x4::load(q(g)));
-        }
+    let step = |j: usize, (((d, v), g), (((kk, m), bq), cq)): Quads| {
+        let d = gate_quad::<G>(F32x4::load(q(d)), g, words, 4 * j);
         let xm = F32x4::load(q(v)).sub(F32x4::load(q(m)));
         (d, d.mul(F32x4::load(q(kk))).add(xm.mul(F32x4::load(q(bq)))).add(F32x4::load(q(cq))))
     };
     // Zipped exact chunks (no bounds checks); the dz variant is its own loop.
     match dz.as_deref_mut() {
         Some(z) => {
-            for ((o, zo), i) in dx.chunks_exact_mut(4).zip(z.chunks_exact_mut(4)).zip(ins) {
-                let (gd, r) = step(i);
+            for (j, ((o, zo), i)) in dx.chunks_exact_mut(4).zip(z.chunks_exact_mut(4)).zip(ins).enumerate() {
+                let (gd, r) = step(j, i);
                 r.store(q_mut(o));
                 gd.store(q_mut(zo));
             }
         }
         None => {
-            for (o, i) in dx.chunks_exact_mut(4).zip(ins) {
-                step(i).1.store(q_mut(o));
+            for (j, (o, i)) in dx.chunks_exact_mut(4).zip(ins).enumerate() {
+                step(j, i).1.store(q_mut(o));
             }
         }
     }
     for c in n / 4 * 4..n {
-        let g = if G { where_pos(dy[c], gate[c]) } else { dy[c] };
+        let g = gate_one::<G>(dy[c], gate, words, c);
         dx[c] = g * k[c] + (x[c] - mean[c]) * b[c] + c0[c];
         if let Some(z) = dz.as_deref_mut() {
             z[c] = g;

@@ -8,6 +8,7 @@
 pub mod affine;
 pub mod backward;
 pub mod groups;
+pub mod mask;
 pub mod moments;
 pub mod rows;
 pub mod running;
