@@ -1,7 +1,8 @@
 /**
  * Fused activation (`activation: "relu"`, residual `z`) on every build: against the
  * unfused composition (BN, then the add, then a ReLU in JavaScript) bit for bit, against
- * the float64 reference, through the backward (mask from the forward output; dz), and
+ * the float64 reference, through the backward (mask from the forward output, or the 1-bit
+ * mask the forward wrote: the same bits; dz), and
  * finite differences through the ReLU away from its kink. Sizes above the lowered parallel
  * threshold put simd-threads on its pool.
  */
@@ -9,7 +10,7 @@ import { beforeAll, describe, expect, it } from "vitest";
 import fc from "fast-check";
 import {
   createEngine, supportedBuilds, setParallelThreshold, batchNormTrainOn, batchNormEvalOn, batchNormBackwardOn, WasmTensor,
-  InvalidOptionError, InvalidArgumentError, LengthMismatchError, type Engine, type BuildName, type Layout,
+  InvalidOptionError, InvalidArgumentError, LengthMismatchError, reluMaskLength, type Engine, type BuildName, type Layout,
 } from "../dist/index.js";
 import { refBackward, refNormalize, refTrain, rng, channelOf } from "./reference.js";
 import { expectClose } from "./close.js";
@@ -18,6 +19,34 @@ const builds = await supportedBuilds();
 const relu = (v: number) => (v > 0 ? v : 0);
 
 /** Bitwise equality (so -0 vs +0 and NaN payloads count), naming the first difference. */
+/**
+ * The mask's layout, written out independently of the library: each unit (a plane when
+ * channels-first with spatial size > 1, else a row of C) starts a 32-bit word; bit i of
+ * unit u is set iff y > 0. Returns the first disagreement, or null.
+ */
+function maskProblem(mask: Float32Array, y: Float32Array, shape: readonly number[], layout: Layout): string | null {
+  const inner = layout === "NCHW" ? shape.slice(2).reduce((a, b) => a * b, 1) : 1;
+  const unit = inner > 1 ? inner : channelOf(shape, layout).C;
+  const wpu = Math.ceil(unit / 32);
+  const words = new Uint32Array(mask.buffer, mask.byteOffset, mask.length);
+  if (words.length !== (y.length / unit) * wpu) return `mask has ${words.length} words, want ${(y.length / unit) * wpu}`;
+  for (let u = 0; u < y.length / unit; u++) {
+    for (let i = 0; i < wpu * 32; i++) {
+      const got = ((words[u * wpu + (i >> 5)] >>> (i & 31)) & 1) === 1;
+      const want = i < unit && y[u * unit + i] > 0;
+      if (got !== want) return `unit ${u} element ${i}: bit ${got}, y ${y[u * unit + i]}`;
+    }
+  }
+  return null;
+}
+
+/** A mask buffer filled with a pattern (every word 0xDEADBEEF), so unwritten words show. */
+function dirtyMask(length: number): Float32Array {
+  const m = new Float32Array(length);
+  new Uint32Array(m.buffer).fill(0xdeadbeef);
+  return m;
+}
+
 function expectBits(what: string, got: ArrayLike<number>, want: ArrayLike<number>) {
   expect(got.length, `${what}: length`).toBe(want.length);
   const g = new Uint32Array(Float32Array.from(got).buffer);
@@ -67,6 +96,14 @@ function dataFor(c: Case) {
   };
 }
 
+/** (outer, channels, inner) of a shape, as the wasm exports take it. */
+function dimsTriple(shape: readonly number[], layout: Layout): [number, number, number] {
+  const size = shape.reduce((a, b) => a * b, 1);
+  const C = channelOf(shape, layout).C;
+  const inner = layout === "NCHW" ? shape.slice(2).reduce((a, b) => a * b, 1) : 1;
+  return [size / (C * inner), C, inner];
+}
+
 describe.each(builds)("build %s", (build: BuildName) => {
   let engine: Engine;
   beforeAll(async () => {
@@ -86,6 +123,12 @@ describe.each(builds)("build %s", (build: BuildName) => {
     const y = f.y as Float32Array;
     expectBits("train y", y, unfused);
     expectBits("mean", f.mean, plain.mean);
+    // The same forward writing the 1-bit mask: y unchanged, the mask's bits y > 0.
+    const outMask = dirtyMask(reluMaskLength(shape, layout));
+    expect(outMask.length).toBe(engine.glue.relu_mask_words(...dimsTriple(shape, layout)));
+    const fm = batchNormTrainOn(engine, d.x, shape, { ...common, activation: "relu", z: d.z, outMask });
+    expectBits("train y with outMask", fm.y as Float32Array, unfused);
+    expect(maskProblem(outMask, y, shape, layout)).toBeNull();
     const ref = refTrain(d.x, shape, layout, 1e-5, d);
     expectClose("train y vs f64", y, ref.y.map((v, i) => relu(d.z ? v + d.z[i] : v)), 1e-4, 1e-4);
 
@@ -94,6 +137,9 @@ describe.each(builds)("build %s", (build: BuildName) => {
     const eplain = batchNormEvalOn(engine, d.x, shape, ev) as Float32Array;
     const ey = batchNormEvalOn(engine, d.x, shape, { ...ev, activation: "relu", z: d.z }) as Float32Array;
     expectBits("eval y", ey, eplain.map((v, i) => relu(d.z ? v + d.z[i] : v)));
+    const evalMask = dirtyMask(reluMaskLength(shape, layout));
+    expectBits("eval y with outMask", batchNormEvalOn(engine, d.x, shape, { ...ev, activation: "relu", z: d.z, outMask: evalMask }) as Float32Array, ey);
+    expect(maskProblem(evalMask, ey, shape, layout)).toBeNull();
     const eref = refNormalize(d.x, shape, layout, d.rm, d.rv, 1e-5, d);
     expectClose("eval y vs f64", ey, eref.map((v, i) => relu(d.z ? v + d.z[i] : v)), 1e-4, 1e-4);
 
@@ -108,6 +154,12 @@ describe.each(builds)("build %s", (build: BuildName) => {
       expectBits(`dBias (training ${training})`, got.dBias, want.dBias);
       if (d.z) expectBits("dz", got.dz as Float32Array, g);
       else expect(got.dz).toBeUndefined();
+      // From the bit mask instead of y: the same bits.
+      const fromMask = batchNormBackwardOn(engine, d.dy, d.x, shape, { ...bw, activation: "relu", mask: outMask, residual: d.z !== undefined });
+      expectBits(`dx from the mask (training ${training})`, fromMask.dx as Float32Array, want.dx as Float32Array);
+      expectBits(`dWeight from the mask (training ${training})`, fromMask.dWeight, want.dWeight);
+      expectBits(`dBias from the mask (training ${training})`, fromMask.dBias, want.dBias);
+      if (d.z) expectBits("dz from the mask", fromMask.dz as Float32Array, g);
     }
     const m = d.size / channelOf(shape, layout).C;
     const rb = refBackward(g, d.x, shape, layout, f.mean, f.invStd, d.weight);
@@ -200,6 +252,15 @@ describe("gradients through the ReLU (default build)", () => {
     expect(() => batchNormBackwardOn(engine, x, x, shape, { ...stats, activation: "relu", out })).toThrow(InvalidArgumentError);
     expect(() => batchNormBackwardOn(engine, x, x, shape, { ...stats, activation: "relu", y: new Float32Array(4), out })).toThrow(LengthMismatchError);
     expect(() => batchNormBackwardOn(engine, x, x, shape, { ...stats, outZ: new Float32Array(6), out })).toThrow(InvalidArgumentError);
+    // The ReLU mask: only with the ReLU, and exactly reluMaskLength elements ((2,3): 2 rows of 3, a word each).
+    expect(reluMaskLength(shape)).toBe(2);
+    const outMask = new Float32Array(2).fill(7);
+    expect(() => batchNormTrainOn(engine, x, shape, { out, outMask })).toThrow(InvalidOptionError);
+    expect(() => batchNormTrainOn(engine, x, shape, { activation: "relu", out, outMask: new Float32Array(3) })).toThrow(LengthMismatchError);
+    expect(() => batchNormEvalOn(engine, x, shape, { ...stats, runningMean: stats.mean, runningVar: stats.invStd, out, outMask })).toThrow(InvalidOptionError);
+    expect(() => batchNormBackwardOn(engine, x, x, shape, { ...stats, mask: outMask, out })).toThrow(InvalidOptionError);
+    expect(() => batchNormBackwardOn(engine, x, x, shape, { ...stats, activation: "relu", mask: new Float32Array(1), out })).toThrow(LengthMismatchError);
+    expect(outMask.every((v) => v === 7)).toBe(true);
     const t = WasmTensor.from(x, engine);
     try {
       expect(() => batchNormTrainOn(engine, x, shape, { z: t, out: t })).toThrow(InvalidArgumentError);
@@ -231,7 +292,7 @@ describe("modules with activation: \"relu\" (default build)", () => {
     const y = bn.forward(x, shape, { z }) as Float32Array;
     const want = batchNormTrainOn(engine, x, shape, { weight, bias, layout, runningMean: rm, runningVar: rv, activation: "relu", z });
     expectBits("y", y, want.y as Float32Array);
-    y.fill(-1); // the module kept its own copy of y for backward
+    y.fill(-1); // the module keeps the ReLU's mask for backward, not y
     const dx = bn.backward(dy) as Float32Array;
     const wb = batchNormBackwardOn(engine, dy, x, shape, {
       weight, mean: want.mean, invStd: want.invStd, layout, activation: "relu", y: want.y, residual: true,

@@ -14,6 +14,7 @@ export {
   type TrainOptions, type TrainResult, type EvalOptions, type BackwardOptions, type BackwardResult, type Output,
   type Activation, type FusedOptions,
 } from "./layers/functional.js";
+export { reluMaskLength } from "./layers/relu-mask.js";
 export { foldBatchNorm, type FoldOptions, type Folded, type WeightLayout } from "./layers/fold.js";
 export type { Layout, Convention, TensorLike } from "./engine/validate.js";
 export {

@@ -58,30 +58,35 @@ export interface Glue {
     x: number, y: number, outer: number, channels: number, inner: number,
     weight: number, bias: number, runningMean: number, runningVar: number,
     momentum: number, convention: number, eps: number, saveMean: number, saveInvStd: number,
-    relu?: boolean, z?: number,
+    relu?: boolean, z?: number, mask?: number,
   ): void;
   eval_forward(
     x: number, y: number, outer: number, channels: number, inner: number,
     weight: number, bias: number, runningMean: number, runningVar: number, eps: number,
-    relu?: boolean, z?: number,
+    relu?: boolean, z?: number, mask?: number,
   ): void;
-  /** Through a fused ReLU when `y` (its output) is non-zero; writes `dz` when non-zero. */
+  /**
+   * Through a fused ReLU when `mask` (the forward's bit mask) or `y` (its output) is
+   * non-zero; writes `dz` when non-zero.
+   */
   backward(
     dy: number, x: number, dx: number, outer: number, channels: number, inner: number,
     weight: number, mean: number, invStd: number, dWeight: number, dBias: number, training: boolean,
-    y?: number, dz?: number,
+    y?: number, dz?: number, mask?: number,
   ): void;
+  /** Words of a fused ReLU's bit mask (batchnorm-core's passes/mask.rs). */
+  relu_mask_words(outer: number, channels: number, inner: number): number;
   initThreadPool?(threads: number): Promise<unknown>;
   // Pieces of a training step for data-parallel training (f64 vectors: `alloc_f32(2n)`).
   moments(x: number, outer: number, channels: number, inner: number, out: number): void;
   normalize_f64_mean(
     x: number, y: number, outer: number, channels: number, inner: number,
-    weight: number, bias: number, meanF64: number, invStd: number, relu?: boolean, z?: number,
+    weight: number, bias: number, meanF64: number, invStd: number, relu?: boolean, z?: number, mask?: number,
   ): void;
-  grad_sums(dy: number, x: number, outer: number, channels: number, inner: number, mean: number, out: number, y?: number): void;
+  grad_sums(dy: number, x: number, outer: number, channels: number, inner: number, mean: number, out: number, y?: number, mask?: number): void;
   backward_apply(
     dy: number, x: number, dx: number, outer: number, channels: number, inner: number,
-    weight: number, mean: number, invStd: number, sums: number, count: number, y?: number, dz?: number,
+    weight: number, mean: number, invStd: number, sums: number, count: number, y?: number, dz?: number, mask?: number,
   ): void;
   update_running(runningMean: number, runningVar: number, channels: number, stats: number, count: number, momentum: number, convention: number): void;
   /** Merges the moments of a piece of a tensor into f64 `[count, mean, m2]` per channel (the streamed training forward). */

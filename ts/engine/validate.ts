@@ -93,7 +93,8 @@ export function checkMomentum(momentum: unknown, convention: Convention): number
   return momentum;
 }
 
-function lengthOf(name: string, t: unknown): number {
+/** The length of a tensor argument; a named error for anything that is not one. */
+export function lengthOf(name: string, t: unknown): number {
   if (t instanceof Float32Array) return t.length;
   if (t instanceof WasmTensor) return t.length; // throws StateError if freed
   const kind = t === null ? "null" : ArrayBuffer.isView(t) ? t.constructor.name : typeof t;

@@ -12,9 +12,9 @@
  * The input of `forward` is kept for `backward`: a `Float32Array` input is copied into
  * module-owned wasm memory (so the caller may reuse the array); a `WasmTensor` input is
  * kept by reference, so do not modify or free it before `backward`. With
- * `activation: "relu"` the output is kept the same way (the ReLU's backward needs it):
- * computed into module-owned memory and copied out, or, with a `WasmTensor` `out`, kept by
- * reference.
+ * `activation: "relu"` the module keeps the ReLU's 1-bit mask (`y > 0`, written by the
+ * forward's normalisation pass, 1/32 of the output's bytes) in module-owned memory for
+ * the backward; the output itself is not kept.
  * @module
  */
 import { ChannelMismatchError, ShapeError, StateError } from "../engine/errors.js";
@@ -25,6 +25,7 @@ import { batchRenormBackward, batchRenormTrain, checkRenorm, type RenormBounds }
 import { InvalidOptionError } from "../engine/errors.js";
 import { getEngine, type Engine } from "../engine/loader.js";
 import { WasmTensor } from "../engine/tensor.js";
+import { maskLengthOf } from "./relu-mask.js";
 import { checkData, checkEps, checkNoAlias, checkOptionKeys, checkTrainable, dimsOf, optionKeys, type Convention, type Layout, type TensorLike } from "../engine/validate.js";
 
 /** Options of the {@link BatchNorm} modules' constructors (PyTorch's keyword arguments, plus `layout`, `convention`, `engine`). */
@@ -75,8 +76,8 @@ interface Saved {
   invStd: WasmTensor;
   /** true: batch statistics (gradients flow through them); false: running statistics. */
   batchStats: boolean;
-  /** The output, kept for the ReLU's backward (with `activation: "relu"`). */
-  y?: WasmTensor;
+  /** The ReLU's bit mask, kept for its backward (with `activation: "relu"`). */
+  mask?: WasmTensor;
   /** The forward had a residual `z`. */
   residual: boolean;
   /** Batch Renormalization's r and d of the forward (constants in backward). */
@@ -134,7 +135,7 @@ export class BatchNorm {
   #savedMean: WasmTensor;
   #savedInvStd: WasmTensor;
   #inputCopy?: WasmTensor; // reused between steps while the size stays the same
-  #outputCopy?: WasmTensor; // likewise, for the kept output of a fused ReLU
+  #maskCopy?: WasmTensor; // likewise, for the kept mask of a fused ReLU
   #saved?: Saved;
   #residualGrad?: Output;
   #renorm?: RenormBounds;
@@ -248,16 +249,15 @@ export class BatchNorm {
       checkTrainable(shape, dims);
       checkEps(this.eps, true);
     }
-    // A fused ReLU's backward needs the output: compute it into memory the module keeps.
-    const keepY = this.activation === "relu";
-    const yTensor = keepY ? (opts.out instanceof WasmTensor ? opts.out : this.#keptOutput(dims.size)) : undefined;
+    // A fused ReLU's backward needs its mask: the forward writes it to memory the module keeps.
+    const mask = this.activation === "relu" ? this.#keptMask(maskLengthOf(dims)) : undefined;
     const common = {
       weight: this.#weight, bias: this.#bias, eps: this.eps, layout: this.layout,
-      out: yTensor ?? opts.out, activation: this.activation, z: opts.z,
+      out: opts.out, activation: this.activation, z: opts.z, outMask: mask,
     };
     const xs = this.#keepInput(x);
     try {
-      return this.#normalize(xs, shape, common, useBatchStats, updateRunning, yTensor, opts);
+      return this.#normalize(xs, shape, common, useBatchStats, updateRunning, opts);
     } catch (e) {
       // Only running out of memory for scratch gets here (everything else was checked):
       // the module's input copy may already hold the new x, so the last forward's saved
@@ -269,8 +269,8 @@ export class BatchNorm {
 
   #normalize(
     xs: WasmTensor, shape: readonly number[],
-    common: { weight?: WasmTensor; bias?: WasmTensor; eps: number; layout: Layout; out?: TensorLike; activation: Activation; z?: TensorLike },
-    useBatchStats: boolean, updateRunning: boolean, yTensor: WasmTensor | undefined, opts: ForwardOptions,
+    common: { weight?: WasmTensor; bias?: WasmTensor; eps: number; layout: Layout; out?: TensorLike; activation: Activation; z?: TensorLike; outMask?: WasmTensor },
+    useBatchStats: boolean, updateRunning: boolean, opts: ForwardOptions,
   ): Output {
     let y: Output;
     let renorm: Saved["renorm"];
@@ -305,31 +305,23 @@ export class BatchNorm {
     }
     this.#saved = {
       x: xs, shape: [...shape], mean: this.#savedMean, invStd: this.#savedInvStd, batchStats: useBatchStats,
-      y: yTensor, residual: opts.z !== undefined, renorm,
+      mask: common.outMask, residual: opts.z !== undefined, renorm,
     };
     this.#residualGrad = undefined;
-    if (yTensor && yTensor !== opts.out) {
-      // Deliver a copy: the caller may modify its array, the module keeps its own.
-      if (opts.out instanceof Float32Array) {
-        opts.out.set(yTensor.view);
-        return opts.out;
-      }
-      return yTensor.view.slice();
-    }
     return y;
   }
 
-  /** Module-owned memory for a kept output of `size` elements. */
-  #keptOutput(size: number): WasmTensor {
-    if (!this.#outputCopy || this.#outputCopy.length !== size) {
+  /** Module-owned memory for a kept ReLU mask of `size` elements. */
+  #keptMask(size: number): WasmTensor {
+    if (!this.#maskCopy || this.#maskCopy.length !== size) {
       const fresh = WasmTensor.alloc(size, this.engine); // OutOfMemoryError here changes nothing
-      if (this.#outputCopy) {
-        this.#tensors = this.#tensors.filter((t) => t !== this.#outputCopy);
-        this.#outputCopy.free();
+      if (this.#maskCopy) {
+        this.#tensors = this.#tensors.filter((t) => t !== this.#maskCopy);
+        this.#maskCopy.free();
       }
-      this.#outputCopy = this.#own(fresh);
+      this.#maskCopy = this.#own(fresh);
     }
-    return this.#outputCopy;
+    return this.#maskCopy;
   }
 
   #ownedByName(): Record<string, WasmTensor | undefined> {
@@ -363,14 +355,13 @@ export class BatchNorm {
     const s = this.#saved;
     if (!s) throw new StateError("backward() needs a forward() first");
     if (s.x.freed) throw new StateError("the input of the last forward() was freed before backward()");
-    if (s.y?.freed) throw new StateError("the output of the last forward() was freed before backward()");
     const r = s.renorm
       ? batchRenormBackward(dy, s.x, s.shape, {
         weight: this.#weight, mean: s.mean.view.slice(), invStd: s.invStd.view.slice(), ...s.renorm, layout: this.layout, out: opts.out, engine: this.engine,
       })
       : batchNormBackwardOn(this.engine, dy, s.x, s.shape, {
         weight: this.#weight, mean: s.mean, invStd: s.invStd, layout: this.layout, training: s.batchStats, out: opts.out,
-        activation: this.activation, y: s.y, residual: s.residual, outZ: opts.outZ,
+        activation: this.activation, mask: s.mask, residual: s.residual, outZ: opts.outZ,
       });
     this.#residualGrad = (r as { dz?: Output }).dz;
     if (this.affine) {

@@ -13,9 +13,10 @@ import { WasmTensor } from "../engine/tensor.js";
 import {
   checkConvention, checkData, checkEps, checkLayout, checkMomentum, checkNoAlias,
   checkOptionKeys, checkPerChannel, checkTrainable, dimsOf, optionKeys, required,
-  type Convention, type Layout, type TensorLike,
+  type Convention, type Dims, type Layout, type TensorLike,
 } from "../engine/validate.js";
 import { InvalidArgumentError, InvalidOptionError } from "../engine/errors.js";
+import { checkMask, maskLengthOf } from "./relu-mask.js";
 
 /** Output type: a `Float32Array`, unless the caller passed a {@link WasmTensor} as `out`. */
 export type Output = Float32Array | WasmTensor;
@@ -36,6 +37,12 @@ export interface FusedOptions {
    * `bn -> + shortcut -> relu`, oneDNN's `fuse_norm_add_relu`). Same shape as `x`.
    */
   z?: TensorLike;
+  /**
+   * With `activation: "relu"`: where to write the ReLU's 1-bit backward mask
+   * ({@link reluMaskLength} elements of opaque bits), to give the backward as `mask`
+   * instead of the output `y`: the backward then reads 1/32 of the bytes of `y`.
+   */
+  outMask?: TensorLike;
 }
 
 /** Checks an `activation` option. */
@@ -72,8 +79,15 @@ export interface TrainOptions extends FusedOptions {
 
 const TRAIN_KEYS = optionKeys<TrainOptions>({
   weight: true, bias: true, runningMean: true, runningVar: true, momentum: true, eps: true, layout: true, convention: true, out: true,
-  activation: true, z: true,
+  activation: true, z: true, outMask: true,
 });
+
+/** The `outMask` option: a ReLU mask of the right length, only with `activation: "relu"`. */
+function checkOutMask(outMask: TensorLike | undefined, activation: Activation, shape: readonly number[], dims: Dims): void {
+  if (outMask === undefined) return;
+  if (activation !== "relu") throw new InvalidOptionError(`outMask is the ReLU's mask: it needs activation: "relu"`);
+  checkMask("outMask", outMask, shape, dims);
+}
 
 /** What {@link batchNormTrain} returns: the output and the batch statistics backward needs. */
 export interface TrainResult {
@@ -115,6 +129,7 @@ export function batchNormTrainOn(engine: Engine, x: TensorLike, shape: readonly 
   checkData("x", x, shape, dims);
   if (opts.out !== undefined) checkData("out", opts.out, shape, dims);
   if (opts.z !== undefined) checkData("z", opts.z, shape, dims);
+  checkOutMask(opts.outMask, activation, shape, dims);
   checkPerChannel("weight", opts.weight, dims);
   checkPerChannel("bias", opts.bias, dims);
   needBoth(opts.runningMean, opts.runningVar);
@@ -128,22 +143,26 @@ export function batchNormTrainOn(engine: Engine, x: TensorLike, shape: readonly 
   checkNoAlias("out", opts.out, { ...inputs, runningMean: opts.runningMean, runningVar: opts.runningVar });
   checkNoAlias("runningMean", opts.runningMean, { ...inputs, runningVar: opts.runningVar });
   checkNoAlias("runningVar", opts.runningVar, inputs);
+  checkNoAlias("outMask", opts.outMask, { ...inputs, out: opts.out, runningMean: opts.runningMean, runningVar: opts.runningVar });
 
   const s = new Staging(engine);
   try {
     const relu = activation === "relu";
-    if (streams(dims.size) && !(opts.out instanceof WasmTensor)) {
+    // The mask is written by the one-call kernel (the streaming path has no mask).
+    if (streams(dims.size) && !(opts.out instanceof WasmTensor) && opts.outMask === undefined) {
       // A plain-array output: reductions on the whole tensor, then the output streamed out.
       return trainStreamed(s, x, dims, { ...opts, out: opts.out }, { eps, momentum, convention, relu });
     }
     const y = s.output(dims.size, opts.out);
     const mean = s.output(dims.channels);
     const invStd = s.output(dims.channels);
+    const mask = opts.outMask === undefined ? undefined : s.output(maskLengthOf(dims), opts.outMask);
     s.engine.glue.train_forward(
       s.input(x), y.ptr, dims.outer, dims.channels, dims.inner,
       s.input(opts.weight), s.input(opts.bias), s.inout(opts.runningMean), s.inout(opts.runningVar),
-      momentum, convention === "onnx" ? 1 : 0, eps, mean.ptr, invStd.ptr, relu, s.input(opts.z),
+      momentum, convention === "onnx" ? 1 : 0, eps, mean.ptr, invStd.ptr, relu, s.input(opts.z), mask?.ptr ?? 0,
     );
+    mask?.result();
     s.commit();
     return { y: y.result(), mean: mean.result() as Float32Array, invStd: invStd.result() as Float32Array };
   } finally {
@@ -171,6 +190,7 @@ export interface EvalOptions extends FusedOptions {
 
 const EVAL_KEYS = optionKeys<EvalOptions>({
   weight: true, bias: true, runningMean: true, runningVar: true, eps: true, layout: true, out: true, activation: true, z: true,
+  outMask: true,
 });
 
 /**
@@ -201,14 +221,18 @@ export function batchNormEvalOn(engine: Engine, x: TensorLike, shape: readonly n
   checkPerChannel("bias", opts.bias, dims);
   checkPerChannel("runningMean", required("runningMean", opts.runningMean), dims);
   checkPerChannel("runningVar", required("runningVar", opts.runningVar), dims);
+  checkOutMask(opts.outMask, activation, shape, dims);
   const eps = checkEps(opts.eps);
-  checkNoAlias("out", opts.out, { x, z: opts.z, weight: opts.weight, bias: opts.bias, runningMean: opts.runningMean, runningVar: opts.runningVar });
+  const evalInputs = { x, z: opts.z, weight: opts.weight, bias: opts.bias, runningMean: opts.runningMean, runningVar: opts.runningVar };
+  checkNoAlias("out", opts.out, evalInputs);
+  checkNoAlias("outMask", opts.outMask, { ...evalInputs, out: opts.out });
 
   const s = new Staging(engine);
   try {
     const relu = activation === "relu";
     const [w, b, rm, rv] = [opts.weight, opts.bias, opts.runningMean, opts.runningVar].map((t) => s.input(t));
-    if (streams(dims.size) && !(opts.out instanceof WasmTensor)) {
+    // The mask is written by the one-call kernel (the streaming path has no mask).
+    if (streams(dims.size) && !(opts.out instanceof WasmTensor) && opts.outMask === undefined) {
       // A plain-array output: stream through cache-sized windows (one allocation for a new output).
       const out = opts.out ?? new Float32Array(dims.size);
       const g = s.engine.glue;
@@ -218,7 +242,9 @@ export function batchNormEvalOn(engine: Engine, x: TensorLike, shape: readonly n
       return out;
     }
     const y = s.output(dims.size, opts.out);
-    s.engine.glue.eval_forward(s.input(x), y.ptr, dims.outer, dims.channels, dims.inner, w, b, rm, rv, eps, relu, s.input(opts.z));
+    const mask = opts.outMask === undefined ? undefined : s.output(maskLengthOf(dims), opts.outMask);
+    s.engine.glue.eval_forward(s.input(x), y.ptr, dims.outer, dims.channels, dims.inner, w, b, rm, rv, eps, relu, s.input(opts.z), mask?.ptr ?? 0);
+    mask?.result();
     return y.result();
   } finally {
     s.release();
@@ -245,10 +271,15 @@ export interface BackwardOptions {
   /** The forward's fused activation (default `"none"`). */
   activation?: Activation;
   /**
-   * The forward's output `y`, required with `activation: "relu"`: the ReLU passes the
-   * gradient where `y > 0` (as PyTorch's ReLU backward, which also uses its output).
+   * The forward's output `y`; with `activation: "relu"` it or `mask` is required: the ReLU
+   * passes the gradient where `y > 0` (as PyTorch's ReLU backward, which also uses its output).
    */
   y?: TensorLike;
+  /**
+   * The ReLU mask the forward wrote to its `outMask` (the same bits as `y > 0`, 1/32 of the
+   * bytes to read); used instead of `y` when both are given.
+   */
+  mask?: TensorLike;
   /** The forward had a residual `z`: also return its gradient `dz`. */
   residual?: boolean;
   /** Where to write `dz`. */
@@ -257,6 +288,7 @@ export interface BackwardOptions {
 
 const BACKWARD_KEYS = optionKeys<BackwardOptions>({
   weight: true, mean: true, invStd: true, layout: true, training: true, out: true, activation: true, y: true, residual: true, outZ: true,
+  mask: true,
 });
 
 /** What {@link batchNormBackward} returns: the input gradient and the parameter gradients. */
@@ -297,7 +329,11 @@ export function batchNormBackwardOn(engine: Engine, dy: TensorLike, x: TensorLik
   checkData("dy", dy, shape, dims);
   checkData("x", x, shape, dims);
   if (opts.out !== undefined) checkData("out", opts.out, shape, dims);
-  if (activation === "relu") checkData("y", required("y (the forward output, for the ReLU's mask)", opts.y), shape, dims);
+  // The ReLU's mask: its bits, or the output y (> 0).
+  const mask = activation === "relu" ? opts.mask : undefined;
+  if (opts.mask !== undefined && activation !== "relu") throw new InvalidOptionError(`mask is the ReLU's mask: it needs activation: "relu"`);
+  if (mask !== undefined) checkMask("mask", mask, shape, dims);
+  else if (activation === "relu") checkData("y", required("y (the forward output, for the ReLU's mask) or mask", opts.y), shape, dims);
   const residual = opts.residual ?? false;
   if (typeof residual !== "boolean") throw new InvalidArgumentError(`residual must be a boolean, got ${String(residual)}`);
   if (opts.outZ !== undefined) {
@@ -310,14 +346,15 @@ export function batchNormBackwardOn(engine: Engine, dy: TensorLike, x: TensorLik
   const training = opts.training ?? true;
   if (typeof training !== "boolean") throw new InvalidArgumentError(`training must be a boolean, got ${String(training)}`);
   if (training) checkTrainable(shape, dims);
-  const y = activation === "relu" ? opts.y : undefined;
-  const inputs = { dy, x, y, weight: opts.weight, mean: opts.mean, invStd: opts.invStd };
+  const y = activation === "relu" && mask === undefined ? opts.y : undefined;
+  const relu = y !== undefined || mask !== undefined;
+  const inputs = { dy, x, y, mask, weight: opts.weight, mean: opts.mean, invStd: opts.invStd };
   checkNoAlias("out", opts.out, { ...inputs, outZ: opts.outZ });
   checkNoAlias("outZ", opts.outZ, inputs);
 
   const s = new Staging(engine);
   try {
-    if (streams(dims.size) && training && !(opts.out instanceof WasmTensor) && !(opts.outZ instanceof WasmTensor)) {
+    if (streams(dims.size) && training && !(opts.out instanceof WasmTensor) && !(opts.outZ instanceof WasmTensor) && mask === undefined) {
       // Plain-array outputs: the sums on the whole tensors, then dx (and dz) streamed out.
       const dz = residual && y !== undefined ? (opts.outZ ?? new Float32Array(dims.size)) : undefined;
       const r: BackwardResult = backwardStreamed(s, dy, x, dims, { weight: opts.weight, mean: opts.mean, invStd: opts.invStd, y, out: opts.out, dz });
@@ -329,11 +366,11 @@ export function batchNormBackwardOn(engine: Engine, dy: TensorLike, x: TensorLik
     const dW = s.output(dims.channels);
     const dB = s.output(dims.channels);
     // Without a ReLU the residual's gradient is dy itself; with one, the kernel writes it.
-    const dz = residual && y !== undefined ? s.output(dims.size, opts.outZ) : undefined;
+    const dz = residual && relu ? s.output(dims.size, opts.outZ) : undefined;
     s.engine.glue.backward(
       s.input(dy), s.input(x), dx.ptr, dims.outer, dims.channels, dims.inner,
       s.input(opts.weight), s.input(opts.mean), s.input(opts.invStd), dW.ptr, dB.ptr, training,
-      s.input(y), dz?.ptr ?? 0,
+      s.input(y), dz?.ptr ?? 0, s.input(mask),
     );
     const r: BackwardResult = { dx: dx.result(), dWeight: dW.result() as Float32Array, dBias: dB.result() as Float32Array };
     if (dz) r.dz = dz.result();
