@@ -9,7 +9,7 @@
 // moves; eval-mode backward with the ReLU's output `y` and no parameter gradients reads dy
 // and y and writes the masked gradient, what a standalone ReLU backward moves (its input
 // `x` is not read when no parameter gradients are asked for).
-import { batchNormTrainOn, batchNormEvalOn, batchNormBackwardOn, WasmTensor } from "../../dist/index.js";
+import { batchNormTrainOn, batchNormEvalOn, batchNormBackwardOn, reluMaskLength, WasmTensor } from "../../dist/index.js";
 
 /**
  * Returns { cases: [{ id, fn }], passes, check(), free() } for one engine and shape: steps
@@ -27,6 +27,8 @@ export function fusedCases(eng, spec, data, label) {
   const C = data.weight.length;
   const zeros = put(new Float32Array(C)), ones = put(new Float32Array(C).fill(1));
   const y = alloc(), y2 = alloc(), g = alloc(), dx = alloc(), dz = alloc();
+  const mask = WasmTensor.alloc(reluMaskLength(shape, layout), eng);
+  owned.push(mask);
   const identity = { runningMean: zeros, runningVar: ones, eps: 0, layout };
   const bnFwd = (extra) => batchNormTrainOn(eng, x, shape, { weight, bias, eps, layout, out: y, ...extra });
   const bnBwd = (r, grad, extra) => batchNormBackwardOn(eng, grad, x, shape, { weight, mean: r.mean, invStd: r.invStd, layout, out: dx, ...extra });
@@ -39,10 +41,15 @@ export function fusedCases(eng, spec, data, label) {
   const reluGradPass = () => eng.glue.backward(dy.ptr, y.ptr, g.ptr, outer, C, inner, 0, zeros.ptr, ones.ptr, 0, 0, false, y2.ptr, 0);
   const cases = [
     { id: `${label} BN step`, fn: () => bnBwd(bnFwd(), dy) },
-    { id: `${label} BN+ReLU fused step`, fn: () => bnBwd(bnFwd({ activation: "relu" }), dy, { activation: "relu", y }) },
+    { id: `${label} BN+ReLU fused step`, fn: () => bnBwd(bnFwd({ activation: "relu", outMask: mask }), dy, { activation: "relu", mask }) },
+    { id: `${label} BN+ReLU fused step (mask from y)`, fn: () => bnBwd(bnFwd({ activation: "relu" }), dy, { activation: "relu", y }) },
     { id: `${label} BN, ReLU unfused step`, fn: () => { const r = bnFwd(); reluPass(); reluGradPass(); bnBwd(r, g); } },
     {
       id: `${label} BN+add+ReLU fused step`,
+      fn: () => bnBwd(bnFwd({ activation: "relu", z, outMask: mask }), dy, { activation: "relu", mask, residual: true, outZ: dz }),
+    },
+    {
+      id: `${label} BN+add+ReLU fused step (mask from y)`,
       fn: () => bnBwd(bnFwd({ activation: "relu", z }), dy, { activation: "relu", y, residual: true, outZ: dz }),
     },
     { id: `${label} BN, add+ReLU unfused step`, fn: () => { const r = bnFwd(); reluPass(z); reluGradPass(); bnBwd(r, g); } },
@@ -50,14 +57,16 @@ export function fusedCases(eng, spec, data, label) {
   // Each half of the step on its own (forward, backward), to see which one the fusion costs in.
   // (plain first, so that y holds the ReLU's output the fused backward reads as its mask)
   const rPlain = bnFwd();
-  const rRelu = bnFwd({ activation: "relu" });
+  const rRelu = bnFwd({ activation: "relu", outMask: mask });
   const passes = [
     { id: `${label} BN forward`, fn: () => bnFwd() },
-    { id: `${label} BN+ReLU fused forward`, fn: () => bnFwd({ activation: "relu" }) },
-    { id: `${label} BN+add+ReLU fused forward`, fn: () => bnFwd({ activation: "relu", z }) },
+    { id: `${label} BN+ReLU fused forward`, fn: () => bnFwd({ activation: "relu", outMask: mask }) },
+    { id: `${label} BN+ReLU fused forward (no mask)`, fn: () => bnFwd({ activation: "relu" }) },
+    { id: `${label} BN+add+ReLU fused forward`, fn: () => bnFwd({ activation: "relu", z, outMask: mask }) },
     { id: `${label} BN backward`, fn: () => bnBwd(rPlain, dy) },
-    { id: `${label} BN+ReLU fused backward`, fn: () => bnBwd(rRelu, dy, { activation: "relu", y }) },
-    { id: `${label} BN+add+ReLU fused backward`, fn: () => bnBwd(rRelu, dy, { activation: "relu", y, residual: true, outZ: dz }) },
+    { id: `${label} BN+ReLU fused backward`, fn: () => bnBwd(rRelu, dy, { activation: "relu", mask }) },
+    { id: `${label} BN+ReLU fused backward (mask from y)`, fn: () => bnBwd(rRelu, dy, { activation: "relu", y }) },
+    { id: `${label} BN+add+ReLU fused backward`, fn: () => bnBwd(rRelu, dy, { activation: "relu", mask, residual: true, outZ: dz }) },
   ];
   /** The fused and unfused steps must give the same bits (y, dx); returns a problem or null. */
   const check = () => {
@@ -70,17 +79,18 @@ export function fusedCases(eng, spec, data, label) {
       for (let i = 0; i < p.length; i++) if (p[i] !== q[i]) return false;
       return true;
     };
-    for (const zz of [undefined, z]) {
-      const rf = bnFwd({ activation: "relu", z: zz });
+    for (const [zz, viaMask] of [[undefined, true], [z, true], [undefined, false], [z, false]]) {
+      const rf = bnFwd({ activation: "relu", z: zz, outMask: viaMask ? mask : undefined });
       const yFused = y.toArray();
-      bnBwd(rf, dy, { activation: "relu", y });
+      bnBwd(rf, dy, viaMask ? { activation: "relu", mask } : { activation: "relu", y });
       const dxFused = dx.toArray();
       const r = bnFwd();
       reluPass(zz);
       reluGradPass();
       bnBwd(r, g);
-      if (!same(yFused, y2.toArray())) return `${label}${zz ? " add" : ""}: fused y differs from BN then ReLU`;
-      if (!same(dxFused, dx.toArray())) return `${label}${zz ? " add" : ""}: fused dx differs from the unfused backward`;
+      const what = `${label}${zz ? " add" : ""}${viaMask ? " (bit mask)" : " (mask from y)"}`;
+      if (!same(yFused, y2.toArray())) return `${what}: fused y differs from BN then ReLU`;
+      if (!same(dxFused, dx.toArray())) return `${what}: fused dx differs from the unfused backward`;
     }
     return null;
   };
