@@ -295,3 +295,24 @@ fn channels_last_rank2_equals_channels_first_rank2() {
     let b = moments::moments(&x, Dims::new(&[37, 5], Layout::ChannelsLast).unwrap());
     assert_eq!(a, b);
 }
+
+#[test]
+fn channels_last_blocks_with_a_drifting_mean() {
+    // Channels-last rows take the previous blocks' mean as the shift of each later block
+    // and fall back to the block's own two-pass shift when it is too far off: stationary
+    // data (no fallback), a mean that jumps every block (always the fallback: the shift
+    // is 100 standard deviations off), and a slow trend, all against f64 per channel.
+    let (rows, ch) = (256 * 10 + 37, 8);
+    let sh = Shape::cl(&[rows, ch]);
+    let cases: [(&str, fn(usize) -> f64); 3] =
+        [("stationary", |_| 1e4), ("jumps", |r| 1e4 + ((r / 256) % 2) as f64), ("trend", |r| 1e4 + r as f64 * 1e-3)];
+    for (name, mean_of_row) in cases {
+        let mut rng = Rng::new(12);
+        let x: Vec<f32> = (0..rows * ch).map(|i| (mean_of_row(i / ch) + 0.01 * rng.normal()) as f32).collect();
+        let got = moments::moments(&x, sh.bn_dims());
+        for c in 0..ch {
+            let v: Vec<f64> = (0..rows).map(|r| x[r * ch + c] as f64).collect();
+            assert_moments(&format!("{name} channel {c}"), got[c], exact(&v), 1e-5);
+        }
+    }
+}

@@ -304,44 +304,80 @@ fn centered_sums(xs: &[f32], shift: f32) -> (f32, f32) {
 }
 
 /// Moments of channels-last rows (`x.len() == rows * channels`), block by block.
+///
+/// Each block's centered pass needs a shift near the block's mean. The first block takes
+/// it from a pass of its own over the block (pass 1 below); every later block tries the
+/// previous blocks' mean instead, which saves that pass (a third of the work of this
+/// function, which is compute-bound on rows: its accumulators live in memory, a row of
+/// channels each). The corrected two-pass result is only as accurate as the shift is
+/// close: `M2 = S2 - S1^2 / n` cancels when `|S1 / n|` (the shift's distance from the
+/// block mean) is large against the spread. So a block whose shift turns out farther
+/// than one standard deviation from its mean in any channel (`S1^2 / n > S2 / 2`, i.e.
+/// `S2 <= 2 M2`: at most one bit lost) is redone with its own pass-1 shift, while it is
+/// still in cache: data whose mean drifts along the rows (sorted, or blocks of different
+/// distributions) gets exactly the two-pass treatment, stationary data skips pass 1.
+/// NaN fails the test too, so it takes the old path.
 fn rows_range(x: &[f32], channels: usize, block_rows: usize) -> Vec<Moments> {
     let mut out = vec![Moments::EMPTY; channels];
     let mut shift = vec![0f32; channels];
     let mut s1 = vec![0f32; channels];
     let mut s2 = vec![0f32; channels];
+    let mut have_shift = false;
     for blk in x.chunks(block_rows * channels) {
         let n = blk.len() / channels;
-        // Pass 1: the block mean as `first row + mean(row - first row)`. The differences are
-        // exact for nearby values and of the size of the spread, so their f32 sum keeps the
-        // digits that a running sum of the values loses when |mean| >> spread (a block has
-        // up to 4096 rows: summing 4096 values of ~1e6 in f32 put the shift ~30 standard
-        // deviations off, more than pass 2 can correct).
-        let first = &blk[..channels];
-        shift.fill(0.0);
-        // Rows in pairs: each accumulator load and store serves two rows.
-        let mut pairs = blk.chunks_exact(2 * channels);
-        for p in &mut pairs {
-            diff2_into(&mut shift, &p[..channels], &p[channels..], first);
-        }
-        if !pairs.remainder().is_empty() {
-            diff_into(&mut shift, pairs.remainder(), first);
-        }
-        let inv_n = 1.0 / n as f32;
-        shift.iter_mut().zip(first).for_each(|(v, &f)| *v = f + *v * inv_n);
-        s1.fill(0.0);
-        s2.fill(0.0);
-        let mut pairs = blk.chunks_exact(2 * channels);
-        for p in &mut pairs {
-            centered2_into(&mut s1, &mut s2, &p[..channels], &p[channels..], &shift);
-        }
-        if !pairs.remainder().is_empty() {
-            centered_into(&mut s1, &mut s2, pairs.remainder(), &shift);
+        let near = have_shift && {
+            centered_block(&mut s1, &mut s2, blk, &shift);
+            s1.iter().zip(&s2).all(|(&a, &b)| a * a / n as f32 <= 0.5 * b)
+        };
+        if !near {
+            block_shift(&mut shift, blk);
+            centered_block(&mut s1, &mut s2, blk, &shift);
         }
         for c in 0..channels {
-            out[c] = out[c].merge(Moments::from_shifted(n, shift[c], s1[c], s2[c]));
+            let m = Moments::from_shifted(n, shift[c], s1[c], s2[c]);
+            out[c] = out[c].merge(m);
+            // The next block's shift: the mean so far (f64, rounded once).
+            shift[c] = out[c].mean as f32;
         }
+        have_shift = true;
     }
     out
+}
+
+/// Pass 1: the block mean as `first row + mean(row - first row)`. The differences are
+/// exact for nearby values and of the size of the spread, so their f32 sum keeps the
+/// digits that a running sum of the values loses when |mean| >> spread (a block has up to
+/// 4096 rows: summing 4096 values of ~1e6 in f32 put the shift ~30 standard deviations
+/// off, more than pass 2 can correct).
+fn block_shift(shift: &mut [f32], blk: &[f32]) {
+    let channels = shift.len();
+    let n = blk.len() / channels;
+    let first = &blk[..channels];
+    shift.fill(0.0);
+    // Rows in pairs: each accumulator load and store serves two rows.
+    let mut pairs = blk.chunks_exact(2 * channels);
+    for p in &mut pairs {
+        diff2_into(shift, &p[..channels], &p[channels..], first);
+    }
+    if !pairs.remainder().is_empty() {
+        diff_into(shift, pairs.remainder(), first);
+    }
+    let inv_n = 1.0 / n as f32;
+    shift.iter_mut().zip(first).for_each(|(v, &f)| *v = f + *v * inv_n);
+}
+
+/// Pass 2: `s1 = sum(x - shift)`, `s2 = sum((x - shift)^2)` per channel over the block.
+fn centered_block(s1: &mut [f32], s2: &mut [f32], blk: &[f32], shift: &[f32]) {
+    let channels = shift.len();
+    s1.fill(0.0);
+    s2.fill(0.0);
+    let mut pairs = blk.chunks_exact(2 * channels);
+    for p in &mut pairs {
+        centered2_into(s1, s2, &p[..channels], &p[channels..], shift);
+    }
+    if !pairs.remainder().is_empty() {
+        centered_into(s1, s2, pairs.remainder(), shift);
+    }
 }
 
 /// `acc += row - base`, lane-wise across channels.
