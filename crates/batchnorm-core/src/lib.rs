@@ -13,12 +13,13 @@
 //!
 //! Fused activation (oneDNN's `fuse_norm_relu` / `fuse_norm_add_relu`): the `*_fused`
 //! forms take a [`Fused`] (`y = relu(BN(x) + z)`, computed in the normalisation pass) and
-//! a [`ReluGrad`] for backward. The backward mask is the forward *output* `y > 0`, not a
-//! separate bit mask: it is what PyTorch's ReLU backward uses (`threshold_backward` on the
-//! output, so gradients agree at the kink too), the caller holds `y` anyway (the next
-//! layer's input), and nothing extra has to be allocated, kept, or shipped between workers.
-//! The price is a read of `y` in both backward passes (a 1-bit mask would read 1/32 of
-//! that); see docs/performance.md for the measured cost.
+//! a [`ReluGrad`] for backward. The backward mask is `y > 0` of the forward's output, as
+//! PyTorch's `threshold_backward` (so gradients agree at the kink too), in one of two forms
+//! ([`backward::Gate`]): the 1-bit mask the normalisation pass writes when `Fused::mask` is
+//! given ([`passes::mask`]: a word-aligned run of bits per plane or row, so parallel tasks
+//! never share a word), which the backward reads at 1/32 of the bytes of `y`; or `y`
+//! itself, for callers that keep the output anyway. Both give the same bits; see
+//! docs/performance.md for the measured cost of each.
 
 mod error;
 pub mod geometry;
