@@ -143,7 +143,9 @@ export function batchNormTrainOn(engine: Engine, x: TensorLike, shape: readonly 
   checkNoAlias("out", opts.out, { ...inputs, runningMean: opts.runningMean, runningVar: opts.runningVar });
   checkNoAlias("runningMean", opts.runningMean, { ...inputs, runningVar: opts.runningVar });
   checkNoAlias("runningVar", opts.runningVar, inputs);
-  checkNoAlias("outMask", opts.outMask, { ...inputs, out: opts.out, runningMean: opts.runningMean, runningVar: opts.runningVar });
+  if (opts.outMask !== undefined) {
+    checkNoAlias("outMask", opts.outMask, { ...inputs, out: opts.out, runningMean: opts.runningMean, runningVar: opts.runningVar });
+  }
 
   const s = new Staging(engine);
   try {
@@ -225,7 +227,7 @@ export function batchNormEvalOn(engine: Engine, x: TensorLike, shape: readonly n
   const eps = checkEps(opts.eps);
   const evalInputs = { x, z: opts.z, weight: opts.weight, bias: opts.bias, runningMean: opts.runningMean, runningVar: opts.runningVar };
   checkNoAlias("out", opts.out, evalInputs);
-  checkNoAlias("outMask", opts.outMask, { ...evalInputs, out: opts.out });
+  if (opts.outMask !== undefined) checkNoAlias("outMask", opts.outMask, { ...evalInputs, out: opts.out });
 
   const s = new Staging(engine);
   try {
