@@ -115,7 +115,7 @@ pub fn moments(x: &[f32], dims: Dims) -> Vec<Moments> {
             |t| {
                 let r0 = t * per_task;
                 let r1 = (r0 + per_task).min(rows);
-                rows_range(&x[r0 * dims.channels..r1 * dims.channels], dims.channels, block)
+                rows_range(&x[r0 * dims.channels..r1 * dims.channels], dims.channels, block, vec![Moments::EMPTY; dims.channels])
             },
             merge_all,
         )
@@ -317,12 +317,15 @@ fn centered_sums(xs: &[f32], shift: f32) -> (f32, f32) {
 /// still in cache: data whose mean drifts along the rows (sorted, or blocks of different
 /// distributions) gets exactly the two-pass treatment, stationary data skips pass 1.
 /// NaN fails the test too, so it takes the old path.
-fn rows_range(x: &[f32], channels: usize, block_rows: usize) -> Vec<Moments> {
-    let mut out = vec![Moments::EMPTY; channels];
-    let mut shift = vec![0f32; channels];
+///
+/// `out` holds the moments merged so far (all empty to start; [`accumulate`] passes the
+/// previous pieces'): the blocks are merged into it, and a non-empty `out` already gives
+/// the first block its shift, so pieces fed in order take the same shifts as the whole.
+fn rows_range(x: &[f32], channels: usize, block_rows: usize, mut out: Vec<Moments>) -> Vec<Moments> {
+    let mut have_shift = out.iter().all(|m| m.count > 0.0);
+    let mut shift: Vec<f32> = out.iter().map(|m| if have_shift { m.mean as f32 } else { 0.0 }).collect();
     let mut s1 = vec![0f32; channels];
     let mut s2 = vec![0f32; channels];
-    let mut have_shift = false;
     for blk in x.chunks(block_rows * channels) {
         let n = blk.len() / channels;
         let near = have_shift && {
@@ -474,12 +477,10 @@ pub fn accumulate(x: &[f32], dims: Dims, acc: &mut [Moments]) {
             acc[c] = acc[c].merge(run_moments(plane));
         }
     } else {
+        // The piece's blocks merged into acc in order, each shifted by the mean so far:
+        // what rows_range does over the whole tensor.
         let block = rows_per_block(ch);
-        for blk in x[..dims.len()].chunks(block * ch) {
-            // One block alone: rows_range merges it into EMPTY, which returns it unchanged.
-            for (a, m) in acc.iter_mut().zip(rows_range(blk, ch, block)) {
-                *a = a.merge(m);
-            }
-        }
+        let merged = rows_range(&x[..dims.len()], ch, block, acc.to_vec());
+        acc.copy_from_slice(&merged);
     }
 }
