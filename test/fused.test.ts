@@ -69,7 +69,7 @@ const small = fc.record({
   dims: fc.array(fc.integer({ min: 1, max: 7 }), { minLength: 5, maxLength: 5 }),
 });
 // Above 2^16 elements (the threshold set below): the thread pool's code path.
-const large = fc.constantFrom(
+const large = fc.constantFrom<{ rank: number; dims: number[] }>(
   { rank: 4, dims: [4, 6, 61, 49, 1] },
   { rank: 2, dims: [9001, 9, 1, 1, 1] },
   { rank: 3, dims: [3, 31, 769, 1, 1] },
