@@ -13,6 +13,7 @@ echo "== Benchmark harness smoke run (correctness only, no timing asserts)"
 node bench/run.mjs --smoke
 node bench/norms.mjs --smoke > /dev/null   # fails if a peer disagrees with our forward output
 
+echo "== Type check of the package and its tests together (tsconfig.test.json)" && npx tsc -p tsconfig.test.json
 echo "== API reference (TypeDoc into docs/api, warnings fail)" && npm run docs
 # Last, so their summaries close the output. The browser end-to-end files run on their own,
 # one at a time, after the rest: the data-parallel pages keep two ranks busy on a 2-core
