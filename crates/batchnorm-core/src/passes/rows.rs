@@ -7,10 +7,11 @@
 //! group `r % G`).
 //!
 //! Each row is handled whole while it sits in cache: statistics, then the normalise loop,
-//! so the forward reads `x` once and writes `y` once. Because the row is in cache, the
-//! arithmetic sets the speed, so the statistics take one pass per 2048-value block about a
-//! sampled, checked shift (`moments::shifted_block_moments`: as exact as batch
-//! norm's corrected two-pass, f64 merge across blocks). The backward does the same per row:
+//! so the forward reads `x` once and writes `y` once. The statistics are batch norm's
+//! corrected two-pass blocks (`moments::run_moments`, f64 merge across blocks): a one-pass
+//! variant about a shift sampled from 16 values was ~20% faster but its mean was up to 3x
+//! less accurate (the f32 sum of `x - s` grows with `|mean - s|`; see docs/norms.md), so it
+//! is not used. The backward does the same per row:
 //! the two row sums `sum(g*dy)`, `sum(g*dy*(x-mean))`, then `dx`, reading `dy` and `x`
 //! once; the column sums for `dgamma` / `dbeta` are accumulated on the way in f32 lanes
 //! over at most [`COL_FLUSH_ROWS`] rows and then in f64 (as batch norm's channels-last
@@ -18,7 +19,7 @@
 //! quads a step.
 
 use crate::inv_std;
-use crate::moments::{run_moments_one_read, PLANE_BLOCK};
+use crate::moments::{run_moments, PLANE_BLOCK};
 use crate::parallel;
 use crate::simd::{q, q_mut, F32x4};
 
@@ -73,7 +74,7 @@ pub(crate) fn forward(x: &[f32], y: &mut [f32], r: Rows, gamma: &[f32], beta: &[
         let first = t * per_task;
         let xs = &x[first * r.len..first * r.len + ys.len()];
         for (k, (xr, yr)) in xs.chunks_exact(r.len).zip(ys.chunks_exact_mut(r.len)).enumerate() {
-            let m = run_moments_one_read(xr);
+            let m = run_moments(xr);
             let (mu, var) = match stat {
                 Stat::Centered => (m.mean, m.biased_var()),
                 Stat::MeanSquare => (0.0, m.mean_square()),
