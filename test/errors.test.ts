@@ -242,6 +242,20 @@ describe("modules", () => {
 });
 
 describe("error names", () => {
+  it("every exported module class has its export name as a literal layerName, used in its messages (minifiers rename classes)", async () => {
+    const api = (await import("../dist/index.js")) as Record<string, unknown>;
+    const { BatchNorm, NormModule } = api as { BatchNorm: { prototype: object }; NormModule: { prototype: object } };
+    const modules = Object.entries(api).filter(
+      ([, v]) => typeof v === "function" && [BatchNorm, NormModule].some((b) => v === b || (v as { prototype: unknown }).prototype instanceof (b as never)),
+    ) as [string, { layerName: string } & (new (...a: unknown[]) => unknown)][];
+    expect(modules.map(([k]) => k).sort()).toEqual(expect.arrayContaining(["BatchNorm", "BatchNorm2d", "GroupNorm", "InstanceNorm3d", "LayerNorm", "RMSNorm"]));
+    for (const [exported, Cls] of modules) expect(Object.getOwnPropertyDescriptor(Cls, "layerName")?.value, exported).toBe(exported);
+    // Renamed as a minifier would: the message still names the layer.
+    class Renamed extends (api.InstanceNorm2d as new (n: number, o: object) => object) {}
+    expect(() => new Renamed(3, { epsilon: 1 })).toThrow(/InstanceNorm2d/);
+    expect(() => new Renamed(3, { epsilon: 1 })).not.toThrow(/Renamed/);
+  });
+
   it("every exported error class names itself with its export name (minifiers rename classes)", async () => {
     const api = (await import("../dist/index.js")) as Record<string, unknown>;
     const classes = Object.entries(api).filter(

@@ -101,6 +101,8 @@ interface Saved {
  * ```
  */
 export class BatchNorm {
+  /** The class's name as a literal (error messages; minifiers rename classes). */
+  static readonly layerName: string = "BatchNorm";
   /** Channels (C). */
   readonly numFeatures: number;
   /** Added to the variance before the square root. */
@@ -142,7 +144,7 @@ export class BatchNorm {
   #disposed = false;
 
   constructor(numFeatures: number, opts: BatchNormOptions = {}) {
-    checkOptionKeys(new.target.name, opts, MODULE_KEYS);
+    checkOptionKeys((new.target as typeof BatchNorm).layerName, opts, MODULE_KEYS);
     const cfg = resolveLayerOptions(numFeatures, opts);
     ({ numFeatures: this.numFeatures, eps: this.eps, momentum: this.momentum, affine: this.affine } = cfg);
     ({ trackRunningStats: this.trackRunningStats, layout: this.layout, convention: this.convention } = cfg);
@@ -450,6 +452,8 @@ function checkRankOf(name: string, ranks: number[], what: string, shape: readonl
 
 /** Input (N, C) or (N, C, L); channels-last (N, C) or (N, L, C). */
 export class BatchNorm1d extends BatchNorm {
+  /** The class's name as a literal (error messages; minifiers rename classes). */
+  static override readonly layerName: string = "BatchNorm1d";
   protected override checkRank(shape: readonly number[]): void {
     checkRankOf("BatchNorm1d", [2, 3], "2D or 3D", shape);
   }
@@ -457,6 +461,8 @@ export class BatchNorm1d extends BatchNorm {
 
 /** Input (N, C, H, W); channels-last (N, H, W, C). */
 export class BatchNorm2d extends BatchNorm {
+  /** The class's name as a literal (error messages; minifiers rename classes). */
+  static override readonly layerName: string = "BatchNorm2d";
   protected override checkRank(shape: readonly number[]): void {
     checkRankOf("BatchNorm2d", [4], "4D", shape);
   }
@@ -464,6 +470,8 @@ export class BatchNorm2d extends BatchNorm {
 
 /** Input (N, C, D, H, W); channels-last (N, D, H, W, C). */
 export class BatchNorm3d extends BatchNorm {
+  /** The class's name as a literal (error messages; minifiers rename classes). */
+  static override readonly layerName: string = "BatchNorm3d";
   protected override checkRank(shape: readonly number[]): void {
     checkRankOf("BatchNorm3d", [5], "5D", shape);
   }

@@ -42,6 +42,8 @@ export function checkChannels(shape: readonly number[], layout: Layout, want: nu
  * const dx = gn.backward(dy);
  */
 export class GroupNorm extends NormModule {
+  /** The class's name as a literal (error messages; minifiers rename classes). */
+  static override readonly layerName: string = "GroupNorm";
   /** Groups the channels are split into. */
   readonly numGroups: number;
   /** Channels of the input (a multiple of `numGroups`). */

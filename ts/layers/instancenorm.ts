@@ -36,6 +36,8 @@ const KEYS = optionKeys<InstanceNormModuleOptions>({ eps: true, momentum: true, 
  * also take unbatched input as PyTorch's do).
  */
 export class InstanceNorm extends NormModule {
+  /** The class's name as a literal (error messages; minifiers rename classes). */
+  static override readonly layerName: string = "InstanceNorm";
   /** Channels of the input. */
   readonly numFeatures: number;
   /** Added to the variance. */
@@ -51,7 +53,7 @@ export class InstanceNorm extends NormModule {
   #saved?: { x: WasmTensor; shape: number[]; mean: Float32Array; invStd: Float32Array; inputStats: boolean };
 
   constructor(numFeatures: number, opts: InstanceNormModuleOptions = {}) {
-    checkOptionKeys(new.target.name, opts, KEYS);
+    checkOptionKeys((new.target as typeof InstanceNorm).layerName, opts, KEYS);
     positiveInt("numFeatures", numFeatures);
     const eps = checkEps(opts.eps);
     const momentum = opts.momentum === undefined ? 0.1 : opts.momentum;
@@ -122,6 +124,8 @@ function batched(name: string, rank: number, shape: readonly number[]): readonly
 
 /** Input `(N, C, L)` or unbatched `(C, L)`; channels-last `(N, L, C)` or `(L, C)`. */
 export class InstanceNorm1d extends InstanceNorm {
+  /** The class's name as a literal (error messages; minifiers rename classes). */
+  static override readonly layerName: string = "InstanceNorm1d";
   protected override batchedShape(shape: readonly number[]): readonly number[] {
     return batched("InstanceNorm1d", 3, shape);
   }
@@ -129,6 +133,8 @@ export class InstanceNorm1d extends InstanceNorm {
 
 /** Input `(N, C, H, W)` or unbatched `(C, H, W)`; channels-last `(N, H, W, C)` or `(H, W, C)`. */
 export class InstanceNorm2d extends InstanceNorm {
+  /** The class's name as a literal (error messages; minifiers rename classes). */
+  static override readonly layerName: string = "InstanceNorm2d";
   protected override batchedShape(shape: readonly number[]): readonly number[] {
     return batched("InstanceNorm2d", 4, shape);
   }
@@ -136,6 +142,8 @@ export class InstanceNorm2d extends InstanceNorm {
 
 /** Input `(N, C, D, H, W)` or unbatched `(C, D, H, W)`; channels-last `(N, D, H, W, C)` or `(D, H, W, C)`. */
 export class InstanceNorm3d extends InstanceNorm {
+  /** The class's name as a literal (error messages; minifiers rename classes). */
+  static override readonly layerName: string = "InstanceNorm3d";
   protected override batchedShape(shape: readonly number[]): readonly number[] {
     return batched("InstanceNorm3d", 5, shape);
   }

@@ -40,6 +40,8 @@ interface Saved {
  * const dx = ln.backward(dy); // ln.weightGrad, ln.biasGrad accumulate
  */
 export class LayerNorm extends NormModule {
+  /** The class's name as a literal (error messages; minifiers rename classes). */
+  static override readonly layerName: string = "LayerNorm";
   /** The trailing dims normalised over. */
   readonly normalizedShape: readonly number[];
   /** Added to the variance. */

@@ -53,6 +53,8 @@ export interface SavedInput {
 
 /** Base class of the normalisation modules (not constructed directly). */
 export abstract class NormModule {
+  /** The class's name as a literal (error messages; minifiers rename classes). */
+  static readonly layerName: string = "NormModule";
   /** The build the module's buffers live in. */
   readonly engine: Engine;
   /** Training mode (InstanceNorm: batch statistics and running-stat updates). */
@@ -103,7 +105,7 @@ export abstract class NormModule {
 
   /** Throws {@link StateError} once disposed. */
   protected live(): void {
-    if (this.#disposed) throw new StateError(`this ${this.constructor.name} module was disposed`);
+    if (this.#disposed) throw new StateError(`this ${(this.constructor as typeof NormModule).layerName} module was disposed`);
   }
 
   /** gamma (undefined without an affine weight). */

@@ -31,6 +31,8 @@ const KEYS = optionKeys<RMSNormOptions>({ eps: true, elementwiseAffine: true, en
  * const dx = norm.backward(dy);
  */
 export class RMSNorm extends NormModule {
+  /** The class's name as a literal (error messages; minifiers rename classes). */
+  static override readonly layerName: string = "RMSNorm";
   /** The trailing dims normalised over. */
   readonly normalizedShape: readonly number[];
   /** As given (`null`: f32 machine epsilon at run time). */
