@@ -86,11 +86,9 @@ export class Communicator {
    */
   async allReduce<T extends CollectiveBuffer>(buf: T, opts: { op?: ReduceOp } = {}): Promise<T> {
     checkBuffer("allReduce", buf);
-    checkOptionKeys("allReduce", opts, ["op"]);
-    const op = opts.op ?? "sum";
-    if (op !== "sum" && op !== "mean") throw new InvalidArgumentError(`allReduce op must be "sum" or "mean", got ${JSON.stringify(op)}`);
+    const mean = isMean("allReduce", opts);
     return this.#serial(async () => {
-      await this.#impl.allReduce(buf, op === "mean");
+      await this.#impl.allReduce(buf, mean);
       return buf;
     });
   }
@@ -122,11 +120,9 @@ export class Communicator {
    */
   async reduceScatter<T extends CollectiveBuffer>(buf: T, opts: { op?: ReduceOp } = {}): Promise<T> {
     checkBuffer("reduceScatter", buf);
-    checkOptionKeys("reduceScatter", opts, ["op"]);
-    const op = opts.op ?? "sum";
-    if (op !== "sum" && op !== "mean") throw new InvalidArgumentError(`reduceScatter op must be "sum" or "mean", got ${JSON.stringify(op)}`);
+    const mean = isMean("reduceScatter", opts);
     return this.#serial(async () => {
-      await this.#impl.reduceScatter(buf, op === "mean");
+      await this.#impl.reduceScatter(buf, mean);
       return buf;
     });
   }
@@ -166,6 +162,14 @@ export class Communicator {
   async barrier(): Promise<void> {
     return this.#serial(() => this.#impl.barrier());
   }
+}
+
+/** Checks a reducing collective's options: whether its `op` is `"mean"` (else `"sum"`). */
+function isMean(what: string, opts: { op?: ReduceOp }): boolean {
+  checkOptionKeys(what, opts, ["op"]);
+  const op = opts.op ?? "sum";
+  if (op !== "sum" && op !== "mean") throw new InvalidArgumentError(`${what} op must be "sum" or "mean", got ${JSON.stringify(op)}`);
+  return op === "mean";
 }
 
 function checkBuffer(what: string, buf: unknown): void {
