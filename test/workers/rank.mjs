@@ -19,19 +19,6 @@ const api = {
   allGatherSegments: (a) => comm.allGatherSegments(a),
   segment: (n) => comm.segment(n),
   barrier: () => comm.barrier(),
-  /** Time of `reps` barriers and allReduces of `n` floats (the bench). */
-  async timeAllReduce(n, reps) {
-    const a = new Float32Array(n).fill(comm.rank + 1);
-    for (let i = 0; i < 5; i++) await comm.allReduce(a);
-    await comm.barrier();
-    const t = [];
-    for (let i = 0; i < reps; i++) {
-      const t0 = performance.now();
-      await comm.allReduce(a);
-      t.push(performance.now() - t0);
-    }
-    return t;
-  },
   broken: () => comm.broken,
   /** A collective, then the outcome (so a rejection can be inspected after a kill). */
   async outcome(kind, a, arg) {

@@ -30,7 +30,6 @@ export interface RankApi {
   broken(): Promise<string | undefined>;
   outcome(kind: string, a?: Buf, arg?: unknown): Promise<Outcome>;
   exit(code: number): Promise<void>;
-  timeAllReduce(n: number, reps: number): Promise<number[]>;
   bucketed(kind: "reduce" | "broadcast", sizes: number[], seed: number, opts: object): Promise<Float32Array[]>;
   bnCreate(numFeatures: number, opts: object, weight?: Float32Array, bias?: Float32Array): Promise<void>;
   bnTrain(mode: boolean): Promise<void>;
