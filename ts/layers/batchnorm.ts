@@ -25,6 +25,7 @@ import { batchRenormBackward, batchRenormTrain, checkRenorm, type RenormBounds }
 import { InvalidOptionError } from "../engine/errors.js";
 import { getEngine, type Engine } from "../engine/loader.js";
 import { WasmTensor } from "../engine/tensor.js";
+import { OwnedTensors } from "../engine/owned.js";
 import { maskLengthOf } from "./relu-mask.js";
 import { checkData, checkEps, checkNoAlias, checkOptionKeys, checkTrainable, dimsOf, optionKeys, type Convention, type Layout, type TensorLike } from "../engine/validate.js";
 
@@ -127,7 +128,7 @@ export class BatchNorm {
   numBatchesTracked = 0;
 
   readonly #config: LayerConfig;
-  #tensors: WasmTensor[] = [];
+  readonly #owned: OwnedTensors;
   #weight?: WasmTensor;
   #bias?: WasmTensor;
   #runningMean?: WasmTensor;
@@ -152,6 +153,7 @@ export class BatchNorm {
     this.activation = checkActivation(opts.activation);
     if (opts.renorm !== undefined) this.#renorm = this.#checkRenorm(opts.renorm);
     this.engine = opts.engine ?? getEngine();
+    this.#owned = new OwnedTensors(this.engine);
     const C = numFeatures;
     if (this.affine) {
       this.#weight = this.#own(WasmTensor.from(new Float32Array(C).fill(1), this.engine));
@@ -168,8 +170,7 @@ export class BatchNorm {
   }
 
   #own(t: WasmTensor): WasmTensor {
-    this.#tensors.push(t);
-    return t;
+    return this.#owned.own(t);
   }
 
   #live(): void {
@@ -315,14 +316,7 @@ export class BatchNorm {
 
   /** Module-owned memory for a kept ReLU mask of `size` elements. */
   #keptMask(size: number): WasmTensor {
-    if (!this.#maskCopy || this.#maskCopy.length !== size) {
-      const fresh = WasmTensor.alloc(size, this.engine); // OutOfMemoryError here changes nothing
-      if (this.#maskCopy) {
-        this.#tensors = this.#tensors.filter((t) => t !== this.#maskCopy);
-        this.#maskCopy.free();
-      }
-      this.#maskCopy = this.#own(fresh);
-    }
+    this.#maskCopy = this.#owned.sized(this.#maskCopy, size); // OutOfMemoryError here changes nothing
     return this.#maskCopy;
   }
 
@@ -333,15 +327,7 @@ export class BatchNorm {
   /** The (validated) input as a resident tensor: the caller's WasmTensor, or a module-owned copy. */
   #keepInput(x: TensorLike): WasmTensor {
     if (x instanceof WasmTensor) return x;
-    const size = x.length;
-    if (!this.#inputCopy || this.#inputCopy.length !== size) {
-      const fresh = WasmTensor.alloc(size, this.engine); // OutOfMemoryError here changes nothing
-      if (this.#inputCopy) {
-        this.#tensors = this.#tensors.filter((t) => t !== this.#inputCopy);
-        this.#inputCopy.free();
-      }
-      this.#inputCopy = this.#own(fresh);
-    }
+    this.#inputCopy = this.#owned.sized(this.#inputCopy, x.length); // OutOfMemoryError here changes nothing
     this.#inputCopy.view.set(x);
     return this.#inputCopy;
   }
@@ -435,8 +421,7 @@ export class BatchNorm {
   dispose(): void {
     if (this.#disposed) return;
     this.#disposed = true;
-    for (const t of this.#tensors) t.free();
-    this.#tensors = [];
+    this.#owned.freeAll();
     this.#saved = undefined;
   }
 

@@ -10,6 +10,7 @@
 import { ChannelMismatchError, InvalidArgumentError, StateError } from "../engine/errors.js";
 import { getEngine, type Engine } from "../engine/loader.js";
 import { WasmTensor } from "../engine/tensor.js";
+import { OwnedTensors } from "../engine/owned.js";
 import { checkOptionKeys, optionKeys, type TensorLike } from "../engine/validate.js";
 import { stateFromSafetensors, stateToSafetensors } from "./state.js";
 
@@ -76,13 +77,14 @@ export abstract class NormModule {
   protected runningMeanT?: WasmTensor;
   /** Running variance, owned. */
   protected runningVarT?: WasmTensor;
-  #tensors: WasmTensor[] = [];
+  readonly #owned: OwnedTensors;
   #inputCopy?: WasmTensor;
   #disposed = false;
 
   protected constructor(buffers: NormBuffers, engine: Engine | undefined) {
     this.buffers = buffers;
     this.engine = engine ?? getEngine();
+    this.#owned = new OwnedTensors(this.engine);
     const n = buffers.paramLength;
     if (buffers.weight) {
       this.weightT = this.#own(WasmTensor.from(new Float32Array(n).fill(1), this.engine));
@@ -99,8 +101,7 @@ export abstract class NormModule {
   }
 
   #own(t: WasmTensor): WasmTensor {
-    this.#tensors.push(t);
-    return t;
+    return this.#owned.own(t);
   }
 
   /** Throws {@link StateError} once disposed. */
@@ -153,14 +154,7 @@ export abstract class NormModule {
   /** The (validated) input as a resident tensor: the caller's `WasmTensor`, or a module-owned copy. */
   protected keepInput(x: TensorLike): WasmTensor {
     if (x instanceof WasmTensor) return x;
-    if (!this.#inputCopy || this.#inputCopy.length !== x.length) {
-      const fresh = WasmTensor.alloc(x.length, this.engine); // OutOfMemoryError here changes nothing
-      if (this.#inputCopy) {
-        this.#tensors = this.#tensors.filter((t) => t !== this.#inputCopy);
-        this.#inputCopy.free();
-      }
-      this.#inputCopy = this.#own(fresh);
-    }
+    this.#inputCopy = this.#owned.sized(this.#inputCopy, x.length); // OutOfMemoryError here changes nothing
     this.#inputCopy.view.set(x);
     return this.#inputCopy;
   }
@@ -259,8 +253,7 @@ export abstract class NormModule {
   dispose(): void {
     if (this.#disposed) return;
     this.#disposed = true;
-    for (const t of this.#tensors) t.free();
-    this.#tensors = [];
+    this.#owned.freeAll();
     this.forgetSaved();
   }
 
