@@ -92,3 +92,12 @@ export class OutOfMemoryError extends BatchNormError {
     this.details = details;
   }
 }
+
+/**
+ * A worker died, was terminated, or was disposed before or during a call (workers,
+ * process groups), or a thread-pool worker of the `simd-threads` build did not start.
+ */
+export class WorkerError extends BatchNormError {
+  /** The class name as a literal, so it survives minification. */
+  override name = "WorkerError";
+}

@@ -15,20 +15,16 @@
  */
 import { transfer, wrap, type Remote } from "comlink";
 import * as errors from "../engine/errors.js";
-import { BatchNormError, StateError } from "../engine/errors.js";
+import { StateError, WorkerError, type BatchNormError } from "../engine/errors.js";
 import { INIT_KEYS, isNode, type InitOptions, type InitResult } from "../engine/loader.js";
 import { checkOptionKeys, optionKeys } from "../engine/validate.js";
 import type { BatchNormOptions, StateDict } from "../layers/batchnorm.js";
 import type { NormKind, WorkerApi } from "./worker.js";
 import type { NormStateDict } from "../layers/norm-module.js";
 
-/** The worker died, was terminated, or was disposed before or during the call. */
-export class WorkerError extends BatchNormError {
-  /** The class name as a literal, so it survives minification. */
-  override name = "WorkerError";
-}
+export { WorkerError };
 
-const errorClasses: Record<string, new (m: string) => Error> = { ...(errors as unknown as Record<string, new (m: string) => Error>), WorkerError };
+const errorClasses = errors as unknown as Record<string, new (m: string) => Error>;
 
 /** Re-creates an error thrown in the worker as its own class (comlink sends name + message). */
 function revive(e: unknown): unknown {
