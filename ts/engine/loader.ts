@@ -12,6 +12,7 @@
  * @module
  */
 import { simd as hasSimd, threads as hasThreads } from "wasm-feature-detect";
+import { PoolStart, type PoolWorkerClass } from "./pool-worker.js";
 import { InvalidOptionError, StateError } from "./errors.js";
 import { checkOptionKeys, optionKeys } from "./validate.js";
 
@@ -249,26 +250,31 @@ async function importGlue(build: BuildName): Promise<unknown> {
 }
 
 async function startPool(glue: Glue, n: number): Promise<void> {
-  if (!isNode) {
-    await glue.initThreadPool!(n);
-    return;
-  }
-  // wasm-bindgen-rayon spawns `new Worker(url, { type: "module" })`; Node has no Web
-  // Worker, so lend it a worker_threads-backed one for exactly the spawning call.
-  // A variable specifier keeps bundlers from pulling this Node-only module (it imports
-  // node:worker_threads) into browser bundles; Node resolves it relative to this file.
+  // wasm-bindgen-rayon spawns `new Worker(url, { type: "module" })` for each pool thread.
+  // It gets a stand-in (pool-worker.ts: an error while a pool worker starts rejects
+  // init() instead of leaving it pending) for exactly the spawning call. Node has no Web
+  // Worker, so there the stand-in wraps a worker_threads-backed one. A variable specifier
+  // keeps bundlers from pulling that Node-only module (it imports node:worker_threads)
+  // into browser bundles; Node resolves it relative to this file.
   const shim = "./node-worker.js";
-  const { NodeWebWorker } = (await import(/* @vite-ignore */ /* webpackIgnore: true */ shim)) as typeof import("./node-worker.js");
+  const Base = isNode
+    ? ((await import(/* @vite-ignore */ /* webpackIgnore: true */ shim)) as typeof import("./node-worker.js")).NodeWebWorker
+    : (globalThis as unknown as { Worker: PoolWorkerClass }).Worker;
+  const pool = new PoolStart(Base);
   const g = globalThis as { Worker?: unknown };
   const saved = g.Worker;
-  g.Worker = NodeWebWorker;
+  g.Worker = pool.workerClass;
+  let started: Promise<unknown>;
   try {
     // startWorkers constructs every Worker synchronously before its first await.
-    const started = glue.initThreadPool!(n);
-    g.Worker = saved;
-    await started;
+    started = glue.initThreadPool!(n);
   } finally {
     g.Worker = saved;
+  }
+  try {
+    await Promise.race([started, pool.failed]);
+  } finally {
+    pool.settle();
   }
 }
 
