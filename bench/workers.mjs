@@ -124,8 +124,8 @@ if (!onlyMnist) {
   const runs = { 1: [], 2: [] };
   for (let round = 0; round < rounds; round++) {
     for (const n of [1, 2]) {
-      const workers = Array.from({ length: n }, () => new Worker(new URL("./mnist-replica.mjs", import.meta.url), { workerData: { blob } }));
-      const { group: g, replicas } = await startReplicas(workers, (w) => wrap(nodeEndpoint(w)), { init: { build: "simd" } });
+      const makeWorkers = () => Array.from({ length: n }, () => new Worker(new URL("./mnist-replica.mjs", import.meta.url), { workerData: { blob } }));
+      const { group: g, replicas } = await startReplicas(makeWorkers, (w) => wrap(nodeEndpoint(w)), { init: { build: "simd" } });
       // A first, unmeasured training on the same replicas: start-up and JIT compilation
       // (the same for every replica, whatever its share) stay out of the numbers.
       await trainAll(replicas, { steps: smoke ? 2 : 100, batch: 64, seed: 43, compare: false, evalEvery: 0 });

@@ -26,8 +26,8 @@ beforeAll(() => {
 });
 
 async function run(workers: number, transport: string, steps: number): Promise<Summary> {
-  const ws = Array.from({ length: workers }, () => new Worker(new URL("../examples/mnist/replica-node.mjs", import.meta.url), { workerData: { blob } }));
-  const { group, replicas } = await startReplicas(ws, (w: Worker) => wrap(nodeEndpoint(w)), { init: { build: "simd" }, transport });
+  const makeWorkers = () => Array.from({ length: workers }, () => new Worker(new URL("../examples/mnist/replica-node.mjs", import.meta.url), { workerData: { blob } }));
+  const { group, replicas } = await startReplicas(makeWorkers, (w: Worker) => wrap(nodeEndpoint(w)), { init: { build: "simd" }, transport });
   try {
     let events = 0;
     const s: Summary = await trainAll(replicas, { steps, batch: 64, seed: 7, compare: true, evalEvery: 0 }, proxy((e: unknown[]) => void (events += e.length)));

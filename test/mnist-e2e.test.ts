@@ -27,7 +27,7 @@ const configFile = join(repo, "examples/mnist/vite.config.js");
 interface PageState {
   state: string;
   error: string | null;
-  info: { build: string; threads: number; crossOriginIsolated: boolean; workers: number; transport: string } | null;
+  info: { build: string; threads: number; crossOriginIsolated: boolean; workers: number; transport: string; tries: number } | null;
   summary: {
     steps: number;
     parallel: { workers: number; transport: string; collectiveShare: number };
@@ -97,11 +97,18 @@ describe.each(BROWSERS)("MNIST example page (vite build + preview) in $name", (s
 
   async function trainOnPage(page: TestPage, query: string, timeout: number, base = url): Promise<PageState> {
     await page.goto(`${base}?autostart=1&${query}`);
-    await page.waitFor(() => {
-      const s = (window as unknown as { __mnist?: PageState }).__mnist;
-      return s?.state === "done" || s?.state === "error";
-    }, timeout);
+    try {
+      await page.waitFor(() => {
+        const s = (window as unknown as { __mnist?: PageState }).__mnist;
+        return s?.state === "done" || s?.state === "error";
+      }, timeout);
+    } catch (e) {
+      // Say where the page was ("loading": its workers never started; "training": a step never ended).
+      const at = await page.evaluate(() => JSON.stringify((window as unknown as { __mnist?: PageState }).__mnist), null);
+      throw new Error(`${String(e)}; the page (?${query}) was at ${at}`);
+    }
     const s = await page.evaluate(() => (window as unknown as { __mnist: PageState }).__mnist, null);
+    if (s.info && s.info.tries > 1) console.log(`${spec.name}: the page's workers started on try ${s.info.tries} (?${query})`);
     expect(s.error).toBeNull();
     expect(page.errors).toEqual([]);
     return s;

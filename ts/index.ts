@@ -32,6 +32,7 @@ export {
   type ShardMoments, type ShardGradSums,
 } from "./parallel/shard.js";
 export { ProcessGroup, type ProcessGroupOptions, type WorkerLike } from "./parallel/process-group.js";
+export { startWithDeadlines, START_DEADLINES_MS, type StartAttempt } from "./parallel/start.js";
 export { Communicator, joinProcessGroup } from "./parallel/communicator.js";
 export { CollectiveMismatchError, CollectiveTimeoutError, type CollectiveBuffer, type ReduceOp } from "./parallel/collective.js";
 export type { TransportName } from "./parallel/group-protocol.js";

@@ -1,21 +1,33 @@
 // The coordinating side of data-parallel training, shared by the page (main.js) and the
 // Node CLI (train-node.mjs): make the started workers a process group, train on all of
 // them, and check that every replica ended with the same weights.
-import { ProcessGroup } from "batchnorm-wasm";
+import { ProcessGroup, startWithDeadlines } from "batchnorm-wasm";
 
 /**
- * @param {object[]} workers started workers running a replica (replica.js)
+ * Starts the replicas' workers, loads batchnorm-wasm in each, and makes them a process
+ * group. Workers that are not loaded by a deadline are ended and new ones made
+ * (startWithDeadlines: Firefox can block a worker for good as it starts its thread pool).
+ * @param {() => object[]} makeWorkers new workers running a replica (replica.js)
  * @param {(w: object) => object} wrap the comlink wrapper for one worker
  * @param {{ init?: object, transport?: "auto" | "shared" | "message" }} [opts]
+ * @returns the group, the replicas, rank 0's `init()` result, and how many tries it took
  */
-export async function startReplicas(workers, wrap, { init = {}, transport = "auto" } = {}) {
-  const replicas = workers.map((w) => wrap(w));
+export async function startReplicas(makeWorkers, wrap, { init = {}, transport = "auto" } = {}) {
+  let tries = 0;
+  const { workers, replicas, infos } = await startWithDeadlines(() => {
+    tries++;
+    const workers = makeWorkers();
+    const replicas = workers.map((w) => wrap(w));
+    return {
+      ready: Promise.all(replicas.map((r) => r.init(init))).then((infos) => ({ workers, replicas, infos })),
+      abandon: () => workers.forEach((w) => w.terminate()),
+    };
+  });
   try {
-    const infos = await Promise.all(replicas.map((r) => r.init(init)));
     const joined = Promise.all(replicas.map((r) => r.join()));
     const group = await ProcessGroup.create(workers, { transport });
     await joined;
-    return { group, replicas, info: infos[0] };
+    return { group, replicas, info: infos[0], tries };
   } catch (e) {
     for (const w of workers) w.terminate();
     throw e;

@@ -49,16 +49,16 @@ async function replicas(n) {
   if (current?.n === n && !current.group.broken) return current;
   current?.group.dispose();
   current = undefined;
-  const workers = Array.from({ length: n }, () => {
+  const makeWorkers = () => Array.from({ length: n }, () => {
     const w = new Worker(new URL("./train-worker.js", import.meta.url), { type: "module" });
     w.addEventListener("error", (e) => fail(e.message || "a training worker failed"));
     return w;
   });
   const cores = navigator.hardwareConcurrency || 2;
   // Kernel threads per replica: the cores shared out (the replicas are the parallelism).
-  const started = await startReplicas(workers, wrap, { init: { threads: Math.max(1, Math.floor(cores / n)) }, transport });
+  const started = await startReplicas(makeWorkers, wrap, { init: { threads: Math.max(1, Math.floor(cores / n)) }, transport });
   current = { n, ...started };
-  state.info = { ...started.info, workers: n, transport: started.group.transport };
+  state.info = { ...started.info, workers: n, transport: started.group.transport, tries: started.tries };
   $("build").textContent = `${started.info.build} (${started.info.threads} thread${started.info.threads === 1 ? "" : "s"})`;
   $("isolated").textContent = String(started.info.crossOriginIsolated);
   $("group").textContent = `${n} worker${n === 1 ? "" : "s"}, ${started.group.transport === "shared" ? "SharedArrayBuffer + Atomics" : "MessagePorts"}`;

@@ -32,10 +32,10 @@ if (!(Number.isInteger(options.workers) && options.workers >= 1 && options.worke
 
 const t0 = performance.now();
 const blob = mnistBlob();
-const workers = Array.from({ length: options.workers }, () => new Worker(new URL("./replica-node.mjs", import.meta.url), { workerData: { blob } }));
+const makeWorkers = () => Array.from({ length: options.workers }, () => new Worker(new URL("./replica-node.mjs", import.meta.url), { workerData: { blob } }));
 // One kernel thread per replica when there are several: the replicas are the parallelism.
 const threads = options.workers > 1 ? 1 : undefined;
-const { group, replicas, info } = await startReplicas(workers, (w) => wrap(nodeEndpoint(w)), { init: { threads }, transport: a.transport ?? "auto" });
+const { group, replicas, info } = await startReplicas(makeWorkers, (w) => wrap(nodeEndpoint(w)), { init: { threads }, transport: a.transport ?? "auto" });
 console.log(`batchnorm-wasm: ${info.build} (${info.threads} thread${info.threads === 1 ? "" : "s"}) in each of ${options.workers} worker${options.workers === 1 ? "" : "s"} (${group.transport} transport; ${availableParallelism()} cores)`);
 console.log(`784 -> ${DEFAULTS.hidden.join(" -> ")} -> 10, batch ${options.batch} (${Math.ceil(options.batch / options.workers)} per worker), SGD lr ${options.lr} momentum ${DEFAULTS.momentum}, seed ${options.seed}, ${options.steps} steps`);
 

@@ -18,6 +18,7 @@ import * as errors from "../engine/errors.js";
 import { StateError, WorkerError, type BatchNormError } from "../engine/errors.js";
 import { INIT_KEYS, isNode, type InitOptions, type InitResult } from "../engine/loader.js";
 import { checkOptionKeys, optionKeys } from "../engine/validate.js";
+import { startWithDeadlines } from "./start.js";
 import type { BatchNormOptions, StateDict } from "../layers/batchnorm.js";
 import type { NormKind, WorkerApi } from "./worker.js";
 import type { NormStateDict } from "../layers/norm-module.js";
@@ -49,25 +50,32 @@ export class WorkerHandle {
     this.#terminate = terminate;
   }
 
-  /** Starts a worker running `worker.js` and loads a wasm build in it. */
+  /**
+   * Starts a worker running `worker.js` and loads a wasm build in it; a worker that does
+   * not finish loading in time is ended and another started (start.ts says why).
+   */
   static async spawn(opts: InitOptions = {}): Promise<{ handle: WorkerHandle; info: InitResult }> {
     checkOptionKeys("worker spawn", opts, INIT_KEYS); // before a worker exists
-    let handle: WorkerHandle;
-    if (isNode) {
-      const { Worker } = await import("node:worker_threads");
-      const { default: nodeEndpoint } = await import("comlink/dist/esm/node-adapter.mjs");
-      const w = new Worker(new URL("./worker.js", import.meta.url));
-      handle = new WorkerHandle(wrap<WorkerApi>(nodeEndpoint(w)), () => void w.terminate());
-      w.on("error", (e) => handle.#die(`the worker crashed: ${e.message}`));
-      w.on("exit", (code) => handle.#die(`the worker exited (code ${code})`));
-    } else {
-      // Written in one piece, as bundlers (Vite, webpack) need to find and bundle the worker.
-      const w = new Worker(new URL("./worker.js", import.meta.url), { type: "module" });
-      handle = new WorkerHandle(wrap<WorkerApi>(w), () => w.terminate());
-      w.addEventListener("error", (e) => handle.#die(`the worker crashed: ${e.message}`));
-    }
-    const info = await handle.call((api) => api.init(opts));
-    return { handle, info };
+    const { Worker: NodeWorker } = isNode ? await import("node:worker_threads") : { Worker: undefined };
+    const { default: nodeEndpoint } = isNode ? await import("comlink/dist/esm/node-adapter.mjs") : { default: undefined };
+    return startWithDeadlines(() => {
+      let handle: WorkerHandle;
+      if (NodeWorker && nodeEndpoint) {
+        const w = new NodeWorker(new URL("./worker.js", import.meta.url));
+        handle = new WorkerHandle(wrap<WorkerApi>(nodeEndpoint(w)), () => void w.terminate());
+        w.on("error", (e) => handle.#die(`the worker crashed: ${e.message}`));
+        w.on("exit", (code) => handle.#die(`the worker exited (code ${code})`));
+      } else {
+        // Written in one piece, as bundlers (Vite, webpack) need to find and bundle the worker.
+        const w = new Worker(new URL("./worker.js", import.meta.url), { type: "module" });
+        handle = new WorkerHandle(wrap<WorkerApi>(w), () => w.terminate());
+        w.addEventListener("error", (e) => handle.#die(`the worker crashed: ${e.message}`));
+      }
+      return {
+        ready: handle.call((api) => api.init(opts)).then((info) => ({ handle, info })),
+        abandon: () => handle.terminate("the worker did not start in time"),
+      };
+    });
   }
 
   #die(reason: string): void {
