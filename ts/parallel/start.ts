@@ -13,6 +13,7 @@ import { WorkerError } from "../engine/errors.js";
 
 /** One try: a promise that resolves once the workers are ready, and how to give them up. */
 export interface StartAttempt<T> {
+  /** Resolves once this try's workers are ready (with what the caller keeps of them). */
   ready: Promise<T>;
   /** Ends this try's workers (it missed its deadline, or failed). */
   abandon(): void;
