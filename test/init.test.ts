@@ -1,4 +1,6 @@
 /** init(): picks the best build, is idempotent, and refuses to switch builds. */
+import { spawnSync } from "node:child_process";
+import { fileURLToPath } from "node:url";
 import { describe, expect, it } from "vitest";
 import { init, loaded, batchNormTrain, StateError, InvalidOptionError } from "../dist/index.js";
 
@@ -18,6 +20,16 @@ describe("init", () => {
     expect(await init()).toEqual(a);
     expect(loaded()).toEqual(a);
     await expect(init({ build: "scalar" })).rejects.toThrow(/already initialised with simd-threads/);
+  });
+  it("lets a Node process exit once the simd-threads pool is up and a kernel ran on it", () => {
+    // The idle pool's worker_threads must not keep the process alive: a script (or a
+    // benchmark: bench/norms.mjs hung so) that is done must end.
+    const script = fileURLToPath(new URL("./workers/init-and-exit.mjs", import.meta.url));
+    const r = spawnSync(process.execPath, [script], { timeout: 30_000, encoding: "utf8" });
+    expect(r.stderr).toBe("");
+    expect(r.stdout.trim()).toBe("done simd-threads 2");
+    expect(r.signal).toBeNull(); // not killed by the timeout
+    expect(r.status).toBe(0);
   });
 });
 

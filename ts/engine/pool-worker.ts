@@ -1,7 +1,8 @@
 /**
  * The `Worker` that wasm-bindgen-rayon gets while it starts the `simd-threads` pool (see
- * `startPool` in loader.ts): a stand-in that wraps a real worker (a browser `Worker`, or
- * {@link NodeWebWorker} in Node) so that a pool worker that fails cannot hang `init()`.
+ * `startPool` in loader.ts): a constructor that makes the real worker (a browser `Worker`,
+ * or {@link NodeWebWorker} in Node) and watches it, so that a pool worker that fails
+ * cannot hang `init()`.
  *
  * - **An error while a pool worker starts rejects `init()`** with {@link WorkerError}.
  *   wasm-bindgen-rayon waits for each pool worker's "ready" message and listens to
@@ -23,6 +24,7 @@ import { WorkerError } from "./errors.js";
 export interface PoolWorkerLike {
   postMessage(data: unknown): void;
   addEventListener(type: string, fn: (ev: { data?: unknown; message?: string }) => void): void;
+  removeEventListener(type: string, fn: (ev: { data?: unknown; message?: string }) => void): void;
   terminate(): void;
 }
 
@@ -35,7 +37,7 @@ const kept: PoolWorkerLike[] = [];
 /**
  * Starts pool workers on `Base`. `workerClass` is lent to wasm-bindgen-rayon for its
  * spawning call; `failed` rejects when a worker reports an error before the pool is up,
- * after which every worker of this start is terminated.
+ * after which every worker of this start is terminated. `settle()` stops listening.
  */
 export class PoolStart {
   readonly failed: Promise<never>;
@@ -43,38 +45,33 @@ export class PoolStart {
   #fail!: (e: WorkerError) => void;
   #settled = false;
   readonly #workers: PoolWorkerLike[] = [];
+  readonly #onError = (ev: { message?: string }) => this.#failWith(`a thread-pool worker failed to start: ${ev.message ?? "an error in its script"}`);
 
   constructor(Base: PoolWorkerClass) {
     this.failed = new Promise<never>((_, reject) => (this.#fail = reject));
     this.failed.catch(() => {}); // observed by the caller's race; never an unhandled rejection
     const start = this;
-    this.workerClass = class extends EventTarget {
-      readonly #inner: PoolWorkerLike;
-      constructor(url: URL | string, options?: { type?: string }) {
-        super();
-        const inner = (this.#inner = new Base(url, options));
-        kept.push(inner);
-        start.#workers.push(inner);
-        inner.addEventListener("message", (ev) => this.dispatchEvent(Object.assign(new Event("message"), { data: ev.data })));
-        inner.addEventListener("error", (ev) => start.#failWith(`a thread-pool worker failed to start: ${ev.message ?? "an error in its script"}`));
-      }
-      postMessage(data: unknown): void {
-        this.#inner.postMessage(data);
-      }
-      terminate(): void {
-        this.#inner.terminate();
-      }
+    // The real worker with an error listener (until settle()). Listeners are the real
+    // worker's own: a lasting listener of ours would keep a Node process alive (a
+    // worker_threads port with a message listener is ref'd).
+    this.workerClass = function PoolWorker(url: URL | string, options?: { type?: string }): PoolWorkerLike {
+      const w = new Base(url, options);
+      kept.push(w);
+      start.#workers.push(w);
+      w.addEventListener("error", start.#onError);
+      return w;
     } as unknown as PoolWorkerClass;
   }
 
-  /** The pool is up (or gave up): later errors are the pool's own business. */
+  /** The pool is up (or gave up): stop listening for errors. */
   settle(): void {
     this.#settled = true;
+    for (const w of this.#workers) w.removeEventListener("error", this.#onError);
   }
 
   #failWith(reason: string): void {
     if (this.#settled) return;
-    this.#settled = true;
+    this.settle();
     for (const w of this.#workers) w.terminate();
     this.#fail(new WorkerError(reason));
   }
