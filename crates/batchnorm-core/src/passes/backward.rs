@@ -232,14 +232,17 @@ fn accumulate_with<const G: u8>(dy: &[f32], x: &[f32], gate: &[f32], dims: Dims,
             sums.store(slot);
         }
     } else {
-        let block = rows_per_block(ch);
-        let blocks = dy.chunks(block * ch).zip(x.chunks(block * ch)).zip(gate.chunks(block * ch));
-        for ((d, v), g) in blocks {
-            let s = rows_sums::<G>(d, v, g, &[], mean, block);
-            for c in 0..ch {
-                state[GRAD_STATE * c + 19] += s.sum_dy[c];
-                state[GRAD_STATE * c + 20] += s.sum_dy_xmu[c];
-            }
+        // The piece's blocks continue the running f64 sums (slots 19, 20) block by block,
+        // the additions `grad_sums` makes on one thread; one call per piece, not per block.
+        let slot = |c: usize, k: usize| GRAD_STATE * c + k;
+        let mut sums = GradSums {
+            sum_dy: (0..ch).map(|c| state[slot(c, 19)]).collect(),
+            sum_dy_xmu: (0..ch).map(|c| state[slot(c, 20)]).collect(),
+        };
+        rows_sums_add::<G>(dy, x, gate, &[], mean, rows_per_block(ch), &mut sums);
+        for c in 0..ch {
+            state[slot(c, 19)] = sums.sum_dy[c];
+            state[slot(c, 20)] = sums.sum_dy_xmu[c];
         }
     }
 }
@@ -350,9 +353,17 @@ impl PlaneSums {
 }
 
 fn rows_sums<const G: u8>(dy: &[f32], x: &[f32], gate: &[f32], bits: &[u32], mean: &[f32], block_rows: usize) -> GradSums {
+    let mut out = GradSums::zeros(mean.len());
+    rows_sums_add::<G>(dy, x, gate, bits, mean, block_rows, &mut out);
+    out
+}
+
+/// Adds each block's f32 sums of channels-last rows to `out` (f64), block by block in
+/// order: [`rows_sums`] from zero, or a stream's running sums continued.
+#[allow(clippy::too_many_arguments)]
+fn rows_sums_add<const G: u8>(dy: &[f32], x: &[f32], gate: &[f32], bits: &[u32], mean: &[f32], block_rows: usize, out: &mut GradSums) {
     let ch = mean.len();
     let wpr = ch.div_ceil(32);
-    let mut out = GradSums::zeros(ch);
     let mut s_dy = vec![0f32; ch];
     let mut s_dxm = vec![0f32; ch];
     let blocks = dy.chunks(block_rows * ch).zip(x.chunks(block_rows * ch)).zip(gate.chunks(block_rows * ch));
@@ -372,7 +383,6 @@ fn rows_sums<const G: u8>(dy: &[f32], x: &[f32], gate: &[f32], bits: &[u32], mea
             out.sum_dy_xmu[c] += s_dxm[c] as f64;
         }
     }
-    out
 }
 
 #[inline]
