@@ -2,11 +2,12 @@
 // asks for, and redraws the chart (svg.js) from the worker's events a few times a second.
 // window.__cnn exposes the state to the end-to-end test (test/cnn-e2e.test.ts).
 import { proxy, wrap } from "comlink";
+import { startWithDeadlines } from "batchnorm-wasm";
 import { compareSvg, sweepSvg } from "./svg.js";
 
 const $ = (id) => document.getElementById(id);
 const state = (window.__cnn = { state: "loading", error: null, info: null, summary: null, svg: null });
-const worker = wrap(new Worker(new URL("./train-worker.js", import.meta.url), { type: "module" }));
+let worker; // the training worker's comlink proxy, once it has loaded batchnorm-wasm
 
 function fail(e) {
   state.state = "error";
@@ -65,7 +66,13 @@ async function run(kind) {
 }
 
 try {
-  state.info = await worker.init();
+  // A worker that has not loaded batchnorm-wasm by a deadline is ended and another started
+  // (Firefox can block a worker for good as it starts the simd-threads pool).
+  ({ worker, info: state.info } = await startWithDeadlines(() => {
+    const w = new Worker(new URL("./train-worker.js", import.meta.url), { type: "module" });
+    const api = wrap(w);
+    return { ready: api.init().then((info) => ({ worker: api, info })), abandon: () => w.terminate() };
+  }));
   const { build, threads, crossOriginIsolated } = state.info;
   $("info").textContent = `batchnorm-wasm in the worker: ${build}, ${threads} thread${threads === 1 ? "" : "s"}` +
     (crossOriginIsolated ? "" : " (page not cross-origin isolated: no threads)");
