@@ -251,9 +251,10 @@ async function importGlue(build: BuildName): Promise<unknown> {
 
 async function startPool(glue: Glue, n: number): Promise<void> {
   // wasm-bindgen-rayon spawns `new Worker(url, { type: "module" })` for each pool thread.
-  // It gets a stand-in (pool-worker.ts: an error while a pool worker starts rejects
-  // init() instead of leaving it pending) for exactly the spawning call. Node has no Web
-  // Worker, so there the stand-in wraps a worker_threads-backed one. A variable specifier
+  // For exactly the spawning call, `Worker` is a constructor that watches each worker it
+  // makes (pool-worker.ts: an error while a pool worker starts rejects init() instead of
+  // leaving it pending). Node has no Web Worker: there it makes worker_threads-backed
+  // ones (node-worker.ts). A variable specifier
   // keeps bundlers from pulling that Node-only module (it imports node:worker_threads)
   // into browser bundles; Node resolves it relative to this file.
   const shim = "./node-worker.js";

@@ -14,8 +14,8 @@
  *
  * What it cannot catch: Firefox (153 ESR, seen here about once in 20 page loads under
  * load) sometimes blocks the spawning thread inside `new Worker()` for good, so nothing
- * in that thread runs again. Only the thread that started it can tell; see
- * `WorkerHandle.spawn` (remote.ts), which gives `init()` a deadline and tries again.
+ * in that thread runs again. Only the thread that started it can tell: `startWithDeadlines`
+ * (parallel/start.ts) gives the worker's `init()` a deadline and starts a fresh worker.
  * @module
  */
 import { WorkerError } from "./errors.js";
