@@ -254,9 +254,9 @@ async function startPool(glue: Glue, n: number): Promise<void> {
   // For exactly the spawning call, `Worker` is a constructor that watches each worker it
   // makes (pool-worker.ts: an error while a pool worker starts rejects init() instead of
   // leaving it pending). Node has no Web Worker: there it makes worker_threads-backed
-  // ones (node-worker.ts). A variable specifier
-  // keeps bundlers from pulling that Node-only module (it imports node:worker_threads)
-  // into browser bundles; Node resolves it relative to this file.
+  // ones (node-worker.ts). A variable specifier keeps bundlers from pulling that
+  // Node-only module (it imports node:worker_threads) into browser bundles; Node
+  // resolves it relative to this file.
   const shim = "./node-worker.js";
   const Base = isNode
     ? ((await import(/* @vite-ignore */ /* webpackIgnore: true */ shim)) as typeof import("./node-worker.js")).NodeWebWorker

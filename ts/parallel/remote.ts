@@ -56,13 +56,14 @@ export class WorkerHandle {
    */
   static async spawn(opts: InitOptions = {}): Promise<{ handle: WorkerHandle; info: InitResult }> {
     checkOptionKeys("worker spawn", opts, INIT_KEYS); // before a worker exists
-    const { Worker: NodeWorker } = isNode ? await import("node:worker_threads") : { Worker: undefined };
-    const { default: nodeEndpoint } = isNode ? await import("comlink/dist/esm/node-adapter.mjs") : { default: undefined };
+    const node = isNode
+      ? { Worker: (await import("node:worker_threads")).Worker, endpoint: (await import("comlink/dist/esm/node-adapter.mjs")).default }
+      : undefined;
     return startWithDeadlines(() => {
       let handle: WorkerHandle;
-      if (NodeWorker && nodeEndpoint) {
-        const w = new NodeWorker(new URL("./worker.js", import.meta.url));
-        handle = new WorkerHandle(wrap<WorkerApi>(nodeEndpoint(w)), () => void w.terminate());
+      if (node) {
+        const w = new node.Worker(new URL("./worker.js", import.meta.url));
+        handle = new WorkerHandle(wrap<WorkerApi>(node.endpoint(w)), () => void w.terminate());
         w.on("error", (e) => handle.#die(`the worker crashed: ${e.message}`));
         w.on("exit", (code) => handle.#die(`the worker exited (code ${code})`));
       } else {
