@@ -177,6 +177,49 @@ describe.each(builds)("build %s", (build: BuildName) => {
     fc.assert(fc.property(caseArb(large), check), { numRuns: 4 });
   });
 
+  it.each([
+    [[2, 3, 37], "NCHW"], // planes of 37: the 16-wide body, the 4-wide rest and a scalar tail
+    [[5, 11], "NHWC"], // rows of 11 in pairs, an odd last row, channel tails
+    [[3, 4, 9], "NHWC"],
+  ] as const)("%j %s: ReLU of -0 is +0 and of NaN is NaN, as the unfused ReLU (fused kernels, every path)", (shape, layout) => {
+    // Eval mode with x = running mean and gamma < 0, beta = -0: (x - mean) * scale = -0,
+    // plus -0 is -0 before the ReLU. NaN inputs give NaN. Every third element is one of
+    // them; the rest are ordinary values of both signs.
+    const size = shape.reduce((a, b) => a * b, 1);
+    const C = channelOf(shape, layout).C;
+    const r = rng(11);
+    const rm = r.normals(C);
+    const rv = new Float32Array(C).fill(1);
+    const weight = new Float32Array(C).fill(-2);
+    const bias = new Float32Array(C).fill(-0);
+    const x = r.normals(size);
+    const outer = layout === "NCHW" ? shape[0] : size / C;
+    const inner = layout === "NCHW" ? size / (shape[0] * C) : 1;
+    for (let i = 0; i < size; i++) {
+      const c = Math.floor(i / inner) % C;
+      if (i % 3 === 0) x[i] = rm[c];
+      if (i % 7 === 1) x[i] = NaN;
+    }
+    expect(outer * C * inner).toBe(size);
+    const ev = { weight, bias, runningMean: rm, runningVar: rv, eps: 0, layout };
+    const pre = batchNormEvalOn(engine, x, shape, ev) as Float32Array;
+    expect(pre.some((v) => Object.is(v, -0)), "the data has -0 before the ReLU").toBe(true);
+    const want = Float32Array.from(pre, (v) => (Number.isNaN(v) ? NaN : v > 0 ? v : 0));
+    const mask = dirtyMask(reluMaskLength(shape, layout));
+    for (const got of [
+      batchNormEvalOn(engine, x, shape, { ...ev, activation: "relu" }) as Float32Array,
+      batchNormEvalOn(engine, x, shape, { ...ev, activation: "relu", outMask: mask }) as Float32Array,
+      // With a residual of -0: -0 + -0 is still -0 before the ReLU.
+      batchNormEvalOn(engine, x, shape, { ...ev, activation: "relu", z: new Float32Array(size).fill(-0) }) as Float32Array,
+    ]) {
+      for (let i = 0; i < size; i++) {
+        const ok = Number.isNaN(want[i]) ? Number.isNaN(got[i]) : Object.is(got[i], want[i]);
+        if (!ok) expect.fail(`y[${i}] = ${Object.is(got[i], -0) ? "-0" : got[i]}, want ${want[i]} (before the ReLU ${pre[i]})`);
+      }
+    }
+    expect(maskProblem(mask, want, shape, layout)).toBeNull();
+  });
+
   it("resident tensors (WasmTensor in and out) give the same bits as plain arrays", () => {
     const c: Case = { shape: [3, 5, 7, 9], layout: "NHWC", residual: true, affine: true, seed: 3 };
     const d = dataFor(c);
