@@ -216,3 +216,13 @@ pub fn q(s: &[f32]) -> &[f32; 4] {
 pub fn q_mut(s: &mut [f32]) -> &mut [f32; 4] {
     s.try_into().expect("chunk of 4")
 }
+
+/// A 16-element slice as its four quads, to store four results of an unrolled step
+/// (V8 does not unroll wasm loops: the hot loops do four vectors a step by hand).
+#[inline(always)]
+pub fn quads4_mut(s: &mut [f32]) -> [&mut [f32; 4]; 4] {
+    let (s01, s23) = s.split_at_mut(8);
+    let (s0, s1) = s01.split_at_mut(4);
+    let (s2, s3) = s23.split_at_mut(4);
+    [q_mut(s0), q_mut(s1), q_mut(s2), q_mut(s3)]
+}

@@ -25,7 +25,7 @@
 use crate::dims::Dims;
 use crate::parallel;
 use crate::passes::mask;
-use crate::simd::{q, q_mut, relu, where_pos, F32x4};
+use crate::simd::{q, q_mut, quads4_mut, relu, where_pos, F32x4};
 
 /// Subtract `shift_lo` after `shift`.
 const LO: u8 = 1;
@@ -246,15 +246,11 @@ fn plane<const F: u8>(src: Step, y: &mut [f32], shift: f32, lo: f32, scale: f32,
         // path runs it on an L2-resident window, where that shows in full).
         let body16 = n / 16 * 16;
         for (y16, x16) in y[..body16].chunks_exact_mut(16).zip(xs[..body16].chunks_exact(16)) {
-            let (y01, y23) = y16.split_at_mut(8);
-            let (y0, y1) = y01.split_at_mut(4);
-            let (y2, y3) = y23.split_at_mut(4);
             let x4 = [q(&x16[0..4]), q(&x16[4..8]), q(&x16[8..12]), q(&x16[12..16])];
             let r = x4.map(|v| lanes::<F>(v, v, v, s, l, a, b));
-            r[0].store(q_mut(y0));
-            r[1].store(q_mut(y1));
-            r[2].store(q_mut(y2));
-            r[3].store(q_mut(y3));
+            for (yv, r) in quads4_mut(y16).into_iter().zip(r) {
+                r.store(yv);
+            }
         }
         let mut yc = y[body16..].chunks_exact_mut(4);
         for (yv, xv) in (&mut yc).zip(xs[body16..].chunks_exact(4)) {

@@ -20,7 +20,7 @@ use crate::dims::Dims;
 use crate::moments::{outer_split, row_task_len, rows_per_block, split_task};
 use crate::parallel;
 use crate::passes::mask::{self, bit, quad_bits};
-use crate::simd::{q, q_mut, where_pos, F32x4};
+use crate::simd::{q, q_mut, quads4_mut, where_pos, F32x4};
 
 /// Where a fused ReLU passes the gradient.
 #[derive(Debug, Clone, Copy)]
@@ -526,31 +526,34 @@ fn dx_plane<const G: u8>(dy: &[f32], x: &[f32], gate: &[f32], words: &[u32], dx:
         let d = gate_quad::<G>(F32x4::load(q(d)), g, words, 4 * j);
         (d, d.mul(kv).add(F32x4::load(q(v)).sub(mv).mul(bv)).add(cv))
     };
-    let ins = dy.chunks_exact(4).zip(x.chunks_exact(4)).zip(gate.chunks_exact(4));
-    // Zipped exact chunks (no bounds checks); the dz variant is its own loop.
+    // Four vectors a step (V8 does not unroll wasm loops; see `affine::plane`), zipped
+    // exact chunks (no bounds checks); the dz variant is its own loop.
+    let body16 = n / 16 * 16;
+    let ins16 = dy[..body16].chunks_exact(16).zip(x[..body16].chunks_exact(16)).zip(gate[..body16].chunks_exact(16));
+    let step16 = |b16: usize, ((d, v), g): ((&[f32], &[f32]), &[f32])| [0, 4, 8, 12].map(|j| step(4 * b16 + j / 4, &d[j..j + 4], &v[j..j + 4], &g[j..j + 4]));
+    let ins4 = dy[body16..].chunks_exact(4).zip(x[body16..].chunks_exact(4)).zip(gate[body16..].chunks_exact(4));
     match dz.as_deref_mut() {
         Some(z) => {
-            for (j, ((o, zo), ((d, v), g))) in dx.chunks_exact_mut(4).zip(z.chunks_exact_mut(4)).zip(ins).enumerate() {
-                let (gd, r) = step(j, d, v, g);
+            for (b16, ((o, zo), i)) in dx[..body16].chunks_exact_mut(16).zip(z[..body16].chunks_exact_mut(16)).zip(ins16).enumerate() {
+                let r = step16(b16, i);
+                for ((o, zo), (gd, r)) in quads4_mut(o).into_iter().zip(quads4_mut(zo)).zip(r) {
+                    r.store(o);
+                    gd.store(zo);
+                }
+            }
+            for (j, ((o, zo), ((d, v), g))) in dx[body16..].chunks_exact_mut(4).zip(z[body16..].chunks_exact_mut(4)).zip(ins4).enumerate() {
+                let (gd, r) = step(body16 / 4 + j, d, v, g);
                 r.store(q_mut(o));
                 gd.store(q_mut(zo));
             }
         }
         None => {
-            // Four vectors a step (V8 does not unroll wasm loops; see `affine::plane`).
-            let body16 = n / 16 * 16;
-            let ins16 = dy[..body16].chunks_exact(16).zip(x[..body16].chunks_exact(16)).zip(gate[..body16].chunks_exact(16));
-            for (b16, (o, ((d, v), g))) in dx[..body16].chunks_exact_mut(16).zip(ins16).enumerate() {
-                let r = [0, 4, 8, 12].map(|j| step(4 * b16 + j / 4, &d[j..j + 4], &v[j..j + 4], &g[j..j + 4]).1);
-                let (o01, o23) = o.split_at_mut(8);
-                let (o0, o1) = o01.split_at_mut(4);
-                let (o2, o3) = o23.split_at_mut(4);
-                r[0].store(q_mut(o0));
-                r[1].store(q_mut(o1));
-                r[2].store(q_mut(o2));
-                r[3].store(q_mut(o3));
+            for (b16, (o, i)) in dx[..body16].chunks_exact_mut(16).zip(ins16).enumerate() {
+                let r = step16(b16, i);
+                for (o, (_, r)) in quads4_mut(o).into_iter().zip(r) {
+                    r.store(o);
+                }
             }
-            let ins4 = dy[body16..].chunks_exact(4).zip(x[body16..].chunks_exact(4)).zip(gate[body16..].chunks_exact(4));
             for (j, (o, ((d, v), g))) in dx[body16..].chunks_exact_mut(4).zip(ins4).enumerate() {
                 step(body16 / 4 + j, d, v, g).1.store(q_mut(o));
             }
