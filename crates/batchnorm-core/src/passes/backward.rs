@@ -371,12 +371,9 @@ fn rows_sums_add<const G: u8>(dy: &[f32], x: &[f32], gate: &[f32], bits: &[u32],
         s_dy.fill(0.0);
         s_dxm.fill(0.0);
         for (r, ((dr, xr), gr)) in db.chunks_exact(ch).zip(xb.chunks_exact(ch)).zip(gb.chunks_exact(ch)).enumerate() {
-            if G == BITS {
-                let w0 = (b * block_rows + r) * wpr;
-                row_sums_bits(&mut s_dy, &mut s_dxm, dr, xr, &bits[w0..w0 + wpr], mean);
-            } else {
-                row_sums_into::<G>(&mut s_dy, &mut s_dxm, dr, xr, gr, mean);
-            }
+            let w0 = (b * block_rows + r) * wpr;
+            let words = if G == BITS { &bits[w0..w0 + wpr] } else { &[] };
+            row_sums::<G>(&mut s_dy, &mut s_dxm, dr, xr, gr, words, mean);
         }
         for c in 0..ch {
             out.sum_dy[c] += s_dy[c] as f64;
@@ -385,43 +382,39 @@ fn rows_sums_add<const G: u8>(dy: &[f32], x: &[f32], gate: &[f32], bits: &[u32],
     }
 }
 
+/// Adds one channels-last row's `g` and `g * (x - mean)` to the per-channel f32 sums, `g` =
+/// `dy` gated as mode `G` says (by the output `gate`, or by the row's mask `words`).
+/// Channels go in blocks of 32 (one mask word) with the block's eight quads unrolled: one
+/// bounds check per array and one word load a block, not a quad (V8 does not unroll wasm
+/// loops; this pass on rows was compute-bound with the mask).
 #[inline]
-fn row_sums_into<const G: u8>(s_dy: &mut [f32], s_dxm: &mut [f32], dy: &[f32], x: &[f32], gate: &[f32], mean: &[f32]) {
+fn row_sums<const G: u8>(s_dy: &mut [f32], s_dxm: &mut [f32], dy: &[f32], x: &[f32], gate: &[f32], words: &[u32], mean: &[f32]) {
     let n = dy.len();
-    let (x, gate, mean) = (&x[..n], &gate[..n], &mean[..n]);
-    let accs = s_dy.chunks_exact_mut(4).zip(s_dxm.chunks_exact_mut(4));
-    let ins = dy.chunks_exact(4).zip(x.chunks_exact(4)).zip(gate.chunks_exact(4)).zip(mean.chunks_exact(4));
-    for ((a, b), (((d, v), g), m)) in accs.zip(ins) {
-        let (a, b) = (q_mut(a), q_mut(b));
-        let mut d = F32x4::load(q(d));
-        if G == OUT {
-            d = d.where_pos(F32x4::load(q(g)));
+    let (s_dy, s_dxm, x, gate, mean) = (&mut s_dy[..n], &mut s_dxm[..n], &x[..n], &gate[..n], &mean[..n]);
+    #[inline(always)]
+    fn quad<const G: u8>(a: &mut [f32; 4], b: &mut [f32; 4], d: &[f32; 4], v: &[f32; 4], g: &[f32; 4], m: &[f32; 4], bits: u32) {
+        let d = gate_bits::<G>(F32x4::load(d), g, bits);
+        F32x4::load(a).add(d).store(a);
+        F32x4::load(b).add(d.mul(F32x4::load(v).sub(F32x4::load(m)))).store(b);
+    }
+    let full = n / 32 * 32;
+    for base in (0..full).step_by(32) {
+        let r = base..base + 32;
+        let (a, b) = (&mut s_dy[r.clone()], &mut s_dxm[r.clone()]);
+        let (d, v, g, m) = (&dy[r.clone()], &x[r.clone()], &gate[r.clone()], &mean[r]);
+        let w = if G == BITS { words[base / 32] } else { 0 };
+        for j in 0..8 {
+            let i = 4 * j..4 * j + 4;
+            quad::<G>(q_mut(&mut a[i.clone()]), q_mut(&mut b[i.clone()]), q(&d[i.clone()]), q(&v[i.clone()]), q(&g[i.clone()]), q(&m[i]), w >> (4 * j));
         }
-        F32x4::load(a).add(d).store(a);
-        F32x4::load(b).add(d.mul(F32x4::load(q(v)).sub(F32x4::load(q(m))))).store(b);
+    }
+    for c in (full..n / 4 * 4).step_by(4) {
+        let i = c..c + 4;
+        let bits = if G == BITS { quad_bits(words, c) } else { 0 };
+        quad::<G>(q_mut(&mut s_dy[i.clone()]), q_mut(&mut s_dxm[i.clone()]), q(&dy[i.clone()]), q(&x[i.clone()]), q(&gate[i.clone()]), q(&mean[i]), bits);
     }
     for c in n / 4 * 4..n {
-        let d = if G == OUT { where_pos(dy[c], gate[c]) } else { dy[c] };
-        s_dy[c] += d;
-        s_dxm[c] += d * (x[c] - mean[c]);
-    }
-}
-
-/// [`row_sums_into`] gated by one row's mask words.
-#[inline]
-fn row_sums_bits(s_dy: &mut [f32], s_dxm: &mut [f32], dy: &[f32], x: &[f32], words: &[u32], mean: &[f32]) {
-    let n = dy.len();
-    let (x, mean) = (&x[..n], &mean[..n]);
-    let accs = s_dy.chunks_exact_mut(4).zip(s_dxm.chunks_exact_mut(4));
-    let ins = dy.chunks_exact(4).zip(x.chunks_exact(4)).zip(mean.chunks_exact(4));
-    for (j, ((a, b), ((d, v), m))) in accs.zip(ins).enumerate() {
-        let (a, b) = (q_mut(a), q_mut(b));
-        let d = F32x4::load(q(d)).keep_bits(quad_bits(words, 4 * j));
-        F32x4::load(a).add(d).store(a);
-        F32x4::load(b).add(d.mul(F32x4::load(q(v)).sub(F32x4::load(q(m))))).store(b);
-    }
-    for c in n / 4 * 4..n {
-        let d = if bit(words, c) { dy[c] } else { 0.0 };
+        let d = gate_one::<G>(dy[c], gate, words, c);
         s_dy[c] += d;
         s_dxm[c] += d * (x[c] - mean[c]);
     }
@@ -502,6 +495,17 @@ fn gate_quad<const G: u8>(d: F32x4, g: &[f32], words: &[u32], i: usize) -> F32x4
     match G {
         OUT => d.where_pos(F32x4::load(q(g))),
         BITS => d.keep_bits(quad_bits(words, i)),
+        _ => d,
+    }
+}
+
+/// [`gate_quad`] with the quad's four mask bits already taken from the word (`bits`, low
+/// four bits) and the output quad `g` (read only in mode OUT).
+#[inline(always)]
+fn gate_bits<const G: u8>(d: F32x4, g: &[f32; 4], bits: u32) -> F32x4 {
+    match G {
+        OUT => d.where_pos(F32x4::load(g)),
+        BITS => d.keep_bits(bits),
         _ => d,
     }
 }
