@@ -472,20 +472,95 @@ fn dx_apply_with<const G: u8>(
     let per_task = parallel::units_per_task(units, unit, par);
     parallel::for_each_chunk_mut2(dx, dz, per_task * unit, par, |t, out, mut dzs| {
         let first = t * per_task;
-        for (j, o) in out.chunks_mut(unit).enumerate() {
-            let s = (first + j) * unit;
-            let r = s..s + unit;
-            let dzu = dzs.as_deref_mut().map(|d| &mut d[j * unit..(j + 1) * unit]);
-            let words = if G == BITS { &bits[(first + j) * wpu..(first + j + 1) * wpu] } else { &[] };
-            if dims.is_planar() {
+        let words = |u: usize| if G == BITS { &bits[u * wpu..(u + 1) * wpu] } else { &[] };
+        if dims.is_planar() {
+            for (j, o) in out.chunks_mut(unit).enumerate() {
+                let r = (first + j) * unit..(first + j + 1) * unit;
+                let dzu = dzs.as_deref_mut().map(|d| &mut d[j * unit..(j + 1) * unit]);
                 let c = (first + j) % ch;
                 let one = Coef { k: &p.k[c..=c], mean: &p.mean[c..=c], b: &p.b[c..=c], c0: &p.c0[c..=c] };
-                dx_plane::<G>(&dy[r.clone()], &x[r.clone()], &gate[r], words, o, dzu, one);
-            } else {
-                dx_row::<G>(&dy[r.clone()], &x[r.clone()], &gate[r], words, o, dzu, p);
+                dx_plane::<G>(&dy[r.clone()], &x[r.clone()], &gate[r], words(first + j), o, dzu, one);
             }
+            return;
+        }
+        // Rows in pairs: each parameter load serves two rows (as the forward's `affine::row2`).
+        for (j2, o) in out.chunks_mut(2 * unit).enumerate() {
+            let (j, u) = (2 * j2, first + 2 * j2);
+            let r = u * unit..u * unit + o.len();
+            let dzp = dzs.as_deref_mut().map(|d| &mut d[j * unit..j * unit + o.len()]);
+            let (dyp, xp, gp) = (&dy[r.clone()], &x[r.clone()], &gate[r]);
+            if o.len() < 2 * unit {
+                dx_row::<G>(dyp, xp, gp, words(u), o, dzp, p);
+                continue;
+            }
+            let (o0, o1) = o.split_at_mut(unit);
+            let dz2 = dzp.map(|d| d.split_at_mut(unit));
+            dx_row2::<G>(dyp.split_at(unit), xp.split_at(unit), gp.split_at(unit), (words(u), words(u + 1)), (o0, o1), dz2, p);
         }
     });
+}
+
+/// Two channels-last rows of the dx pass at once, each pair of inputs `(row 0, row 1)`:
+/// the per-channel coefficients are loaded once for both (the rows' elements go through
+/// the same f32 operations as [`dx_row`], so the same bits).
+#[inline]
+#[allow(clippy::type_complexity)]
+fn dx_row2<const G: u8>(
+    dy: (&[f32], &[f32]),
+    x: (&[f32], &[f32]),
+    gate: (&[f32], &[f32]),
+    words: (&[u32], &[u32]),
+    dx: (&mut [f32], &mut [f32]),
+    dz: Option<(&mut [f32], &mut [f32])>,
+    p: Coef,
+) {
+    let n = p.k.len();
+    // Every slice as long as the coefficients, so the checks below fold into one.
+    let (d0, d1, x0, x1) = (&dy.0[..n], &dy.1[..n], &x.0[..n], &x.1[..n]);
+    let (g0, g1) = if G == OUT { (&gate.0[..n], &gate.1[..n]) } else { (x0, x1) };
+    let (o0, o1) = (&mut dx.0[..n], &mut dx.1[..n]);
+    let (k, mean, b, c0) = (&p.k[..n], &p.mean[..n], &p.b[..n], &p.c0[..n]);
+    let ld = |s: &[f32], c: usize| F32x4::load(q(&s[c..c + 4]));
+    let bits = |w: &[u32], c: usize| if G == BITS { quad_bits(w, c) } else { 0 };
+    // Both rows' gated dy and dx at channel `c`.
+    let quad = |c: usize| {
+        let (kk, m, bb, cc) = (ld(k, c), ld(mean, c), ld(b, c), ld(c0, c));
+        let e0 = gate_bits::<G>(ld(d0, c), q(&g0[c..c + 4]), bits(words.0, c));
+        let e1 = gate_bits::<G>(ld(d1, c), q(&g1[c..c + 4]), bits(words.1, c));
+        let r0 = e0.mul(kk).add(ld(x0, c).sub(m).mul(bb)).add(cc);
+        let r1 = e1.mul(kk).add(ld(x1, c).sub(m).mul(bb)).add(cc);
+        (e0, r0, e1, r1)
+    };
+    let body = n / 4 * 4;
+    let mut dz = dz.map(|(z0, z1)| (&mut z0[..n], &mut z1[..n]));
+    match dz.as_mut() {
+        Some((z0, z1)) => {
+            for c in (0..body).step_by(4) {
+                let (e0, r0, e1, r1) = quad(c);
+                r0.store(q_mut(&mut o0[c..c + 4]));
+                r1.store(q_mut(&mut o1[c..c + 4]));
+                e0.store(q_mut(&mut z0[c..c + 4]));
+                e1.store(q_mut(&mut z1[c..c + 4]));
+            }
+        }
+        None => {
+            for c in (0..body).step_by(4) {
+                let (_, r0, _, r1) = quad(c);
+                r0.store(q_mut(&mut o0[c..c + 4]));
+                r1.store(q_mut(&mut o1[c..c + 4]));
+            }
+        }
+    }
+    for c in body..n {
+        let e0 = gate_one::<G>(d0[c], g0, words.0, c);
+        let e1 = gate_one::<G>(d1[c], g1, words.1, c);
+        o0[c] = e0 * k[c] + (x0[c] - mean[c]) * b[c] + c0[c];
+        o1[c] = e1 * k[c] + (x1[c] - mean[c]) * b[c] + c0[c];
+        if let Some((z0, z1)) = dz.as_mut() {
+            z0[c] = e0;
+            z1[c] = e1;
+        }
+    }
 }
 
 /// `dy` gated as mode `G` says: by the output quad `g`, by the unit's mask bits of the quad
