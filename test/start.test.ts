@@ -1,12 +1,13 @@
 /**
  * startWithDeadlines (ts/parallel/start.ts): a try that stays silent past its deadline is
  * abandoned and a new one started; a failing try is abandoned and its error thrown (not
- * retried); when every try is late, WorkerError; a try that is ready in time is kept.
+ * retried); when every try is late, WorkerError; a try that is ready in time is kept; a
+ * bad list of deadlines is InvalidArgumentError before any try.
  * The Firefox case it exists for (a worker blocked inside `new Worker()`) is exercised by
  * test/mnist-e2e.test.ts, whose page starts its workers through it.
  */
 import { describe, expect, it } from "vitest";
-import { StateError, WorkerError } from "../ts/engine/errors.js";
+import { InvalidArgumentError, StateError, WorkerError } from "../ts/engine/errors.js";
 import { startWithDeadlines } from "../ts/parallel/start.js";
 
 /** Tries that behave as `plan` says, in order; records which were abandoned. */
@@ -49,5 +50,11 @@ describe("startWithDeadlines", () => {
     const t = tries(["silent", "silent"]);
     await expect(startWithDeadlines(t.attempt, [5, 5])).rejects.toThrow(WorkerError);
     expect(t.abandoned).toEqual([0, 1]);
+  });
+
+  it.each([[[]], [[0]], [[100, -1]], [[NaN]], [[Infinity]]])("rejects deadlines %j with InvalidArgumentError, starting no try", async (deadlines) => {
+    const t = tries(["ready"]);
+    await expect(startWithDeadlines(t.attempt, deadlines)).rejects.toThrow(InvalidArgumentError);
+    expect(t.made()).toBe(0);
   });
 });

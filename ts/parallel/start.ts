@@ -9,7 +9,7 @@
  * can notice, by a deadline, and start another. A fresh worker starts normally.
  * @module
  */
-import { WorkerError } from "../engine/errors.js";
+import { InvalidArgumentError, WorkerError } from "../engine/errors.js";
 
 /** One try: a promise that resolves once the workers are ready, and how to give them up. */
 export interface StartAttempt<T> {
@@ -26,7 +26,9 @@ export const START_DEADLINES_MS: readonly number[] = [10_000, 20_000, 40_000];
  * Runs `attempt()` and waits for its `ready`; a try that misses its deadline is abandoned
  * and a new one started, up to one try per deadline. A try that fails (its `ready`
  * rejects) is abandoned and its error thrown: errors are not retried, only silence is.
- * After the last deadline, rejects with {@link WorkerError}.
+ * After the last deadline, rejects with {@link WorkerError}. An empty list, or a deadline
+ * that is not a finite number > 0, rejects with {@link InvalidArgumentError} before any
+ * try starts.
  *
  * @example
  * // Start a worker that runs `await init()` (through comlink), in Firefox too:
@@ -37,7 +39,10 @@ export const START_DEADLINES_MS: readonly number[] = [10_000, 20_000, 40_000];
  * });
  */
 export async function startWithDeadlines<T>(attempt: () => StartAttempt<T>, deadlinesMs: readonly number[] = START_DEADLINES_MS): Promise<T> {
-  if (deadlinesMs.length === 0) throw new WorkerError("startWithDeadlines needs at least one deadline");
+  // A bad list is the caller's mistake, named before any worker is started.
+  if (deadlinesMs.length === 0 || !deadlinesMs.every((ms) => Number.isFinite(ms) && ms > 0)) {
+    throw new InvalidArgumentError(`startWithDeadlines needs one or more deadlines, each a finite number of ms > 0; got [${deadlinesMs.join(", ")}]`);
+  }
   for (const ms of deadlinesMs) {
     const a = attempt();
     let timer: ReturnType<typeof setTimeout> | undefined;
