@@ -5,7 +5,7 @@
 import { beforeAll, describe, expect, it } from "vitest";
 import fc from "fast-check";
 import {
-  createEngine, supportedBuilds, setParallelThreshold, parallelThreshold, batchNormTrainOn, batchNormEvalOn, batchNormBackwardOn, WasmTensor,
+  createEngine, supportedBuilds, setParallelThreshold, parallelThreshold, batchNormTrainOn, batchNormEvalOn, batchNormBackwardOn, WasmTensor, reluMaskLength,
   type Engine, type BuildName, type Layout, type Convention,
 } from "../dist/index.js";
 import { loadConformance } from "./conformance.js";
@@ -222,6 +222,74 @@ describe.each(builds)("build %s", (build: BuildName) => {
       expectClose("dx", dx.view, refBackward(dy.view, x.view, shape, layout, mean, invStd, weight).dx, 1e-4, 1e-3);
     } finally {
       for (const t of [x, dy, y, dx]) t.free();
+    }
+  });
+});
+
+describe("simd-threads runs plain-array eval in unshared memory", () => {
+  // V8 copies into and out of shared memory several times slower than unshared memory, so
+  // an eval whose tensors are all plain arrays runs on the engine's `simd` companion
+  // (Engine.unshared); results are the same bits as the threads build's own.
+  it("has a simd companion in unshared memory, and only simd-threads has one", async () => {
+    const t = await createEngine("simd-threads");
+    expect(t.unshared?.build).toBe("simd");
+    expect(t.unshared!.memory.buffer instanceof SharedArrayBuffer).toBe(false);
+    expect(t.memory.buffer instanceof SharedArrayBuffer).toBe(true);
+    for (const b of ["scalar", "simd"] as const) expect((await createEngine(b)).unshared).toBeUndefined();
+  });
+
+  it("routes a call to the companion only when no tensor-sized argument is resident", async () => {
+    const t = await createEngine("simd-threads");
+    const { engineForPlain } = await import("../dist/engine/staging.js");
+    const r = WasmTensor.alloc(8, t);
+    try {
+      expect(engineForPlain(t, [new Float32Array(8), undefined])).toBe(t.unshared);
+      expect(engineForPlain(t, [new Float32Array(8), r])).toBe(t);
+      const simd = await createEngine("simd");
+      expect(engineForPlain(simd, [new Float32Array(8)])).toBe(simd);
+    } finally {
+      r.free();
+    }
+  });
+
+  it.each([
+    [[3, 5, 181, 97], "NCHW"],
+    [[2, 97, 181, 5], "NHWC"],
+  ] as const)("%j %s: plain arrays (with resident parameters, ReLU, z and the mask) give the resident path's bits", async (shape, layout) => {
+    const t = await createEngine("simd-threads");
+    const size = shape.reduce((a, b) => a * b, 1);
+    const C = channelOf(shape, layout).C;
+    const r = rng(21);
+    const x = r.normals(size, 0.3, 2), z = r.normals(size);
+    const params = [r.normals(C, 1, 0.5), r.normals(C), r.normals(C), Float32Array.from(r.normals(C), (v) => 0.2 + Math.abs(v))];
+    const resident = [x, z, ...params].map((a) => WasmTensor.from(a, t));
+    const [X, Z, W, B, RM, RV] = resident;
+    const Y = WasmTensor.alloc(size, t);
+    try {
+      const opts = { layout, activation: "relu" as const };
+      batchNormEvalOn(t, X, shape, { ...opts, weight: W, bias: B, runningMean: RM, runningVar: RV, z: Z, out: Y });
+      const want = Y.toArray();
+      expect(want.some((v) => v > 0) && want.some((v) => v === 0)).toBe(true);
+      // Parameters resident in the threads engine's memory, data plain: the companion runs it.
+      const out = new Float32Array(size);
+      const mask = new Float32Array(reluMaskLength(shape, layout));
+      batchNormEvalOn(t, x, shape, { ...opts, weight: W, bias: B, runningMean: RM, runningVar: RV, z, out, outMask: mask });
+      expect(Buffer.from(out.buffer).equals(Buffer.from(want.buffer))).toBe(true);
+      // Plain parameters too, and a new output.
+      const y2 = batchNormEvalOn(t, x, shape, { ...opts, weight: params[0], bias: params[1], runningMean: params[2], runningVar: params[3], z }) as Float32Array;
+      expect(Buffer.from(y2.buffer, y2.byteOffset, y2.byteLength).equals(Buffer.from(want.buffer))).toBe(true);
+      // The mask's bits are y > 0.
+      const words = new Uint32Array(mask.buffer);
+      const unit = layout === "NCHW" ? size / (shape[0] * C) : C;
+      const wpu = Math.ceil(unit / 32);
+      for (let u = 0; u < size / unit; u += 7) {
+        for (let i = 0; i < unit; i++) {
+          const bit = (words[u * wpu + (i >> 5)] >>> (i & 31)) & 1;
+          if (bit !== (want[u * unit + i] > 0 ? 1 : 0)) expect.fail(`mask unit ${u} element ${i}`);
+        }
+      }
+    } finally {
+      for (const a of [...resident, Y]) a.free();
     }
   });
 });

@@ -12,6 +12,20 @@ import { allocF32 } from "./memory.js";
 import { WasmTensor } from "./tensor.js";
 import type { TensorLike } from "./validate.js";
 
+/**
+ * The engine to run an elementwise call on: `engine.unshared` (see {@link Engine}) when
+ * every tensor-sized argument in `data` is a plain array (or absent), else `engine`
+ * itself (a resident tensor must be read where it lives).
+ */
+export function engineForPlain(engine: Engine, data: readonly (TensorLike | undefined)[]): Engine {
+  return engine.unshared !== undefined && !data.some((t) => t instanceof WasmTensor) ? engine.unshared : engine;
+}
+
+/** A per-channel argument as something any engine can read: resident ones copied out. */
+export function portable(t: TensorLike | undefined): TensorLike | undefined {
+  return t instanceof WasmTensor ? t.toArray() : t;
+}
+
 export class Staging {
   readonly #scratch: Array<[number, number]> = [];
   readonly #copyBack: Array<() => void> = [];

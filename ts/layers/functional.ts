@@ -7,7 +7,7 @@
  * @module
  */
 import { getEngine, type Engine } from "../engine/loader.js";
-import { atChannel, Staging, STREAM_WINDOW, streamElementwise } from "../engine/staging.js";
+import { atChannel, engineForPlain, portable, Staging, STREAM_WINDOW, streamElementwise } from "../engine/staging.js";
 import { backwardStreamed, trainStreamed } from "./streamed.js";
 import { WasmTensor } from "../engine/tensor.js";
 import {
@@ -228,6 +228,11 @@ export function batchNormEvalOn(engine: Engine, x: TensorLike, shape: readonly n
   const evalInputs = { x, z: opts.z, weight: opts.weight, bias: opts.bias, runningMean: opts.runningMean, runningVar: opts.runningVar };
   checkNoAlias("out", opts.out, evalInputs);
   if (opts.outMask !== undefined) checkNoAlias("outMask", opts.outMask, { ...evalInputs, out: opts.out });
+  const unshared = engineForPlain(engine, [x, opts.z, opts.out, opts.outMask]);
+  if (unshared !== engine) {
+    const [weight, bias, runningMean, runningVar] = [opts.weight, opts.bias, opts.runningMean, opts.runningVar].map(portable);
+    return batchNormEvalOn(unshared, x, shape, { ...opts, weight, bias, runningMean: runningMean!, runningVar: runningVar! });
+  }
 
   const s = new Staging(engine);
   try {
