@@ -343,7 +343,8 @@ fn row2<const F: u8>(
     let (y0, y1) = (&mut y0[..ch], &mut y1[..ch]);
     let (lo, scale, offset) = (&lo[..ch], &scale[..ch], &offset[..ch]);
     let body = ch / 4 * 4;
-    for c in (0..body).step_by(4) {
+    // Both rows' results at channel `c`, stored; returned for the mask bits.
+    let quad = |c: usize, y0: &mut [f32], y1: &mut [f32]| {
         let (s, l) = (F32x4::load(q(&shift[c..c + 4])), F32x4::load(q(&lo[c..c + 4])));
         let (a, b) = (F32x4::load(q(&scale[c..c + 4])), F32x4::load(q(&offset[c..c + 4])));
         // The two rows step by step, interleaved, both stores last: wasm keeps loads and
@@ -371,12 +372,25 @@ fn row2<const F: u8>(
         }
         r0.store(q_mut(&mut y0[c..c + 4]));
         r1.store(q_mut(&mut y1[c..c + 4]));
+        (r0, r1)
+    };
+    // With the mask: whole words first, a word's eight quads unrolled (constant shifts,
+    // one store per word), then the rest quad by quad.
+    let words = if F & MASK != 0 { ch / 32 } else { 0 };
+    for k in 0..words {
+        let (mut m0, mut m1) = (0u32, 0u32);
+        for j in 0..8 {
+            let (r0, r1) = quad(32 * k + 4 * j, y0, y1);
+            m0 |= r0.pos_bits() << (4 * j);
+            m1 |= r1.pos_bits() << (4 * j);
+        }
+        (w0[k], w1[k]) = (m0, m1);
+    }
+    for c in (32 * words..body).step_by(4) {
+        let (r0, r1) = quad(c, y0, y1);
         if F & MASK != 0 {
             b0 |= r0.pos_bits() << (c & 31);
             b1 |= r1.pos_bits() << (c & 31);
-            if c & 31 == 28 {
-                (w0[c >> 5], w1[c >> 5], b0, b1) = (b0, b1, 0, 0);
-            }
         }
     }
     for c in body..shift.len() {
