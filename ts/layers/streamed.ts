@@ -83,7 +83,8 @@ export function trainStreamed(
 /**
  * Whether the one-call reductions (`moments`, `grad_sums`) run on the thread pool for
  * `size` elements (the threads build above its parallel threshold): then their partial
- * results merge in a thread-dependent order that a streamed reduction does not reproduce.
+ * results merge per task (tasks sized by the pool's thread count), an association that a
+ * streamed reduction does not reproduce bit for bit.
  */
 function reducesInParallel(engine: Engine, size: number): boolean {
   return engine.threads > 1 && size >= engine.glue.min_parallel_elems();
@@ -151,7 +152,7 @@ export function backwardStreamed(
     sm = streamedGradSums(s, dy, x, o.y, meanP, d);
     [dyP, xP, yP] = [dy, x, o.y];
   } else {
-    // Whole copies (unless resident): the pooled grad_sums merges in a thread-dependent order.
+    // Whole copies (unless resident): the pooled grad_sums merges per task, not per window.
     [dyP, xP] = [s.input(dy), s.input(x)];
     yP = s.input(o.y);
     const sums = s.outputF64(2 * C);
