@@ -392,13 +392,17 @@ describe("a module with activation: \"relu\" in a worker", () => {
 });
 
 describe("SyncBatchNorm and the fused activation", () => {
-  it("rejects activation (not supported there) instead of dropping the ReLU", async () => {
+  // Its results against BatchNorm on the whole batch: test/sync-batchnorm.test.ts.
+  it("keeps a converted BatchNorm's ReLU, and rejects an unknown activation as BatchNorm does", async () => {
     const { SyncBatchNorm, BatchNorm2d, InvalidOptionError: IOE } = await import("../dist/index.js");
     const engine = await createEngine("simd");
     using bn = new BatchNorm2d(3, { activation: "relu", engine });
-    const comm = {} as never; // never reached: both reject before using the group
-    expect(() => SyncBatchNorm.from(bn, comm)).toThrow(IOE);
-    expect(() => new SyncBatchNorm(3, comm, { activation: "relu" } as never)).toThrow(IOE);
+    const comm = {} as never; // never reached: nothing here uses the group
+    using sync = SyncBatchNorm.from(bn, comm);
+    expect(sync.activation).toBe("relu");
+    using plain = new SyncBatchNorm(3, comm, { engine });
+    expect(plain.activation).toBe("none");
+    expect(() => new SyncBatchNorm(3, comm, { activation: "gelu" } as never)).toThrow(IOE);
   });
 });
 

@@ -2,7 +2,8 @@
  * SyncBatchNorm on 1-4 ranks (Node worker_threads) against single-process BatchNorm on
  * the concatenated batch: outputs, dx, summed dWeight/dBias, running statistics (the
  * same bits on every rank), num_batches_tracked; several steps, uneven shards, both
- * layouts, both conventions, momentum null, large means; eval mode; both transports.
+ * layouts, both conventions, momentum null, large means, the fused ReLU with and without
+ * a residual (its gradient too); eval mode; both transports.
  */
 import { afterEach, beforeAll, describe, expect, it } from "vitest";
 import { init, BatchNorm, SyncBatchNorm, InvalidOptionError, type Communicator, type Layout } from "../dist/index.js";
@@ -31,13 +32,17 @@ interface Case {
   name: string;
   shape: number[];
   layout: Layout;
-  opts: { momentum?: number | null; convention?: "pytorch" | "onnx"; eps?: number };
+  opts: { momentum?: number | null; convention?: "pytorch" | "onnx"; eps?: number; activation?: "relu" };
+  /** A residual input `z` in every forward (its gradient compared too). */
+  residual?: boolean;
 }
 
 const CASES: Case[] = [
   { name: "NCHW, momentum null", shape: [7, 3, 5, 4], layout: "NCHW", opts: { momentum: null } },
   { name: "NHWC, momentum 0.1", shape: [7, 3, 2, 5], layout: "NHWC", opts: { momentum: 0.1 } },
   { name: "(N, C), onnx convention", shape: [9, 4], layout: "NCHW", opts: { convention: "onnx", eps: 1e-3 } },
+  { name: "NCHW, fused ReLU and residual", shape: [7, 3, 5, 4], layout: "NCHW", opts: { activation: "relu" }, residual: true },
+  { name: "NHWC, fused ReLU", shape: [7, 3, 2, 37], layout: "NHWC", opts: { activation: "relu" } },
 ];
 
 async function compare(s: Started, c: Case, steps = 3) {
@@ -63,10 +68,16 @@ async function compare(s: Started, c: Case, steps = 3) {
     const r = rng(1000 * k + step);
     const x = r.normals(size, step * 300, 1 + step); // means up to 600: large against the spread
     const dy = r.normals(size);
-    const ys = await Promise.all(s.ranks.map((rk, i) => rk.bnForward(slice(x, i), shapeOf(i))));
-    expectClose(`${c.name} step ${step} y`, concat(ys), single.forward(x, c.shape) as Float32Array, 1e-5, 1e-5);
+    const z = c.residual ? r.normals(size) : undefined;
+    const ys = await Promise.all(s.ranks.map((rk, i) => rk.bnForward(slice(x, i), shapeOf(i), z && slice(z, i))));
+    const want = single.forward(x, c.shape, { z }) as Float32Array;
+    expectClose(`${c.name} step ${step} y`, concat(ys), want, 1e-5, 1e-5);
+    if (c.opts.activation) expect(want.some((v) => v === 0) && want.some((v) => v > 0), "the ReLU clips some outputs").toBe(true);
     const dxs = await Promise.all(s.ranks.map((rk, i) => rk.bnBackward(slice(dy, i))));
     expectClose(`${c.name} step ${step} dx`, concat(dxs), single.backward(dy) as Float32Array, 1e-5, 1e-4);
+    const dzs = await Promise.all(s.ranks.map((rk) => rk.bnResidualGrad()));
+    if (c.residual) expectClose(`${c.name} step ${step} dz`, concat(dzs as Float32Array[]), single.residualGrad as Float32Array, 0, 0);
+    else expect(dzs.every((d) => d === undefined)).toBe(true);
   }
   const states = await Promise.all(s.ranks.map((r) => r.bnState()));
   for (const st of states) {
@@ -89,8 +100,9 @@ async function compare(s: Started, c: Case, steps = 3) {
   single.eval();
   await Promise.all(s.ranks.map((r) => r.bnTrain(false)));
   const x = rng(77).normals(size, 300, 2);
-  const ys = await Promise.all(s.ranks.map((rk, i) => rk.bnForward(slice(x, i), shapeOf(i))));
-  expectClose(`${c.name} eval y`, concat(ys), single.forward(x, c.shape) as Float32Array, 1e-5, 1e-5);
+  const z = c.residual ? rng(78).normals(size) : undefined;
+  const ys = await Promise.all(s.ranks.map((rk, i) => rk.bnForward(slice(x, i), shapeOf(i), z && slice(z, i))));
+  expectClose(`${c.name} eval y`, concat(ys), single.forward(x, c.shape, { z }) as Float32Array, 1e-5, 1e-5);
 }
 
 describe.each([1, 2, 3, 4])("SyncBatchNorm on %i rank(s) (shared memory)", (n) => {

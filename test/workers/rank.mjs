@@ -46,8 +46,9 @@ Object.assign(api, {
     local.dispose();
   },
   bnTrain: (mode) => void bn.train(mode),
-  bnForward: (x, shape) => bn.forward(x, shape),
+  bnForward: (x, shape, z) => bn.forward(x, shape, z ? { z } : {}),
   bnBackward: (dy) => bn.backward(dy),
+  bnResidualGrad: () => bn.residualGrad,
   bnState: () => ({ sd: bn.stateDict(), weightGrad: bn.weightGrad?.toArray(), biasGrad: bn.biasGrad?.toArray() }),
   async bnOutcome(x, shape) {
     try {

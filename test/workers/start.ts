@@ -33,8 +33,10 @@ export interface RankApi {
   bucketed(kind: "reduce" | "broadcast", sizes: number[], seed: number, opts: object): Promise<Float32Array[]>;
   bnCreate(numFeatures: number, opts: object, weight?: Float32Array, bias?: Float32Array): Promise<void>;
   bnTrain(mode: boolean): Promise<void>;
-  bnForward(x: Float32Array, shape: number[]): Promise<Float32Array>;
+  bnForward(x: Float32Array, shape: number[], z?: Float32Array): Promise<Float32Array>;
   bnBackward(dy: Float32Array): Promise<Float32Array>;
+  /** The layer's residualGrad after the last backward. */
+  bnResidualGrad(): Promise<Float32Array | undefined>;
   bnState(): Promise<{ sd: StateDict; weightGrad?: Float32Array; biasGrad?: Float32Array }>;
   bnOutcome(x: Float32Array, shape: number[]): Promise<Outcome>;
 }

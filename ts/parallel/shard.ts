@@ -11,6 +11,7 @@
 import type { Engine } from "../engine/loader.js";
 import { Staging } from "../engine/staging.js";
 import { dimsOf, type Convention, type Layout, type TensorLike } from "../engine/validate.js";
+import { maskLengthOf } from "../layers/relu-mask.js";
 
 /** Per-channel count, mean and M2 (sum of squared deviations) of a shard. */
 export interface ShardMoments {
@@ -53,16 +54,28 @@ export function mergeMoments(parts: readonly ShardMoments[]): ShardMoments {
   return acc;
 }
 
-/** `y = (x - mean) * invStd * weight + bias` with global statistics (f64 mean). */
+/**
+ * `y = (x - mean) * invStd * weight + bias` with global statistics (f64 mean); with
+ * `relu`, `y = relu(that + z)` (`z` optional), writing the ReLU's bit mask to `outMask`
+ * when given (`reluMaskLength` elements), as the fused forward does.
+ */
 export function shardNormalize(
   engine: Engine, x: TensorLike, shape: readonly number[], layout: Layout,
-  p: { weight?: TensorLike; bias?: TensorLike; mean: Float64Array; invStd: Float32Array; out?: TensorLike },
+  p: {
+    weight?: TensorLike; bias?: TensorLike; mean: Float64Array; invStd: Float32Array; out?: TensorLike;
+    relu?: boolean; z?: TensorLike; outMask?: TensorLike;
+  },
 ) {
   const d = dimsOf(shape, layout);
   const s = new Staging(engine);
   try {
     const y = s.output(d.size, p.out);
-    engine.glue.normalize_f64_mean(s.input(x), y.ptr, d.outer, d.channels, d.inner, s.input(p.weight), s.input(p.bias), s.inputF64(p.mean), s.input(p.invStd));
+    const mask = p.outMask === undefined ? undefined : s.output(maskLengthOf(d), p.outMask);
+    engine.glue.normalize_f64_mean(
+      s.input(x), y.ptr, d.outer, d.channels, d.inner, s.input(p.weight), s.input(p.bias), s.inputF64(p.mean), s.input(p.invStd),
+      p.relu ?? false, s.input(p.z), mask?.ptr ?? 0,
+    );
+    mask?.result();
     return y.result();
   } finally {
     s.release();
@@ -77,13 +90,18 @@ export interface ShardGradSums {
   sumDyXmu: Float64Array;
 }
 
-/** The {@link ShardGradSums} of one shard, computed by the kernels in f64. */
-export function shardGradSums(engine: Engine, dy: TensorLike, x: TensorLike, shape: readonly number[], layout: Layout, mean: Float32Array): ShardGradSums {
+/**
+ * The {@link ShardGradSums} of one shard, computed by the kernels in f64; through a fused
+ * ReLU when `mask` (the forward's bit mask) is given.
+ */
+export function shardGradSums(
+  engine: Engine, dy: TensorLike, x: TensorLike, shape: readonly number[], layout: Layout, mean: Float32Array, mask?: TensorLike,
+): ShardGradSums {
   const d = dimsOf(shape, layout);
   const s = new Staging(engine);
   try {
     const out = s.outputF64(2 * d.channels);
-    engine.glue.grad_sums(s.input(dy), s.input(x), d.outer, d.channels, d.inner, s.input(mean), out.ptr);
+    engine.glue.grad_sums(s.input(dy), s.input(x), d.outer, d.channels, d.inner, s.input(mean), out.ptr, 0, s.input(mask));
     const r = out.result();
     return { sumDy: r.slice(0, d.channels), sumDyXmu: r.slice(d.channels) };
   } finally {
@@ -104,22 +122,28 @@ export function addGradSums(parts: readonly ShardGradSums[]): ShardGradSums {
   return acc;
 }
 
-/** `dx` of a shard from the global sums over `count` values per channel. */
+/**
+ * `dx` of a shard from the global sums over `count` values per channel; through a fused
+ * ReLU when `mask` is given, then also writing the ReLU's gradient (the residual's `dz`)
+ * to `outZ` when given.
+ */
 export function shardBackwardApply(
   engine: Engine, dy: TensorLike, x: TensorLike, shape: readonly number[], layout: Layout,
-  p: { weight?: TensorLike; mean: Float32Array; invStd: Float32Array; sums: ShardGradSums; count: number; out?: TensorLike },
+  p: { weight?: TensorLike; mean: Float32Array; invStd: Float32Array; sums: ShardGradSums; count: number; out?: TensorLike; mask?: TensorLike; outZ?: TensorLike },
 ) {
   const d = dimsOf(shape, layout);
   const s = new Staging(engine);
   try {
     const dx = s.output(d.size, p.out);
+    const dz = p.outZ === undefined ? undefined : s.output(d.size, p.outZ);
     const sums = new Float64Array(2 * d.channels);
     sums.set(p.sums.sumDy);
     sums.set(p.sums.sumDyXmu, d.channels);
     engine.glue.backward_apply(
       s.input(dy), s.input(x), dx.ptr, d.outer, d.channels, d.inner,
-      s.input(p.weight), s.input(p.mean), s.input(p.invStd), s.inputF64(sums), p.count,
+      s.input(p.weight), s.input(p.mean), s.input(p.invStd), s.inputF64(sums), p.count, 0, dz?.ptr ?? 0, s.input(p.mask),
     );
+    dz?.result();
     return dx.result();
   } finally {
     s.release();

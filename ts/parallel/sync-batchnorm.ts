@@ -9,7 +9,9 @@
  * - backward: `sum(dy)` and `sum(dy * (x - mean))` are all-reduced, so `dx` is the
  *   whole batch's; `weightGrad`/`biasGrad` get this rank's share (as PyTorch: the
  *   gradient all-reduce of data-parallel training adds them up, see `allReduceGradients`);
- * - eval: no collective, the running statistics (as PyTorch).
+ * - eval: no collective, the running statistics (as PyTorch);
+ * - `activation: "relu"` (and a residual `z` in `forward`) fuse as on `BatchNorm`: the
+ *   normalise pass writes the ReLU's bit mask, and both backward passes read it.
  *
  * Forward and backward are async (they wait for the other ranks). Parameters, running
  * statistics and gradients are {@link WasmTensor}s, as on `BatchNorm`.
@@ -20,16 +22,26 @@ import type { Engine } from "../engine/loader.js";
 import { WasmTensor } from "../engine/tensor.js";
 import { checkData, checkEps, checkOptionKeys, dimsOf, optionKeys, type TensorLike } from "../engine/validate.js";
 import { BatchNorm, type BatchNormOptions, type StateDict } from "../layers/batchnorm.js";
+import type { Activation } from "../layers/functional.js";
+import { maskLengthOf } from "../layers/relu-mask.js";
 import { stepMomentum, type LayerConfig } from "../layers/options.js";
 import type { Communicator } from "./communicator.js";
 import { invStdOf, mergeMoments, shardBackwardApply, shardGradSums, shardMoments, shardNormalize, updateRunning, type ShardMoments } from "./shard.js";
 
-/** SyncBatchNorm has no fused activation and no renorm (yet): `activation` and `renorm` are unknown options here. */
-type SyncBatchNormOptions = Omit<BatchNormOptions, "activation" | "renorm">;
+/** `BatchNorm`'s options, fused activation included; no renorm (yet): `renorm` is an unknown option here. */
+type SyncBatchNormOptions = Omit<BatchNormOptions, "renorm">;
 
 const OPTION_KEYS = optionKeys<SyncBatchNormOptions>({
-  eps: true, momentum: true, affine: true, trackRunningStats: true, layout: true, convention: true, engine: true,
+  eps: true, momentum: true, affine: true, trackRunningStats: true, layout: true, convention: true, engine: true, activation: true,
 });
+
+/** Options of {@link SyncBatchNorm.forward}. */
+export interface SyncForwardOptions {
+  /** Residual input added before the activation: `y = act(BN(x) + z)`; `backward` then also gives its gradient ({@link SyncBatchNorm.residualGrad}). */
+  z?: TensorLike;
+}
+
+const FORWARD_KEYS = optionKeys<SyncForwardOptions>({ z: true });
 
 /** What backward needs from a synchronised forward. */
 interface Saved {
@@ -39,6 +51,10 @@ interface Saved {
   invStd: Float32Array;
   /** Values per channel over all ranks. */
   count: number;
+  /** The fused ReLU's bit mask (module-owned), when the layer has one. */
+  mask?: WasmTensor;
+  /** Whether the forward had a residual `z`. */
+  residual: boolean;
 }
 
 /**
@@ -56,8 +72,11 @@ export class SyncBatchNorm {
   readonly #bn: BatchNorm;
   readonly #config: LayerConfig;
   #input?: WasmTensor;
+  /** The fused ReLU's mask of the last synchronised forward (module-owned). */
+  #mask?: WasmTensor;
   /** Set by a synchronised forward; undefined after a local (eval) one. */
   #saved?: Saved;
+  #residualGrad?: Float32Array;
 
   /**
    * @param comm this rank's communicator (`await joinProcessGroup()`)
@@ -82,14 +101,10 @@ export class SyncBatchNorm {
    * as it is (dispose it if it is no longer needed).
    */
   static from(bn: BatchNorm, comm: Communicator): SyncBatchNorm {
-    if (bn.activation !== "none") {
-      // Converting would drop the ReLU silently.
-      throw new InvalidOptionError(`SyncBatchNorm has no fused activation; this BatchNorm has activation "${bn.activation}"`);
-    }
     if (bn.renorm !== undefined) throw new InvalidOptionError("SyncBatchNorm has no Batch Renormalization; this BatchNorm has renorm");
     const s = new SyncBatchNorm(bn.numFeatures, comm, {
       eps: bn.eps, momentum: bn.momentum, affine: bn.affine, trackRunningStats: bn.trackRunningStats,
-      layout: bn.layout, convention: bn.convention, engine: bn.engine,
+      layout: bn.layout, convention: bn.convention, engine: bn.engine, activation: bn.activation,
     });
     s.loadStateDict(bn.stateDict());
     s.train(bn.training);
@@ -112,6 +127,10 @@ export class SyncBatchNorm {
   get convention(): LayerConfig["convention"] { return this.#config.convention; }
   /** The wasm build this layer runs on. */
   get engine(): Engine { return this.#bn.engine; }
+  /** The fused activation (`"none"` or `"relu"`). */
+  get activation(): Activation { return this.#bn.activation; }
+  /** The residual's gradient from the last `backward` after a forward with `z` (as `BatchNorm.residualGrad`). */
+  get residualGrad(): Float32Array | undefined { return this.#residualGrad; }
   /** Training mode (synchronised statistics) or eval mode. */
   get training(): boolean { return this.#bn.training; }
   /** Training forward passes seen (the same on every rank). */
@@ -141,14 +160,17 @@ export class SyncBatchNorm {
   }
 
   /**
-   * Normalises this rank's slice `x` of the batch. In training mode every rank of the
-   * group must call it (with its own slice; any number of rows, the same channels).
+   * Normalises this rank's slice `x` of the batch (then adds `z` and applies the fused
+   * activation). In training mode every rank of the group must call it (with its own
+   * slice; any number of rows, the same channels).
    */
-  async forward(x: TensorLike, shape: readonly number[]): Promise<Float32Array> {
+  async forward(x: TensorLike, shape: readonly number[], opts: SyncForwardOptions = {}): Promise<Float32Array> {
+    checkOptionKeys("forward", opts, FORWARD_KEYS);
     const bn = this.#bn;
     if (!bn.training) {
       this.#saved = undefined;
-      const y = bn.forward(x, shape);
+      this.#residualGrad = undefined;
+      const y = bn.forward(x, shape, { z: opts.z });
       return y instanceof WasmTensor ? y.toArray() : y;
     }
     if (bn.disposed) throw new StateError("this SyncBatchNorm was disposed");
@@ -158,6 +180,7 @@ export class SyncBatchNorm {
       throw new ChannelMismatchError(`input has ${dims.channels} channels but the module has numFeatures = ${this.numFeatures}`);
     }
     checkData("x", x, shape, dims);
+    if (opts.z !== undefined) checkData("z", opts.z, shape, dims);
     checkEps(this.eps, true);
     const engine = this.engine;
     const C = this.numFeatures;
@@ -175,13 +198,27 @@ export class SyncBatchNorm {
     }
     const invStd = invStdOf(merged, this.eps);
     const xs = this.#keep(x);
-    const y = shardNormalize(engine, xs, shape, this.layout, { weight: bn.weight, bias: bn.bias, mean: merged.mean, invStd }) as Float32Array;
+    const relu = this.activation === "relu";
+    const mask = relu ? this.#keptMask(maskLengthOf(dims)) : undefined;
+    const y = shardNormalize(engine, xs, shape, this.layout, {
+      weight: bn.weight, bias: bn.bias, mean: merged.mean, invStd, relu, z: opts.z, outMask: mask,
+    }) as Float32Array;
     if (this.trackRunningStats) {
       updateRunning(engine, bn.runningMean!, bn.runningVar!, merged, stepMomentum(this.#config, bn.numBatchesTracked), this.convention);
       bn.numBatchesTracked += 1;
     }
-    this.#saved = { x: xs, shape: [...shape], mean: Float32Array.from(merged.mean), invStd, count: merged.count };
+    this.#saved = { x: xs, shape: [...shape], mean: Float32Array.from(merged.mean), invStd, count: merged.count, mask, residual: opts.z !== undefined };
+    this.#residualGrad = undefined;
     return y;
+  }
+
+  /** Module-owned memory for the fused ReLU's mask of `size` elements. */
+  #keptMask(size: number): WasmTensor {
+    if (!this.#mask || this.#mask.length !== size) {
+      this.#mask?.free();
+      this.#mask = WasmTensor.alloc(size, this.engine);
+    }
+    return this.#mask;
   }
 
   /** The input as a resident tensor (a module-owned copy of a Float32Array). */
@@ -204,6 +241,8 @@ export class SyncBatchNorm {
     const s = this.#saved;
     if (!s) {
       const dx = this.#bn.backward(dy);
+      const dz = this.#bn.residualGrad;
+      this.#residualGrad = dz instanceof WasmTensor ? dz.toArray() : dz;
       return dx instanceof WasmTensor ? dx.toArray() : dx;
     }
     if (this.#bn.disposed) throw new StateError("this SyncBatchNorm was disposed");
@@ -211,15 +250,19 @@ export class SyncBatchNorm {
     checkData("dy", dy, s.shape, dimsOf(s.shape, this.layout));
     const engine = this.engine;
     const C = this.numFeatures;
-    const local = shardGradSums(engine, dy, s.x, s.shape, this.layout, s.mean);
+    const local = shardGradSums(engine, dy, s.x, s.shape, this.layout, s.mean, s.mask);
     const total = new Float64Array(2 * C);
     total.set(local.sumDy);
     total.set(local.sumDyXmu, C);
     await this.comm.allReduce(total);
     const sums = { sumDy: total.subarray(0, C), sumDyXmu: total.subarray(C) };
+    // The residual's gradient: the ReLU's gradient, written by the dx pass (without a
+    // ReLU it is dy itself).
+    const dz = s.residual && s.mask ? new Float32Array(dy.length) : undefined;
     const dx = shardBackwardApply(engine, dy, s.x, s.shape, this.layout, {
-      weight: this.#bn.weight, mean: s.mean, invStd: s.invStd, sums, count: s.count,
+      weight: this.#bn.weight, mean: s.mean, invStd: s.invStd, sums, count: s.count, mask: s.mask, outZ: dz,
     }) as Float32Array;
+    this.#residualGrad = s.residual ? (dz ?? (dy instanceof WasmTensor ? dy.toArray() : dy.slice())) : undefined;
     if (this.affine) {
       const wg = this.#bn.weightGrad!.view;
       const bg = this.#bn.biasGrad!.view;
@@ -250,6 +293,8 @@ export class SyncBatchNorm {
   dispose(): void {
     this.#input?.free();
     this.#input = undefined;
+    this.#mask?.free();
+    this.#mask = undefined;
     this.#saved = undefined;
     this.#bn.dispose();
   }
