@@ -186,7 +186,8 @@ export function softmaxCrossEntropy(logits, labels, n, k, denom = n, out = undef
 }
 
 /**
- * An MLP: 784 -> [Dense -> (BN) -> ReLU] per hidden size -> Dense -> 10.
+ * An MLP: 784 -> [Dense -> (BN) -> ReLU] per hidden size -> Dense -> 10 (BN and ReLU as
+ * one fused layer when there is batch norm).
  * `bn`: "none", or batch norm: BatchNorm1d, or SyncBatchNorm over `comm` when given (the
  * model is then one replica of data-parallel training; `signals`: how many numbers a
  * step may sum over the replicas alongside the gradients, see `step`).
@@ -215,8 +216,14 @@ export class Mlp {
     let inF = inputs;
     for (const h of hidden) {
       m.layers.push(new Dense(inF, h, rng, { inputGrad: inF !== inputs }));
-      if (bn) m.layers.push(new BN(comm ? new SyncBatchNorm(h, comm) : new BatchNorm1d(h)));
-      m.layers.push(new ReLU());
+      // With batch norm the ReLU is fused into it (one pass forward and backward, the
+      // ReLU's 1-bit mask kept by the layer); without, a plain-JS ReLU. Same results.
+      if (bn) {
+        const opts = { activation: "relu" };
+        m.layers.push(new BN(comm ? new SyncBatchNorm(h, comm, opts) : new BatchNorm1d(h, opts)));
+      } else {
+        m.layers.push(new ReLU());
+      }
       inF = h;
     }
     m.layers.push(new Dense(inF, classes, rng));
