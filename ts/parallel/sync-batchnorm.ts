@@ -19,6 +19,7 @@
  */
 import { ChannelMismatchError, InvalidOptionError, ShapeError, StateError, TooFewValuesError } from "../engine/errors.js";
 import type { Engine } from "../engine/loader.js";
+import { OwnedTensors } from "../engine/owned.js";
 import { WasmTensor } from "../engine/tensor.js";
 import { checkData, checkEps, checkOptionKeys, dimsOf, optionKeys, type TensorLike } from "../engine/validate.js";
 import { BatchNorm, type BatchNormOptions, type StateDict } from "../layers/batchnorm.js";
@@ -71,8 +72,10 @@ export class SyncBatchNorm {
   /** The rank's replica of the layer: parameters, statistics, gradients, eval mode. */
   readonly #bn: BatchNorm;
   readonly #config: LayerConfig;
+  /** The layer's own scratch (the input copy and the ReLU's mask), freed by `dispose()`. */
+  readonly #owned: OwnedTensors;
   #input?: WasmTensor;
-  /** The fused ReLU's mask of the last synchronised forward (module-owned). */
+  /** The fused ReLU's mask of the last synchronised forward. */
   #mask?: WasmTensor;
   /** Set by a synchronised forward; undefined after a local (eval) one. */
   #saved?: Saved;
@@ -88,6 +91,7 @@ export class SyncBatchNorm {
   constructor(numFeatures: number, readonly comm: Communicator, opts: SyncBatchNormOptions = {}) {
     checkOptionKeys("SyncBatchNorm", opts, OPTION_KEYS);
     this.#bn = new BatchNorm(numFeatures, opts);
+    this.#owned = new OwnedTensors(this.#bn.engine);
     const b = this.#bn;
     this.#config = {
       numFeatures, eps: b.eps, momentum: b.momentum, affine: b.affine, trackRunningStats: b.trackRunningStats,
@@ -214,20 +218,14 @@ export class SyncBatchNorm {
 
   /** Module-owned memory for the fused ReLU's mask of `size` elements. */
   #keptMask(size: number): WasmTensor {
-    if (!this.#mask || this.#mask.length !== size) {
-      this.#mask?.free();
-      this.#mask = WasmTensor.alloc(size, this.engine);
-    }
+    this.#mask = this.#owned.sized(this.#mask, size);
     return this.#mask;
   }
 
   /** The input as a resident tensor (a module-owned copy of a Float32Array). */
   #keep(x: TensorLike): WasmTensor {
     if (x instanceof WasmTensor) return x;
-    if (!this.#input || this.#input.length !== x.length) {
-      this.#input?.free();
-      this.#input = WasmTensor.alloc(x.length, this.engine);
-    }
+    this.#input = this.#owned.sized(this.#input, x.length);
     this.#input.view.set(x);
     return this.#input;
   }
@@ -291,9 +289,8 @@ export class SyncBatchNorm {
 
   /** Frees the layer's wasm buffers. Idempotent. */
   dispose(): void {
-    this.#input?.free();
+    this.#owned.freeAll();
     this.#input = undefined;
-    this.#mask?.free();
     this.#mask = undefined;
     this.#saved = undefined;
     this.#bn.dispose();
