@@ -208,15 +208,6 @@ impl<T> ChunkPtr<T> {
     }
 }
 
-/// `map(0), map(1), ...` into a vector, in task order, through [`run_tasks`].
-fn collect_tasks<T: Send, M: Fn(usize) -> T + Sync>(tasks: usize, par: bool, map: M) -> Vec<T> {
-    let mut slots: Vec<Option<T>> = (0..tasks).map(|_| None).collect();
-    let out = ChunkPtr::new(&mut slots, 1);
-    // SAFETY: each task writes its own slot.
-    run_tasks(tasks, par, |i| unsafe { out.get(i)[0] = Some(map(i)) });
-    slots.into_iter().map(|v| v.expect("every task ran")).collect()
-}
-
 /// `f(task_index, chunk)` over `out.chunks_mut(chunk)`, in parallel when `par`.
 pub fn for_each_chunk_mut<F>(out: &mut [f32], chunk: usize, par: bool, f: F)
 where
@@ -249,16 +240,20 @@ where
     M: Fn(usize) -> T + Sync + Send,
     R: Fn(T, T) -> T + Sync + Send,
 {
-    collect_tasks(tasks, par, map).into_iter().reduce(reduce)
+    map_collect(tasks, par, map).into_iter().reduce(reduce)
 }
 
-/// `map(0), map(1), ...` collected in order, in parallel when `par`.
+/// `map(0), map(1), ...` collected in order, in parallel when `par` (through [`run_tasks`]).
 pub fn map_collect<T, M>(tasks: usize, par: bool, map: M) -> Vec<T>
 where
     T: Send,
     M: Fn(usize) -> T + Sync + Send,
 {
-    collect_tasks(tasks, par, map)
+    let mut slots: Vec<Option<T>> = (0..tasks).map(|_| None).collect();
+    let out = ChunkPtr::new(&mut slots, 1);
+    // SAFETY: each task writes its own slot.
+    run_tasks(tasks, par, |i| unsafe { out.get(i)[0] = Some(map(i)) });
+    slots.into_iter().map(|v| v.expect("every task ran")).collect()
 }
 
 /// `f(task, chunk of a, chunk of b, chunk of c)` over three outputs cut in the same number
@@ -299,5 +294,5 @@ where
 {
     let c = ChunkPtr::new(out, chunk);
     // SAFETY: task i takes chunk i only.
-    collect_tasks(c.count(), par, |i| map(i, unsafe { c.get(i) })).into_iter().reduce(reduce)
+    map_collect(c.count(), par, |i| map(i, unsafe { c.get(i) })).into_iter().reduce(reduce)
 }
