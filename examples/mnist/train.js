@@ -47,7 +47,7 @@ export async function train(data, options = {}, onEvent = () => {}, shouldStop =
   const perm = Array.from({ length: data.train.count }, (_, i) => i);
   const xb = new Float32Array((hi - lo) * PIXELS);
   const yb = new Uint8Array(hi - lo);
-  const stats = Object.fromEntries(keys.map((k) => [k, { ms: 0, losses: [], accs: [], test: [] }]));
+  const stats = Object.fromEntries(keys.map((k) => [k, { ms: 0, stepMs: [], losses: [], accs: [], test: [] }]));
   let cursor = perm.length;
 
   const evaluate = async (step) => {
@@ -76,7 +76,9 @@ export async function train(data, options = {}, onEvent = () => {}, shouldStop =
       for (const k of keys) {
         const t0 = performance.now();
         const r = await models[k].step(xb, yb, hi - lo, { ...cfg, batch: cfg.batch, signals: k === keys[0] ? stop : undefined });
-        stats[k].ms += performance.now() - t0;
+        const ms = performance.now() - t0;
+        stats[k].ms += ms;
+        stats[k].stepMs.push(ms);
         stats[k].losses.push(r.loss);
         stats[k].accs.push(r.acc);
         results[k] = { ...r, stepsPerSec: (1000 * step) / stats[k].ms };
@@ -111,6 +113,8 @@ export async function train(data, options = {}, onEvent = () => {}, shouldStop =
         stepsPerSec: (1000 * done) / s.ms,
         /** Every step's training loss (the whole batch's). */
         losses: s.losses,
+        /** Every step's time (ms): the JIT's warm-up shows in the first few hundred. */
+        stepMs: s.stepMs,
         /** Of the final weights' bits: equal on every replica. */
         checksum: s.checksum,
       }];
