@@ -91,6 +91,7 @@ function onEvents(events) {
     drill = null;
     current.group.workers[current.n - 1].terminate();
   }
+  let last; // the text shows the batch's last step only (one DOM update per batch)
   for (const e of events) {
     if (e.type === "step") {
       for (const [k, r] of Object.entries(e.results)) {
@@ -100,14 +101,17 @@ function onEvents(events) {
         c.loss.push([e.step, c.ema]);
         c.acc.push([e.step, c.emaAcc]);
       }
-      $("step").textContent = `${e.step} / ${xMax}`;
-      $("sps").textContent = Object.entries(e.results).map(([k, r]) => `${r.stepsPerSec.toFixed(0)} (${LABELS[k]})`).join(", ");
+      last = e;
     } else if (e.type === "eval") {
       curves[e.variant].test.push([e.step, e.acc]);
       $("testacc").textContent = Object.entries(curves)
         .filter(([, c]) => c.test.length)
         .map(([k, c]) => `${(100 * c.test[c.test.length - 1][1]).toFixed(1)}% (${LABELS[k]})`).join(", ");
     }
+  }
+  if (last) {
+    $("step").textContent = `${last.step} / ${xMax}`;
+    $("sps").textContent = Object.entries(last.results).map(([k, r]) => `${r.stepsPerSec.toFixed(0)} (${LABELS[k]})`).join(", ");
   }
   dirty = true;
 }

@@ -43,7 +43,7 @@ export function replicaApi(loadData, yieldNow = immediate) {
         if (!onEvents) return;
         queue.push(e);
         const now = performance.now();
-        if (now - lastFlush > 100 || e.type === "eval") flush();
+        if (now - lastFlush > 250 || e.type === "eval") flush();
       }, () => stopRequested, async () => {
         if (performance.now() - lastYield > 25) {
           await yieldNow();
