@@ -410,8 +410,7 @@ fn row_sums<const G: u8>(s_dy: &mut [f32], s_dxm: &mut [f32], dy: &[f32], x: &[f
     }
     for c in (full..n / 4 * 4).step_by(4) {
         let i = c..c + 4;
-        let bits = if G == BITS { quad_bits(words, c) } else { 0 };
-        quad::<G>(q_mut(&mut s_dy[i.clone()]), q_mut(&mut s_dxm[i.clone()]), q(&dy[i.clone()]), q(&x[i.clone()]), q(&gate[i.clone()]), q(&mean[i]), bits);
+        quad::<G>(q_mut(&mut s_dy[i.clone()]), q_mut(&mut s_dxm[i.clone()]), q(&dy[i.clone()]), q(&x[i.clone()]), q(&gate[i.clone()]), q(&mean[i]), mask_bits::<G>(words, c));
     }
     for c in n / 4 * 4..n {
         let d = gate_one::<G>(dy[c], gate, words, c);
@@ -521,12 +520,11 @@ fn dx_row2<const G: u8>(
     let (o0, o1) = (&mut dx.0[..n], &mut dx.1[..n]);
     let (k, mean, b, c0) = (&p.k[..n], &p.mean[..n], &p.b[..n], &p.c0[..n]);
     let ld = |s: &[f32], c: usize| F32x4::load(q(&s[c..c + 4]));
-    let bits = |w: &[u32], c: usize| if G == BITS { quad_bits(w, c) } else { 0 };
     // Both rows' gated dy and dx at channel `c`.
     let quad = |c: usize| {
         let (kk, m, bb, cc) = (ld(k, c), ld(mean, c), ld(b, c), ld(c0, c));
-        let e0 = gate_bits::<G>(ld(d0, c), q(&g0[c..c + 4]), bits(words.0, c));
-        let e1 = gate_bits::<G>(ld(d1, c), q(&g1[c..c + 4]), bits(words.1, c));
+        let e0 = gate_bits::<G>(ld(d0, c), q(&g0[c..c + 4]), mask_bits::<G>(words.0, c));
+        let e1 = gate_bits::<G>(ld(d1, c), q(&g1[c..c + 4]), mask_bits::<G>(words.1, c));
         let r0 = e0.mul(kk).add(ld(x0, c).sub(m).mul(bb)).add(cc);
         let r1 = e1.mul(kk).add(ld(x1, c).sub(m).mul(bb)).add(cc);
         (e0, r0, e1, r1)
@@ -569,7 +567,7 @@ fn dx_row2<const G: u8>(
 fn gate_quad<const G: u8>(d: F32x4, g: &[f32], words: &[u32], i: usize) -> F32x4 {
     match G {
         OUT => d.where_pos(F32x4::load(q(g))),
-        BITS => d.keep_bits(quad_bits(words, i)),
+        BITS => d.keep_bits(mask_bits::<G>(words, i)),
         _ => d,
     }
 }
@@ -583,6 +581,12 @@ fn gate_bits<const G: u8>(d: F32x4, g: &[f32; 4], bits: u32) -> F32x4 {
         BITS => d.keep_bits(bits),
         _ => d,
     }
+}
+
+/// The mask bits of the quad at `i` for [`gate_bits`]: mode BITS only (0, unused, otherwise).
+#[inline(always)]
+fn mask_bits<const G: u8>(words: &[u32], i: usize) -> u32 {
+    if G == BITS { quad_bits(words, i) } else { 0 }
 }
 
 /// The same for element `i` of a unit.
