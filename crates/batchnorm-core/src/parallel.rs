@@ -294,5 +294,5 @@ where
 {
     let c = ChunkPtr::new(out, chunk);
     // SAFETY: task i takes chunk i only.
-    map_collect(c.count(), par, |i| map(i, unsafe { c.get(i) })).into_iter().reduce(reduce)
+    map_reduce(c.count(), par, |i| map(i, unsafe { c.get(i) }), reduce)
 }
