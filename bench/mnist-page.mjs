@@ -12,12 +12,12 @@ import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { chromium } from "playwright-core";
 import { build, preview } from "vite";
-import { steadyStepsPerSec } from "./lib/steady.mjs";
+import { steadyFrom, steadyStepsPerSec } from "./lib/steady.mjs";
 
 const arg = (k, d) => Number(process.argv.find((a) => a.startsWith(`--${k}=`))?.split("=")[1] ?? d);
 const smoke = process.argv.includes("--smoke");
 const steps = arg("steps", smoke ? 10 : 1000);
-const from = smoke ? 5 : Math.min(400, steps >> 1);
+const from = steadyFrom(steps);
 const rounds = arg("rounds", smoke ? 1 : 3);
 const median = (a) => [...a].sort((x, y) => x - y)[a.length >> 1];
 

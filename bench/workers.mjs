@@ -25,7 +25,7 @@ import { startReplicas, trainAll } from "../examples/mnist/group.js";
 import { loadMnist } from "../examples/mnist/data-node.js";
 import { gather, PIXELS } from "../examples/mnist/data.js";
 import { Mlp } from "../examples/mnist/nn.js";
-import { steadyStepsPerSec } from "./lib/steady.mjs";
+import { steadyFrom, steadyStepsPerSec } from "./lib/steady.mjs";
 import { threadCpuMs } from "./lib/thread-cpu.mjs";
 
 const smoke = process.argv.includes("--smoke");
@@ -123,7 +123,7 @@ if (!onlyMnist) {
   // on 2 cores takes CPU from the ranks (the compile threads run beside them; with one
   // worker they have the idle core). "Steady" is the rest of the same call.
   const steps = smoke ? 10 : 1000;
-  const from = smoke ? 5 : 400;
+  const from = steadyFrom(steps);
   const rounds = smoke ? 1 : 3;
   const blob = mnistBlob();
   const runs = { 1: [], 2: [] };
