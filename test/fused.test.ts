@@ -12,33 +12,11 @@ import {
   createEngine, supportedBuilds, setParallelThreshold, batchNormTrainOn, batchNormEvalOn, batchNormBackwardOn, WasmTensor,
   InvalidOptionError, InvalidArgumentError, LengthMismatchError, reluMaskLength, type Engine, type BuildName, type Layout,
 } from "../dist/index.js";
-import { refBackward, refNormalize, refTrain, rng, channelOf } from "./reference.js";
+import { refBackward, refNormalize, refTrain, rng, channelOf, maskProblem } from "./reference.js";
 import { expectClose } from "./close.js";
 
 const builds = await supportedBuilds();
 const relu = (v: number) => (v > 0 ? v : 0);
-
-/** Bitwise equality (so -0 vs +0 and NaN payloads count), naming the first difference. */
-/**
- * The mask's layout, written out independently of the library: each unit (a plane when
- * channels-first with spatial size > 1, else a row of C) starts a 32-bit word; bit i of
- * unit u is set iff y > 0. Returns the first disagreement, or null.
- */
-function maskProblem(mask: Float32Array, y: Float32Array, shape: readonly number[], layout: Layout): string | null {
-  const inner = layout === "NCHW" ? shape.slice(2).reduce((a, b) => a * b, 1) : 1;
-  const unit = inner > 1 ? inner : channelOf(shape, layout).C;
-  const wpu = Math.ceil(unit / 32);
-  const words = new Uint32Array(mask.buffer, mask.byteOffset, mask.length);
-  if (words.length !== (y.length / unit) * wpu) return `mask has ${words.length} words, want ${(y.length / unit) * wpu}`;
-  for (let u = 0; u < y.length / unit; u++) {
-    for (let i = 0; i < wpu * 32; i++) {
-      const got = ((words[u * wpu + (i >> 5)] >>> (i & 31)) & 1) === 1;
-      const want = i < unit && y[u * unit + i] > 0;
-      if (got !== want) return `unit ${u} element ${i}: bit ${got}, y ${y[u * unit + i]}`;
-    }
-  }
-  return null;
-}
 
 /** A mask buffer filled with a pattern (every word 0xDEADBEEF), so unwritten words show. */
 function dirtyMask(length: number): Float32Array {
