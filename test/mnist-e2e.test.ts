@@ -7,7 +7,8 @@
  * server without COOP/COEP (MessagePorts). Checks accuracy (data-parallel equal to one
  * worker), the wasm build used in the workers, identical weights on every replica, that a
  * rank ended by a plain worker.terminate() fails the other rank (both transports) and a
- * new group then trains, and that the main thread kept drawing frames throughout. Saves
+ * new group then trains, and that the main thread kept running its timer and drawing the
+ * plots throughout. Saves
  * test-results/mnist-<browser>.png.
  */
 import { mkdirSync, mkdtempSync, rmSync } from "node:fs";
@@ -34,8 +35,7 @@ interface PageState {
     replicasAgree: boolean;
     results: Record<string, { testAcc: number; testLoss: number; trainLoss: number; stepsPerSec: number }>;
   } | null;
-  frames: number;
-  maxFrameGapMs: number;
+  draws: number;
   ticks: number;
   maxTickGapMs: number;
 }
@@ -124,22 +124,23 @@ describe.each(BROWSERS)("MNIST example page (vite build + preview) in $name", (s
       console.log(
         `${spec.name}, 300 steps: with BN test acc ${bn.testAcc.toFixed(3)}, ${bn.stepsPerSec.toFixed(0)} steps/s; ` +
           `without BN ${plain.testAcc.toFixed(3)}, ${plain.stepsPerSec.toFixed(0)} steps/s; ` +
-          `main thread: ${s.frames} frames, longest frame gap ${s.maxFrameGapMs.toFixed(0)} ms, longest 50 ms-timer gap ${s.maxTickGapMs.toFixed(0)} ms`,
+          `main thread: ${s.draws} plot frames, ${s.ticks} ticks of a 50 ms timer, longest gap ${s.maxTickGapMs.toFixed(0)} ms`,
       );
       expect(bn.testAcc).toBeGreaterThan(0.8);
       expect(plain.testAcc).toBeGreaterThan(0.6);
-      // The main thread kept running: frames and timer ticks advanced, no long stall.
-      expect(s.frames).toBeGreaterThan(30);
+      // The main thread kept running: timer ticks advanced without a long stall, and the
+      // plots were drawn as progress came in (rank 0 sends it every 250 ms and after each
+      // of the 3 evaluations, at steps 100, 200 and 300), not only at the start and end.
       expect(s.ticks).toBeGreaterThan(10);
-      expect(s.maxFrameGapMs).toBeLessThan(500);
       expect(s.maxTickGapMs).toBeLessThan(500);
-      const framesLater = await page.evaluate(async () => {
+      expect(s.draws).toBeGreaterThanOrEqual(3);
+      const ticksLater = await page.evaluate(async () => {
         const m = (window as unknown as { __mnist: PageState }).__mnist;
-        const f0 = m.frames;
+        const t0 = m.ticks;
         await new Promise((r) => setTimeout(r, 300));
-        return m.frames - f0;
+        return m.ticks - t0;
       }, null);
-      expect(framesLater).toBeGreaterThan(0);
+      expect(ticksLater).toBeGreaterThan(0);
       mkdirSync(join(repo, "test-results"), { recursive: true });
       await page.screenshot(join(repo, `test-results/mnist-${spec.name}.png`));
     } finally {
