@@ -20,7 +20,7 @@ use crate::dims::Dims;
 use crate::moments::{outer_split, row_task_len, rows_per_block, split_task};
 use crate::parallel;
 use crate::passes::mask::{self, bit, quad_bits};
-use crate::simd::{q, q_mut, quads4_mut, where_pos, F32x4};
+use crate::simd::{q, q_mut, quad_view, quad_view_mut, quads4_mut, where_pos, F32x4};
 
 /// Where a fused ReLU passes the gradient.
 #[derive(Debug, Clone, Copy)]
@@ -35,6 +35,10 @@ pub enum Gate<'a> {
 const NONE: u8 = 0;
 const OUT: u8 = 1;
 const BITS: u8 = 2;
+
+/// Channels-last rows of the dx pass done together (one load of each coefficient vector
+/// serves them); two, as the forward's `affine::ROWS` (4 measured slower in main memory).
+const DX_ROWS: usize = 2;
 
 /// `(mode, y or x as a placeholder, words or an empty slice)` of an optional gate.
 fn gate_parts<'a>(gate: Option<Gate<'a>>, x: &'a [f32]) -> (u8, &'a [f32], &'a [u32]) {
@@ -482,81 +486,100 @@ fn dx_apply_with<const G: u8>(
             }
             return;
         }
-        // Rows in pairs: each parameter load serves two rows (as the forward's `affine::row2`).
-        for (j2, o) in out.chunks_mut(2 * unit).enumerate() {
-            let (j, u) = (2 * j2, first + 2 * j2);
+        // Rows in groups of DX_ROWS: each coefficient load serves them all (as in the
+        // forward's `affine::rows`); a task's last rows one at a time.
+        for (jg, o) in out.chunks_mut(DX_ROWS * unit).enumerate() {
+            let (j, u) = (DX_ROWS * jg, first + DX_ROWS * jg);
             let r = u * unit..u * unit + o.len();
-            let dzp = dzs.as_deref_mut().map(|d| &mut d[j * unit..j * unit + o.len()]);
-            let (dyp, xp, gp) = (&dy[r.clone()], &x[r.clone()], &gate[r]);
-            if o.len() < 2 * unit {
-                dx_row::<G>(dyp, xp, gp, words(u), o, dzp, p);
+            let dzg = dzs.as_deref_mut().map(|d| &mut d[j * unit..j * unit + o.len()]);
+            let (dyg, xg, gg) = (&dy[r.clone()], &x[r.clone()], &gate[r]);
+            if o.len() == DX_ROWS * unit {
+                fn row(s: &[f32], i: usize, unit: usize) -> &[f32] {
+                    &s[i * unit..(i + 1) * unit]
+                }
+                let mut os = o.chunks_mut(unit);
+                let mut zs = dzg.map(|d| d.chunks_mut(unit));
+                dx_rows::<G, DX_ROWS>(
+                    core::array::from_fn(|i| row(dyg, i, unit)),
+                    core::array::from_fn(|i| row(xg, i, unit)),
+                    core::array::from_fn(|i| row(gg, i, unit)),
+                    core::array::from_fn(|i| words(u + i)),
+                    core::array::from_fn(|_| os.next().unwrap()),
+                    zs.as_mut().map(|zs| core::array::from_fn(|_| zs.next().unwrap())),
+                    p,
+                );
                 continue;
             }
-            let (o0, o1) = o.split_at_mut(unit);
-            let dz2 = dzp.map(|d| d.split_at_mut(unit));
-            dx_row2::<G>(dyp.split_at(unit), xp.split_at(unit), gp.split_at(unit), (words(u), words(u + 1)), (o0, o1), dz2, p);
+            let mut zs = dzg.map(|d| d.chunks_mut(unit));
+            for (i, o) in o.chunks_mut(unit).enumerate() {
+                let rr = i * unit..(i + 1) * unit;
+                let z = zs.as_mut().map(|zs| [zs.next().unwrap()]);
+                dx_rows::<G, 1>([&dyg[rr.clone()]], [&xg[rr.clone()]], [&gg[rr]], [words(u + i)], [o], z, p);
+            }
         }
     });
 }
 
-/// Two channels-last rows of the dx pass at once, each pair of inputs `(row 0, row 1)`:
-/// the per-channel coefficients are loaded once for both (the rows' elements go through
-/// the same f32 operations as [`dx_row`], so the same bits).
-#[inline]
-#[allow(clippy::type_complexity)]
-fn dx_row2<const G: u8>(
-    dy: (&[f32], &[f32]),
-    x: (&[f32], &[f32]),
-    gate: (&[f32], &[f32]),
-    words: (&[u32], &[u32]),
-    dx: (&mut [f32], &mut [f32]),
-    dz: Option<(&mut [f32], &mut [f32])>,
+/// `R` channels-last rows of the dx pass at once: the per-channel coefficients are loaded
+/// once for all of them. Each row's elements go through the same f32 operations whatever
+/// `R` is, so the bits do not depend on how rows are grouped.
+#[inline(always)]
+#[allow(clippy::needless_range_loop)] // r indexes several arrays at once
+fn dx_rows<const G: u8, const R: usize>(
+    dy: [&[f32]; R],
+    x: [&[f32]; R],
+    gate: [&[f32]; R],
+    words: [&[u32]; R],
+    dx: [&mut [f32]; R],
+    dz: Option<[&mut [f32]; R]>,
     p: Coef,
 ) {
     let n = p.k.len();
-    // Every slice as long as the coefficients, so the checks below fold into one.
-    let (d0, d1, x0, x1) = (&dy.0[..n], &dy.1[..n], &x.0[..n], &x.1[..n]);
-    let (g0, g1) = if G == OUT { (&gate.0[..n], &gate.1[..n]) } else { (x0, x1) };
-    let (o0, o1) = (&mut dx.0[..n], &mut dx.1[..n]);
-    let (k, mean, b, c0) = (&p.k[..n], &p.mean[..n], &p.b[..n], &p.c0[..n]);
-    let ld = |s: &[f32], c: usize| F32x4::load(q(&s[c..c + 4]));
-    // Both rows' gated dy and dx at channel `c`.
-    let quad = |c: usize| {
-        let (kk, m, bb, cc) = (ld(k, c), ld(mean, c), ld(b, c), ld(c0, c));
-        let e0 = gate_bits::<G>(ld(d0, c), q(&g0[c..c + 4]), mask_bits::<G>(words.0, c));
-        let e1 = gate_bits::<G>(ld(d1, c), q(&g1[c..c + 4]), mask_bits::<G>(words.1, c));
-        let r0 = e0.mul(kk).add(ld(x0, c).sub(m).mul(bb)).add(cc);
-        let r1 = e1.mul(kk).add(ld(x1, c).sub(m).mul(bb)).add(cc);
-        (e0, r0, e1, r1)
+    let nq = n / 4;
+    // Quad views (no bounds checks in the loops below).
+    let (kq, mq, bq, cq) = (quad_view(p.k, nq), quad_view(p.mean, nq), quad_view(p.b, nq), quad_view(p.c0, nq));
+    let dq = dy.map(|s| quad_view(s, nq));
+    let xq = x.map(|s| quad_view(s, nq));
+    let gq = if G == OUT { gate.map(|s| quad_view(s, nq)) } else { xq };
+    let dx = dx.map(|s| quad_view_mut(&mut s[..n]));
+    let mut dz = dz.map(|z| z.map(|s| quad_view_mut(&mut s[..n])));
+    // Every row's gated dy and dx at quad `k`.
+    let quad = |k: usize| {
+        let (kk, m, bb, cc) = (F32x4::load(&kq[k]), F32x4::load(&mq[k]), F32x4::load(&bq[k]), F32x4::load(&cq[k]));
+        let e: [F32x4; R] = core::array::from_fn(|r| gate_bits::<G>(F32x4::load(&dq[r][k]), &gq[r][k], mask_bits::<G>(words[r], 4 * k)));
+        let out: [F32x4; R] = core::array::from_fn(|r| e[r].mul(kk).add(F32x4::load(&xq[r][k]).sub(m).mul(bb)).add(cc));
+        (e, out)
     };
-    let body = n / 4 * 4;
-    let mut dz = dz.map(|(z0, z1)| (&mut z0[..n], &mut z1[..n]));
+    // The dx stores first, then dz's: wasm keeps stores in program order.
     match dz.as_mut() {
-        Some((z0, z1)) => {
-            for c in (0..body).step_by(4) {
-                let (e0, r0, e1, r1) = quad(c);
-                r0.store(q_mut(&mut o0[c..c + 4]));
-                r1.store(q_mut(&mut o1[c..c + 4]));
-                e0.store(q_mut(&mut z0[c..c + 4]));
-                e1.store(q_mut(&mut z1[c..c + 4]));
+        Some(z) => {
+            for k in 0..nq {
+                let (e, out) = quad(k);
+                for r in 0..R {
+                    out[r].store(&mut dx[r].0[k]);
+                }
+                for r in 0..R {
+                    e[r].store(&mut z[r].0[k]);
+                }
             }
         }
         None => {
-            for c in (0..body).step_by(4) {
-                let (_, r0, _, r1) = quad(c);
-                r0.store(q_mut(&mut o0[c..c + 4]));
-                r1.store(q_mut(&mut o1[c..c + 4]));
+            for k in 0..nq {
+                let (_, out) = quad(k);
+                for r in 0..R {
+                    out[r].store(&mut dx[r].0[k]);
+                }
             }
         }
     }
-    for c in body..n {
-        let e0 = gate_one::<G>(d0[c], g0, words.0, c);
-        let e1 = gate_one::<G>(d1[c], g1, words.1, c);
-        o0[c] = e0 * k[c] + (x0[c] - mean[c]) * b[c] + c0[c];
-        o1[c] = e1 * k[c] + (x1[c] - mean[c]) * b[c] + c0[c];
-        if let Some((z0, z1)) = dz.as_mut() {
-            z0[c] = e0;
-            z1[c] = e1;
+    let (k, mean, b, c0) = (p.k, p.mean, p.b, p.c0);
+    for c in 4 * nq..n {
+        for r in 0..R {
+            let e = gate_one::<G>(dy[r][c], gate[r], words[r], c);
+            dx[r].1[c - 4 * nq] = e * k[c] + (x[r][c] - mean[c]) * b[c] + c0[c];
+            if let Some(z) = dz.as_mut() {
+                z[r].1[c - 4 * nq] = e;
+            }
         }
     }
 }
@@ -651,42 +674,3 @@ fn dx_plane<const G: u8>(dy: &[f32], x: &[f32], gate: &[f32], words: &[u32], dx:
     }
 }
 
-#[inline]
-fn dx_row<const G: u8>(dy: &[f32], x: &[f32], gate: &[f32], words: &[u32], dx: &mut [f32], mut dz: Option<&mut [f32]>, p: Coef) {
-    let n = dx.len();
-    let (dy, x, gate) = (&dy[..n], &x[..n], &gate[..n]);
-    let (k, mean, b, c0) = (&p.k[..n], &p.mean[..n], &p.b[..n], &p.c0[..n]);
-    fn ch(s: &[f32]) -> core::slice::ChunksExact<'_, f32> {
-        s.chunks_exact(4)
-    }
-    let params = ch(k).zip(ch(mean)).zip(ch(b)).zip(ch(c0));
-    let ins = ch(dy).zip(ch(x)).zip(ch(gate)).zip(params);
-    type Quads<'a> = (((&'a [f32], &'a [f32]), &'a [f32]), (((&'a [f32], &'a [f32]), &'a [f32]), &'a [f32]));
-    let step = |j: usize, (((d, v), g), (((kk, m), bq), cq)): Quads| {
-        let d = gate_quad::<G>(F32x4::load(q(d)), g, words, 4 * j);
-        let xm = F32x4::load(q(v)).sub(F32x4::load(q(m)));
-        (d, d.mul(F32x4::load(q(kk))).add(xm.mul(F32x4::load(q(bq)))).add(F32x4::load(q(cq))))
-    };
-    // Zipped exact chunks (no bounds checks); the dz variant is its own loop.
-    match dz.as_deref_mut() {
-        Some(z) => {
-            for (j, ((o, zo), i)) in dx.chunks_exact_mut(4).zip(z.chunks_exact_mut(4)).zip(ins).enumerate() {
-                let (gd, r) = step(j, i);
-                r.store(q_mut(o));
-                gd.store(q_mut(zo));
-            }
-        }
-        None => {
-            for (j, (o, i)) in dx.chunks_exact_mut(4).zip(ins).enumerate() {
-                step(j, i).1.store(q_mut(o));
-            }
-        }
-    }
-    for c in n / 4 * 4..n {
-        let g = gate_one::<G>(dy[c], gate, words, c);
-        dx[c] = g * k[c] + (x[c] - mean[c]) * b[c] + c0[c];
-        if let Some(z) = dz.as_deref_mut() {
-            z[c] = g;
-        }
-    }
-}

@@ -30,26 +30,6 @@ pub fn mask_words(dims: Dims) -> usize {
     (dims.len() / unit_len(dims)) * words_per_unit(dims)
 }
 
-/// Writes the bits `y > 0` of one unit's elements to its words (`words.len() ==
-/// y.len().div_ceil(32)`). Runs right after the unit was written, so `y` is read from cache.
-#[inline]
-pub(crate) fn pack_positive(y: &[f32], words: &mut [u32]) {
-    use crate::simd::{q, F32x4};
-    for (w, blk) in words.iter_mut().zip(y.chunks(32)) {
-        let mut bits = 0u32;
-        let quads = blk.chunks_exact(4);
-        let tail = quads.remainder();
-        for (k, v) in quads.enumerate() {
-            bits |= F32x4::load(q(v)).pos_bits() << (4 * k);
-        }
-        let body = blk.len() / 4 * 4;
-        for (k, &v) in tail.iter().enumerate() {
-            bits |= ((v > 0.0) as u32) << (body + k);
-        }
-        *w = bits;
-    }
-}
-
 /// The four bits of elements `i..i + 4` of a unit (`i % 4 == 0`).
 #[inline(always)]
 pub(crate) fn quad_bits(words: &[u32], i: usize) -> u32 {
