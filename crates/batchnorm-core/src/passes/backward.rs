@@ -550,25 +550,16 @@ fn dx_rows<const G: u8, const R: usize>(
         let out: [F32x4; R] = core::array::from_fn(|r| e[r].mul(kk).add(F32x4::load(&xq[r][k]).sub(m).mul(bb)).add(cc));
         (e, out)
     };
-    // The dx stores first, then dz's: wasm keeps stores in program order.
-    match dz.as_mut() {
-        Some(z) => {
-            for k in 0..nq {
-                let (e, out) = quad(k);
-                for r in 0..R {
-                    out[r].store(&mut dx[r].0[k]);
-                }
-                for r in 0..R {
-                    e[r].store(&mut z[r].0[k]);
-                }
-            }
+    // One loop, one call of `quad` (see `affine::rows`); the dx stores first, then dz's:
+    // wasm keeps stores in program order.
+    for k in 0..nq {
+        let (e, out) = quad(k);
+        for r in 0..R {
+            out[r].store(&mut dx[r].0[k]);
         }
-        None => {
-            for k in 0..nq {
-                let (_, out) = quad(k);
-                for r in 0..R {
-                    out[r].store(&mut dx[r].0[k]);
-                }
+        if let Some(z) = dz.as_mut() {
+            for r in 0..R {
+                e[r].store(&mut z[r].0[k]);
             }
         }
     }
