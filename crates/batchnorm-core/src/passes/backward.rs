@@ -563,11 +563,11 @@ fn dx_rows<const G: u8, const R: usize>(
             }
         }
     }
-    let (k, mean, b, c0) = (p.k, p.mean, p.b, p.c0);
+    // The last `n % 4` channels (`k` above is a quad index; here the coefficients are `p.*`).
     for c in 4 * nq..n {
         for r in 0..R {
             let e = gate_one::<G>(dy[r][c], gate[r], words[r], c);
-            dx[r].1[c - 4 * nq] = e * k[c] + (x[r][c] - mean[c]) * b[c] + c0[c];
+            dx[r].1[c - 4 * nq] = e * p.k[c] + (x[r][c] - p.mean[c]) * p.b[c] + p.c0[c];
             if let Some(z) = dz.as_mut() {
                 z[r].1[c - 4 * nq] = e;
             }
