@@ -10,6 +10,8 @@
 //   node bench/norms.mjs --quick    ours (simd, simd-threads) against copy only: no TF.js /
 //                                   ONNX Runtime peers (they are not even loaded), 15 reps
 //   node bench/norms.mjs --smoke    tiny shapes, 2 repetitions (checks the harness)
+//   --settle=N                      untimed calls after each repetition's full GC (default 1;
+//                                   0 times the first call after the GC too: lib/timing.mjs)
 //
 // Minimal traffic (bytes per element): forward reads x and writes y (8); backward reads
 // dy and x and writes dx (12). "of copy" = (minimal bytes / time) / (memory.copy bytes /
@@ -22,7 +24,8 @@ import { layerNorm, layerNormBackward, groupNorm, groupNormBackward, WasmTensor 
 
 const SMOKE = process.argv.includes("--smoke");
 const QUICK = process.argv.includes("--quick");
-const PLAN = SMOKE ? { warmup: 1, reps: 2, minRepMs: 0 } : { warmup: 2, reps: QUICK ? 15 : 11, minRepMs: 4 };
+const SETTLE = Number(process.argv.find((a) => a.startsWith("--settle="))?.split("=")[1] ?? 1);
+const PLAN = SMOKE ? { warmup: 1, reps: 2, minRepMs: 0 } : { warmup: 2, reps: QUICK ? 15 : 11, minRepMs: 4, settle: SETTLE };
 const SLOW = SMOKE ? { warmup: 1, reps: 1, minRepMs: 0 } : { warmup: 1, reps: 3, minRepMs: 0, budgetMs: 6000 };
 const EPS = 1e-5;
 const LN = SMOKE ? { rows: 64, d: 96 } : { rows: 4096, d: 768 };
@@ -176,7 +179,7 @@ async function tryOr(f) {
   try { return await f(); } catch (e) { return { error: String(e?.message ?? e).split("\n")[0].slice(0, 160) }; }
 }
 
-console.log(JSON.stringify({ machine: `${os.cpus().length} x ${os.cpus()[0]?.model}`, node: process.version, ort: ort?.env.versions?.web ?? null, smoke: SMOKE, quick: QUICK }));
+console.log(JSON.stringify({ machine: `${os.cpus().length} x ${os.cpus()[0]?.model}`, node: process.version, ort: ort?.env.versions?.web ?? null, smoke: SMOKE, quick: QUICK, settle: SMOKE ? 0 : SETTLE }));
 
 { // LayerNorm
   const { rows: R, d: D } = LN;

@@ -24,8 +24,9 @@ async function callN(fn, n, isAsync) {
 
 /**
  * Measures cases side by side. Each case: { id, fn, before?, warmup?, reps?, minRepMs?,
- * budgetMs? } (fn may be async; before() runs untimed before each repetition, e.g. to
- * switch the tfjs backend). Every case is warmed up, its inner loop count is calibrated
+ * budgetMs?, settle? } (fn may be async; before() runs untimed before each repetition, e.g.
+ * to switch the tfjs backend; `settle` calls of fn run untimed after each repetition's GC,
+ * see below). Every case is warmed up, its inner loop count is calibrated
  * so a timed repetition lasts at least minRepMs, then repetitions go round-robin: round r
  * times every case that still wants a repetition.
  *
@@ -33,12 +34,20 @@ async function callN(fn, n, isAsync) {
  * warm-up is noise there) counts that warm-up call as its first sample and takes only
  * as many repetitions as fit in budgetMs (at least 1 in all).
  * Returns a Map id -> { median, min, max, reps, iters, samples } in seconds per call.
+ *
+ * `settle` (default 0): the full GC before a repetition leaves the caches cold and V8's
+ * concurrent sweeper running on another core for about a millisecond, so the first call
+ * after it measures that GC as much as the code: with 4 ms repetitions, a 2-thread
+ * LayerNorm of (4096, 768) measured 0.75-1.0 ms a call, 0.5 ms back to back (a GroupNorm
+ * 0.86-1.05 against 0.65 ms), while one thread's code moved far less. With `settle: 1` each
+ * repetition times the calls that follow one untimed call: steady-state throughput, as
+ * in a loop that does not force a full GC every few milliseconds.
  */
 export async function measure(cases, defaults) {
   const out = new Map();
   const st = [];
   for (const c of cases) {
-    const o = { warmup: 2, reps: 10, minRepMs: 2, ...defaults, ...c };
+    const o = { warmup: 2, reps: 10, minRepMs: 2, settle: 0, ...defaults, ...c };
     if (o.before) await o.before();
     let isAsync = false;
     let t1 = Infinity;
@@ -67,6 +76,7 @@ export async function measure(cases, defaults) {
       if (s.samples.length >= s.o.reps) continue;
       if (s.o.before) await s.o.before();
       gc();
+      await callN(s.o.fn, s.o.settle, s.isAsync);
       const t = now();
       await callN(s.o.fn, s.iters, s.isAsync);
       s.samples.push((now() - t) / 1000 / s.iters);
