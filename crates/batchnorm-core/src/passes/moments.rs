@@ -165,6 +165,25 @@ pub(crate) fn run_moments(xs: &[f32]) -> Moments {
     xs.chunks(PLANE_BLOCK).fold(Moments::EMPTY, |m, blk| m.merge(block_moments(blk)))
 }
 
+/// [`run_moments`] for a row that is taken whole (LayerNorm, GroupNorm's rows of planes):
+/// blocks after the first take the mean so far as their shift and skip pass 1, as
+/// [`rows_range`] does for channels-last rows, and a block whose shift turns out farther
+/// than one standard deviation from its own mean (`S1^2 / n > S2 / 2`; NaN too) is redone
+/// with its own pass 1 while it is in cache.
+#[inline]
+pub(crate) fn row_moments(xs: &[f32]) -> Moments {
+    let mut blocks = xs.chunks(PLANE_BLOCK);
+    let Some(first) = blocks.next() else { return Moments::EMPTY };
+    let mut m = block_moments(first);
+    for blk in blocks {
+        let shift = m.mean as f32;
+        let (s1, s2) = centered_sums(blk, shift);
+        let b = if s1 * s1 / blk.len() as f32 <= 0.5 * s2 { Moments::from_shifted(blk.len(), shift, s1, s2) } else { block_moments(blk) };
+        m = m.merge(b);
+    }
+    m
+}
+
 /// Corrected two-pass moments of one cache-resident contiguous block.
 #[inline]
 pub(crate) fn block_moments(xs: &[f32]) -> Moments {

@@ -8,7 +8,8 @@
 //!
 //! Each row is handled whole while it sits in cache: statistics, then the normalise loop,
 //! so the forward reads `x` once and writes `y` once. The statistics are batch norm's
-//! corrected two-pass blocks (`moments::run_moments`, f64 merge across blocks): a one-pass
+//! corrected two-pass blocks (`moments::row_moments`, f64 merge across blocks; blocks after
+//! a row's first borrow the mean so far as their shift and skip their first pass): a one-pass
 //! variant about a shift sampled from 16 values was ~20% faster but its mean was up to 3x
 //! less accurate (the f32 sum of `x - s` grows with `|mean - s|`; see docs/norms.md), so it
 //! is not used. The backward does the same per row:
@@ -19,7 +20,7 @@
 //! quads a step.
 
 use crate::inv_std;
-use crate::moments::{run_moments, PLANE_BLOCK};
+use crate::moments::{row_moments, PLANE_BLOCK};
 use crate::parallel;
 use crate::simd::{q, q_mut, F32x4};
 
@@ -74,7 +75,7 @@ pub(crate) fn forward(x: &[f32], y: &mut [f32], r: Rows, gamma: &[f32], beta: &[
         let first = t * per_task;
         let xs = &x[first * r.len..first * r.len + ys.len()];
         for (k, (xr, yr)) in xs.chunks_exact(r.len).zip(ys.chunks_exact_mut(r.len)).enumerate() {
-            let m = run_moments(xr);
+            let m = row_moments(xr);
             let (mu, var) = match stat {
                 Stat::Centered => (m.mean, m.biased_var()),
                 Stat::MeanSquare => (0.0, m.mean_square()),
