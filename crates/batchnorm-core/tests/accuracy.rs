@@ -301,11 +301,17 @@ fn channels_last_blocks_with_a_drifting_mean() {
     // Channels-last rows take the previous blocks' mean as the shift of each later block
     // and fall back to the block's own two-pass shift when it is too far off: stationary
     // data (no fallback), a mean that jumps every block (always the fallback: the shift
-    // is 100 standard deviations off), and a slow trend, all against f64 per channel.
+    // is 100 standard deviations off), a slow trend, and jumps so far that the f32 squares
+    // about the borrowed shift overflow (the fallback must still be taken), all against
+    // f64 per channel.
     let (rows, ch) = (256 * 10 + 37, 8);
     let sh = Shape::cl(&[rows, ch]);
-    let cases: [(&str, fn(usize) -> f64); 3] =
-        [("stationary", |_| 1e4), ("jumps", |r| 1e4 + ((r / 256) % 2) as f64), ("trend", |r| 1e4 + r as f64 * 1e-3)];
+    let cases: [(&str, fn(usize) -> f64); 4] = [
+        ("stationary", |_| 1e4),
+        ("jumps", |r| 1e4 + ((r / 256) % 2) as f64),
+        ("trend", |r| 1e4 + r as f64 * 1e-3),
+        ("overflowing jumps", |r| ((r / 256) % 2) as f64 * 1e20),
+    ];
     for (name, mean_of_row) in cases {
         let mut rng = Rng::new(12);
         let x: Vec<f32> = (0..rows * ch).map(|i| (mean_of_row(i / ch) + 0.01 * rng.normal()) as f32).collect();

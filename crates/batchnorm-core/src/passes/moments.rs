@@ -168,8 +168,8 @@ pub(crate) fn run_moments(xs: &[f32]) -> Moments {
 /// [`run_moments`] for a row that is taken whole (LayerNorm, GroupNorm's rows of planes):
 /// blocks after the first take the mean so far as their shift and skip pass 1, as
 /// [`rows_range`] does for channels-last rows, and a block whose shift turns out farther
-/// than one standard deviation from its own mean (`S1^2 / n > S2 / 2`; NaN too) is redone
-/// with its own pass 1 while it is in cache.
+/// than one standard deviation from its own mean (`S1^2 / n > S2 / 2`; NaN and an
+/// overflowed `S2` too) is redone with its own pass 1 while it is in cache.
 #[inline]
 pub(crate) fn row_moments(xs: &[f32]) -> Moments {
     let mut blocks = xs.chunks(PLANE_BLOCK);
@@ -178,7 +178,10 @@ pub(crate) fn row_moments(xs: &[f32]) -> Moments {
     for blk in blocks {
         let shift = m.mean as f32;
         let (s1, s2) = centered_sums(blk, shift);
-        let b = if s1 * s1 / blk.len() as f32 <= 0.5 * s2 { Moments::from_shifted(blk.len(), shift, s1, s2) } else { block_moments(blk) };
+        // In f64, and `s2` finite: far from the shift, f32 squares overflow to infinity
+        // (the test would then pass as inf <= inf).
+        let near = s2.is_finite() && (s1 as f64) * (s1 as f64) / blk.len() as f64 <= 0.5 * s2 as f64;
+        let b = if near { Moments::from_shifted(blk.len(), shift, s1, s2) } else { block_moments(blk) };
         m = m.merge(b);
     }
     m
@@ -249,8 +252,8 @@ fn centered_sums(xs: &[f32], shift: f32) -> (f32, f32) {
 /// close: `M2 = S2 - S1^2 / n` cancels when `|S1 / n|` (the shift's distance from the
 /// block mean) is large against the spread. So a block whose shift turns out farther
 /// than one standard deviation from its mean in any channel (`S1^2 / n > S2 / 2`, i.e.
-/// `S2 <= 2 M2`: at most one bit lost) is redone with its own pass-1 shift, while it is
-/// still in cache: data whose mean drifts along the rows (sorted, or blocks of different
+/// `S2 <= 2 M2`: at most one bit lost; or `S2` overflowed) is redone with its own pass-1
+/// shift, while it is still in cache: data whose mean drifts along the rows (sorted, or blocks of different
 /// distributions) gets exactly the two-pass treatment, stationary data skips pass 1.
 /// NaN fails the test too, so it takes the old path.
 ///
@@ -266,7 +269,8 @@ fn rows_range(x: &[f32], channels: usize, block_rows: usize, mut out: Vec<Moment
         let n = blk.len() / channels;
         let near = have_shift && {
             centered_block(&mut s1, &mut s2, blk, &shift);
-            s1.iter().zip(&s2).all(|(&a, &b)| a * a / n as f32 <= 0.5 * b)
+            // In f64, and `b` finite: far from the shift, f32 squares overflow to infinity.
+            s1.iter().zip(&s2).all(|(&a, &b)| b.is_finite() && (a as f64) * (a as f64) / n as f64 <= 0.5 * b as f64)
         };
         if !near {
             block_shift(&mut shift, blk);
