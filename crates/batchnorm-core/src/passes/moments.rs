@@ -178,13 +178,20 @@ pub(crate) fn row_moments(xs: &[f32]) -> Moments {
     for blk in blocks {
         let shift = m.mean as f32;
         let (s1, s2) = centered_sums(blk, shift);
-        // In f64, and `s2` finite: far from the shift, f32 squares overflow to infinity
-        // (the test would then pass as inf <= inf).
-        let near = s2.is_finite() && (s1 as f64) * (s1 as f64) / blk.len() as f64 <= 0.5 * s2 as f64;
-        let b = if near { Moments::from_shifted(blk.len(), shift, s1, s2) } else { block_moments(blk) };
+        let b = if shift_is_near(s1, s2, blk.len()) { Moments::from_shifted(blk.len(), shift, s1, s2) } else { block_moments(blk) };
         m = m.merge(b);
     }
     m
+}
+
+/// Whether a borrowed shift serves a block of `n` values whose sums about it are
+/// `s1 = sum(x - shift)`, `s2 = sum((x - shift)^2)`: within a standard deviation of the
+/// block's mean (`s1^2 / n <= s2 / 2`, i.e. `s2 <= 2 M2`: at most one bit lost to
+/// cancellation). In f64, and `s2` must be finite: far from the shift the f32 squares
+/// overflow, and `inf <= inf` would pass. NaN fails.
+#[inline]
+fn shift_is_near(s1: f32, s2: f32, n: usize) -> bool {
+    s2.is_finite() && (s1 as f64) * (s1 as f64) / n as f64 <= 0.5 * s2 as f64
 }
 
 /// Corrected two-pass moments of one cache-resident contiguous block.
@@ -269,8 +276,7 @@ fn rows_range(x: &[f32], channels: usize, block_rows: usize, mut out: Vec<Moment
         let n = blk.len() / channels;
         let near = have_shift && {
             centered_block(&mut s1, &mut s2, blk, &shift);
-            // In f64, and `b` finite: far from the shift, f32 squares overflow to infinity.
-            s1.iter().zip(&s2).all(|(&a, &b)| b.is_finite() && (a as f64) * (a as f64) / n as f64 <= 0.5 * b as f64)
+            s1.iter().zip(&s2).all(|(&a, &b)| shift_is_near(a, b, n))
         };
         if !near {
             block_shift(&mut shift, blk);
