@@ -486,6 +486,10 @@ fn dx_apply_with<const G: u8>(
             }
             return;
         }
+        /// Row `i` of a group's rows of `unit` values.
+        fn row(s: &[f32], i: usize, unit: usize) -> &[f32] {
+            &s[i * unit..(i + 1) * unit]
+        }
         // Rows in groups of DX_ROWS: each coefficient load serves them all (as in the
         // forward's `affine::rows`); a task's last rows one at a time.
         for (jg, o) in out.chunks_mut(DX_ROWS * unit).enumerate() {
@@ -493,12 +497,9 @@ fn dx_apply_with<const G: u8>(
             let r = u * unit..u * unit + o.len();
             let dzg = dzs.as_deref_mut().map(|d| &mut d[j * unit..j * unit + o.len()]);
             let (dyg, xg, gg) = (&dy[r.clone()], &x[r.clone()], &gate[r]);
+            let mut zs = dzg.map(|d| d.chunks_mut(unit));
             if o.len() == DX_ROWS * unit {
-                fn row(s: &[f32], i: usize, unit: usize) -> &[f32] {
-                    &s[i * unit..(i + 1) * unit]
-                }
                 let mut os = o.chunks_mut(unit);
-                let mut zs = dzg.map(|d| d.chunks_mut(unit));
                 dx_rows::<G, DX_ROWS>(
                     core::array::from_fn(|i| row(dyg, i, unit)),
                     core::array::from_fn(|i| row(xg, i, unit)),
@@ -510,11 +511,9 @@ fn dx_apply_with<const G: u8>(
                 );
                 continue;
             }
-            let mut zs = dzg.map(|d| d.chunks_mut(unit));
             for (i, o) in o.chunks_mut(unit).enumerate() {
-                let rr = i * unit..(i + 1) * unit;
                 let z = zs.as_mut().map(|zs| [zs.next().unwrap()]);
-                dx_rows::<G, 1>([&dyg[rr.clone()]], [&xg[rr.clone()]], [&gg[rr]], [words(u + i)], [o], z, p);
+                dx_rows::<G, 1>([row(dyg, i, unit)], [row(xg, i, unit)], [row(gg, i, unit)], [words(u + i)], [o], z, p);
             }
         }
     });
