@@ -40,6 +40,10 @@ const BITS: u8 = 2;
 /// serves them); two, as the forward's `affine::ROWS` (4 measured slower in main memory).
 const DX_ROWS: usize = 2;
 
+/// Channels-last rows of the sums pass done together (one load and store of each running
+/// sum serves them).
+const SUM_ROWS: usize = 2;
+
 /// `(mode, y or x as a placeholder, words or an empty slice)` of an optional gate.
 fn gate_parts<'a>(gate: Option<Gate<'a>>, x: &'a [f32]) -> (u8, &'a [f32], &'a [u32]) {
     match gate {
@@ -374,10 +378,21 @@ fn rows_sums_add<const G: u8>(dy: &[f32], x: &[f32], gate: &[f32], bits: &[u32],
     for (b, ((db, xb), gb)) in blocks.enumerate() {
         s_dy.fill(0.0);
         s_dxm.fill(0.0);
-        for (r, ((dr, xr), gr)) in db.chunks_exact(ch).zip(xb.chunks_exact(ch)).zip(gb.chunks_exact(ch)).enumerate() {
+        fn row(s: &[f32], r: usize, ch: usize) -> &[f32] {
+            &s[r * ch..(r + 1) * ch]
+        }
+        let words = |r: usize| {
             let w0 = (b * block_rows + r) * wpr;
-            let words = if G == BITS { &bits[w0..w0 + wpr] } else { &[] };
-            row_sums::<G>(&mut s_dy, &mut s_dxm, dr, xr, gr, words, mean);
+            if G == BITS { &bits[w0..w0 + wpr] } else { &[][..] }
+        };
+        let rows = db.len() / ch;
+        let pairs = rows / SUM_ROWS * SUM_ROWS;
+        for r in (0..pairs).step_by(SUM_ROWS) {
+            let [d, v, g] = [db, xb, gb].map(|s| core::array::from_fn(|i| row(s, r + i, ch)));
+            row_sums::<G, SUM_ROWS>(&mut s_dy, &mut s_dxm, d, v, g, core::array::from_fn(|i| words(r + i)), mean);
+        }
+        for r in pairs..rows {
+            row_sums::<G, 1>(&mut s_dy, &mut s_dxm, [row(db, r, ch)], [row(xb, r, ch)], [row(gb, r, ch)], [words(r)], mean);
         }
         for c in 0..ch {
             out.sum_dy[c] += s_dy[c] as f64;
@@ -386,41 +401,70 @@ fn rows_sums_add<const G: u8>(dy: &[f32], x: &[f32], gate: &[f32], bits: &[u32],
     }
 }
 
-/// Adds one channels-last row's `g` and `g * (x - mean)` to the per-channel f32 sums, `g` =
-/// `dy` gated as mode `G` says (by the output `gate`, or by the row's mask `words`).
+/// Adds `R` channels-last rows' `g` and `g * (x - mean)` to the per-channel f32 sums, `g` =
+/// `dy` gated as mode `G` says (by the output `gate`, or by the row's mask `words`). The
+/// sums are loaded and stored once for the `R` rows (they live in memory, a row of
+/// channels each, and their loads and stores were most of this pass's work), and each
+/// row's terms are added in row order: the same bits as one row at a time.
 /// Channels go in blocks of 32 (one mask word) with the block's eight quads unrolled: one
 /// bounds check per array and one word load a block, not a quad (V8 does not unroll wasm
 /// loops; this pass on rows was compute-bound with the mask).
 #[inline]
-fn row_sums<const G: u8>(s_dy: &mut [f32], s_dxm: &mut [f32], dy: &[f32], x: &[f32], gate: &[f32], words: &[u32], mean: &[f32]) {
-    let n = dy.len();
-    let (s_dy, s_dxm, x, gate, mean) = (&mut s_dy[..n], &mut s_dxm[..n], &x[..n], &gate[..n], &mean[..n]);
+#[allow(clippy::needless_range_loop)] // r indexes several arrays at once
+fn row_sums<const G: u8, const R: usize>(
+    s_dy: &mut [f32],
+    s_dxm: &mut [f32],
+    dy: [&[f32]; R],
+    x: [&[f32]; R],
+    gate: [&[f32]; R],
+    words: [&[u32]; R],
+    mean: &[f32],
+) {
+    let n = s_dy.len();
+    let (s_dxm, mean) = (&mut s_dxm[..n], &mean[..n]);
+    let (dy, x, gate) = (dy.map(|s| &s[..n]), x.map(|s| &s[..n]), gate.map(|s| &s[..n]));
     #[inline(always)]
-    fn quad<const G: u8>(a: &mut [f32; 4], b: &mut [f32; 4], d: &[f32; 4], v: &[f32; 4], g: &[f32; 4], m: &[f32; 4], bits: u32) {
-        let d = gate_bits::<G>(F32x4::load(d), g, bits);
-        F32x4::load(a).add(d).store(a);
-        F32x4::load(b).add(d.mul(F32x4::load(v).sub(F32x4::load(m)))).store(b);
+    fn quad<const G: u8, const R: usize>(a: &mut [f32; 4], b: &mut [f32; 4], d: [&[f32; 4]; R], v: [&[f32; 4]; R], g: [&[f32; 4]; R], m: &[f32; 4], bits: [u32; R]) {
+        let m = F32x4::load(m);
+        let (mut sa, mut sb) = (F32x4::load(a), F32x4::load(b));
+        for r in 0..R {
+            let d = gate_bits::<G>(F32x4::load(d[r]), g[r], bits[r]);
+            sa = sa.add(d);
+            sb = sb.add(d.mul(F32x4::load(v[r]).sub(m)));
+        }
+        sa.store(a);
+        sb.store(b);
     }
     let full = n / 32 * 32;
     for base in (0..full).step_by(32) {
         let r = base..base + 32;
         let (a, b) = (&mut s_dy[r.clone()], &mut s_dxm[r.clone()]);
-        let (d, v, g, m) = (&dy[r.clone()], &x[r.clone()], &gate[r.clone()], &mean[r]);
-        let w = if G == BITS { words[base / 32] } else { 0 };
+        let m = &mean[r.clone()];
+        let (d, v, g) = (dy.map(|s| &s[r.clone()]), x.map(|s| &s[r.clone()]), gate.map(|s| &s[r.clone()]));
+        let w: [u32; R] = core::array::from_fn(|k| if G == BITS { words[k][base / 32] } else { 0 });
         for j in 0..8 {
             let i = 4 * j..4 * j + 4;
-            quad::<G>(q_mut(&mut a[i.clone()]), q_mut(&mut b[i.clone()]), q(&d[i.clone()]), q(&v[i.clone()]), q(&g[i.clone()]), q(&m[i]), w >> (4 * j));
+            quad::<G, R>(q_mut(&mut a[i.clone()]), q_mut(&mut b[i.clone()]), quads_at(d, 4 * j), quads_at(v, 4 * j), quads_at(g, 4 * j), q(&m[i]), w.map(|w| w >> (4 * j)));
         }
     }
     for c in (full..n / 4 * 4).step_by(4) {
         let i = c..c + 4;
-        quad::<G>(q_mut(&mut s_dy[i.clone()]), q_mut(&mut s_dxm[i.clone()]), q(&dy[i.clone()]), q(&x[i.clone()]), q(&gate[i.clone()]), q(&mean[i]), mask_bits::<G>(words, c));
+        let bits = core::array::from_fn(|k| mask_bits::<G>(words[k], c));
+        quad::<G, R>(q_mut(&mut s_dy[i.clone()]), q_mut(&mut s_dxm[i.clone()]), quads_at(dy, c), quads_at(x, c), quads_at(gate, c), q(&mean[i]), bits);
     }
     for c in n / 4 * 4..n {
-        let d = gate_one::<G>(dy[c], gate, words, c);
-        s_dy[c] += d;
-        s_dxm[c] += d * (x[c] - mean[c]);
+        for r in 0..R {
+            let d = gate_one::<G>(dy[r][c], gate[r], words[r], c);
+            s_dy[c] += d;
+            s_dxm[c] += d * (x[r][c] - mean[c]);
+        }
     }
+}
+
+/// The quad at `i` of each of `R` slices.
+#[inline(always)]
+fn quads_at<const R: usize>(s: [&[f32]; R], i: usize) -> [&[f32; 4]; R] {
+    s.map(|s| q(&s[i..i + 4]))
 }
 
 /// `dx = g * k[c] + (x - mean[c]) * b[c] + c[c]` with `g = dy`, or with a `gate`,
