@@ -1,7 +1,9 @@
 //! `moments::accumulate` over the pieces of a tensor, fed in order, equals `moments` of
 //! the whole tensor bit for bit (the plain-array training forward relies on it): planes
 //! (whole samples per piece, and runs of planes within a sample) and channels-last rows
-//! (whole blocks per piece, the last piece short). Every tensor here is below the default
+//! (whole blocks per piece, the last piece short). The (300, 300) rows also check that
+//! pairs of rows and single rows give the same bits: its pieces fit in L2 and go in pairs,
+//! the whole tensor goes a row at a time (`passes::rows_together`). Every tensor here is below the default
 //! parallel threshold, so with `--features parallel` the whole-tensor kernels still run on
 //! one thread, the case the accumulating versions reproduce.
 

@@ -24,7 +24,7 @@
 
 use crate::dims::Dims;
 use crate::parallel;
-use crate::passes::mask;
+use crate::passes::{mask, rows_together};
 use crate::simd::{q, q_mut, quad_view, quad_view_mut, quads4_mut, relu, where_pos, F32x4};
 
 /// Subtract `shift_lo` after `shift`.
@@ -37,11 +37,6 @@ const ADD: u8 = 4;
 const RELU: u8 = 8;
 /// Write the bits `y > 0` (only with RELU): from the result registers as they are stored.
 const MASK: u8 = 16;
-
-/// Channels-last rows normalised together (one load of each parameter vector serves them).
-/// Two: with 4 or 8, eval on a cache-resident window (the plain-array path) ran 1.3-1.5x
-/// faster, but on a (32,56,56,64) tensor in main memory 1.7-2x slower (V8, 2-core EPYC).
-const ROWS: usize = 2;
 
 /// What the elementwise pass does besides the affine (see the module comment).
 #[derive(Debug, Default)]
@@ -144,23 +139,24 @@ fn run<const F: u8>(
             }
         } else {
             let task = src.range::<F>(t * per_task * ch, ys.len());
-            let mut ms = ms.map(|m| m.chunks_mut(ROWS * wpu));
-            // Rows in groups of ROWS: each parameter load serves them all.
-            let groups = task.x.chunks(ROWS * ch).zip(task.gate.chunks(ROWS * ch)).zip(task.z.chunks(ROWS * ch));
-            for (yg, ((x, gate), z)) in ys.chunks_mut(ROWS * ch).zip(groups) {
+            // Rows in pairs where that pays (`rows_together`): each parameter load serves both.
+            let together = rows_together(ch, ys.len());
+            let mut ms = ms.map(|m| m.chunks_mut(together * wpu));
+            let groups = task.x.chunks(together * ch).zip(task.gate.chunks(together * ch)).zip(task.z.chunks(together * ch));
+            for (yg, ((x, gate), z)) in ys.chunks_mut(together * ch).zip(groups) {
                 let group = Step { x, gate, z };
                 let words = ms.as_mut().and_then(|m| m.next()).unwrap_or_default();
-                let full = yg.len() == ROWS * ch;
+                let pair = yg.len() == 2 * ch;
                 let mut yr = yg.chunks_mut(ch);
                 // Without a mask there are no words: empty slices.
                 let mut wr = words.chunks_mut(wpu);
-                if full {
+                if pair {
                     let y = core::array::from_fn(|_| yr.next().unwrap());
                     let w = core::array::from_fn(|_| wr.next().unwrap_or_default());
                     let src = core::array::from_fn(|r| group.range::<F>(r * ch, ch));
-                    rows::<F, ROWS>(src, y, w, shift, lo, scale, offset);
+                    rows::<F, 2>(src, y, w, shift, lo, scale, offset);
                 } else {
-                    // The last rows of a task, one at a time.
+                    // One row (and a task's last row after pairs).
                     for (r, y) in yr.enumerate() {
                         let w = wr.next().unwrap_or_default();
                         rows::<F, 1>([group.range::<F>(r * ch, ch)], [y], [w], shift, lo, scale, offset);

@@ -20,6 +20,7 @@ use crate::dims::Dims;
 use crate::moments::{outer_split, row_task_len, rows_per_block, split_task};
 use crate::parallel;
 use crate::passes::mask::{self, bit, quad_bits};
+use crate::passes::rows_together;
 use crate::simd::{q, q_mut, quad_view, quad_view_mut, quads4_mut, where_pos, F32x4};
 
 /// Where a fused ReLU passes the gradient.
@@ -35,14 +36,6 @@ pub enum Gate<'a> {
 const NONE: u8 = 0;
 const OUT: u8 = 1;
 const BITS: u8 = 2;
-
-/// Channels-last rows of the dx pass done together (one load of each coefficient vector
-/// serves them); two, as the forward's `affine::ROWS` (4 measured slower in main memory).
-const DX_ROWS: usize = 2;
-
-/// Channels-last rows of the sums pass done together (one load and store of each running
-/// sum serves them).
-const SUM_ROWS: usize = 2;
 
 /// `(mode, y or x as a placeholder, words or an empty slice)` of an optional gate.
 fn gate_parts<'a>(gate: Option<Gate<'a>>, x: &'a [f32]) -> (u8, &'a [f32], &'a [u32]) {
@@ -385,11 +378,13 @@ fn rows_sums_add<const G: u8>(dy: &[f32], x: &[f32], gate: &[f32], bits: &[u32],
             let w0 = (b * block_rows + r) * wpr;
             if G == BITS { &bits[w0..w0 + wpr] } else { &[][..] }
         };
+        // Rows in pairs where that pays (`rows_together`): one load and store of each
+        // running sum serves both.
         let rows = db.len() / ch;
-        let pairs = rows / SUM_ROWS * SUM_ROWS;
-        for r in (0..pairs).step_by(SUM_ROWS) {
+        let pairs = if rows_together(ch, dy.len()) == 2 { rows / 2 * 2 } else { 0 };
+        for r in (0..pairs).step_by(2) {
             let [d, v, g] = [db, xb, gb].map(|s| core::array::from_fn(|i| row(s, r + i, ch)));
-            row_sums::<G, SUM_ROWS>(&mut s_dy, &mut s_dxm, d, v, g, core::array::from_fn(|i| words(r + i)), mean);
+            row_sums::<G, 2>(&mut s_dy, &mut s_dxm, d, v, g, core::array::from_fn(|i| words(r + i)), mean);
         }
         for r in pairs..rows {
             row_sums::<G, 1>(&mut s_dy, &mut s_dxm, [row(db, r, ch)], [row(xb, r, ch)], [row(gb, r, ch)], [words(r)], mean);
@@ -534,17 +529,19 @@ fn dx_apply_with<const G: u8>(
         fn row(s: &[f32], i: usize, unit: usize) -> &[f32] {
             &s[i * unit..(i + 1) * unit]
         }
-        // Rows in groups of DX_ROWS: each coefficient load serves them all (as in the
-        // forward's `affine::rows`); a task's last rows one at a time.
-        for (jg, o) in out.chunks_mut(DX_ROWS * unit).enumerate() {
-            let (j, u) = (DX_ROWS * jg, first + DX_ROWS * jg);
+        // Rows in pairs where that pays (`rows_together`): each coefficient load serves
+        // both (as in the forward's `affine::rows`); otherwise, and a task's last row after
+        // pairs, one at a time.
+        let together = rows_together(unit, out.len());
+        for (jg, o) in out.chunks_mut(together * unit).enumerate() {
+            let (j, u) = (together * jg, first + together * jg);
             let r = u * unit..u * unit + o.len();
             let dzg = dzs.as_deref_mut().map(|d| &mut d[j * unit..j * unit + o.len()]);
             let (dyg, xg, gg) = (&dy[r.clone()], &x[r.clone()], &gate[r]);
             let mut zs = dzg.map(|d| d.chunks_mut(unit));
-            if o.len() == DX_ROWS * unit {
+            if o.len() == 2 * unit {
                 let mut os = o.chunks_mut(unit);
-                dx_rows::<G, DX_ROWS>(
+                dx_rows::<G, 2>(
                     core::array::from_fn(|i| row(dyg, i, unit)),
                     core::array::from_fn(|i| row(xg, i, unit)),
                     core::array::from_fn(|i| row(gg, i, unit)),

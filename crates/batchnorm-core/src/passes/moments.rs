@@ -14,6 +14,7 @@
 
 use crate::dims::Dims;
 use crate::parallel;
+use crate::passes::rows_together;
 use crate::simd::{q, quads, F32x4};
 
 /// Count, mean and sum of squared deviations from the mean of a set of values.
@@ -272,15 +273,16 @@ fn rows_range(x: &[f32], channels: usize, block_rows: usize, mut out: Vec<Moment
     let mut shift: Vec<f32> = out.iter().map(|m| if have_shift { m.mean as f32 } else { 0.0 }).collect();
     let mut s1 = vec![0f32; channels];
     let mut s2 = vec![0f32; channels];
+    let together = rows_together(channels, x.len());
     for blk in x.chunks(block_rows * channels) {
         let n = blk.len() / channels;
         let near = have_shift && {
-            centered_block(&mut s1, &mut s2, blk, &shift);
+            centered_block(&mut s1, &mut s2, blk, &shift, together);
             s1.iter().zip(&s2).all(|(&a, &b)| shift_is_near(a, b, n))
         };
         if !near {
-            block_shift(&mut shift, blk);
-            centered_block(&mut s1, &mut s2, blk, &shift);
+            block_shift(&mut shift, blk, together);
+            centered_block(&mut s1, &mut s2, blk, &shift, together);
         }
         for c in 0..channels {
             let m = Moments::from_shifted(n, shift[c], s1[c], s2[c]);
@@ -298,34 +300,41 @@ fn rows_range(x: &[f32], channels: usize, block_rows: usize, mut out: Vec<Moment
 /// digits that a running sum of the values loses when |mean| >> spread (a block has up to
 /// 4096 rows: summing 4096 values of ~1e6 in f32 put the shift ~30 standard deviations
 /// off, more than pass 2 can correct).
-fn block_shift(shift: &mut [f32], blk: &[f32]) {
+fn block_shift(shift: &mut [f32], blk: &[f32], together: usize) {
     let channels = shift.len();
     let n = blk.len() / channels;
     let first = &blk[..channels];
     shift.fill(0.0);
-    // Rows in pairs: each accumulator load and store serves two rows.
-    let mut pairs = blk.chunks_exact(2 * channels);
-    for p in &mut pairs {
-        diff2_into(shift, &p[..channels], &p[channels..], first);
+    // Rows in pairs where that pays (`rows_together`): each accumulator load and store
+    // serves two rows.
+    let mut groups = blk.chunks_exact(together * channels);
+    for g in &mut groups {
+        match g.len() / channels {
+            2 => diff2_into(shift, &g[..channels], &g[channels..], first),
+            _ => diff_into(shift, g, first),
+        }
     }
-    if !pairs.remainder().is_empty() {
-        diff_into(shift, pairs.remainder(), first);
+    if !groups.remainder().is_empty() {
+        diff_into(shift, groups.remainder(), first);
     }
     let inv_n = 1.0 / n as f32;
     shift.iter_mut().zip(first).for_each(|(v, &f)| *v = f + *v * inv_n);
 }
 
 /// Pass 2: `s1 = sum(x - shift)`, `s2 = sum((x - shift)^2)` per channel over the block.
-fn centered_block(s1: &mut [f32], s2: &mut [f32], blk: &[f32], shift: &[f32]) {
+fn centered_block(s1: &mut [f32], s2: &mut [f32], blk: &[f32], shift: &[f32], together: usize) {
     let channels = shift.len();
     s1.fill(0.0);
     s2.fill(0.0);
-    let mut pairs = blk.chunks_exact(2 * channels);
-    for p in &mut pairs {
-        centered2_into(s1, s2, &p[..channels], &p[channels..], shift);
+    let mut groups = blk.chunks_exact(together * channels);
+    for g in &mut groups {
+        match g.len() / channels {
+            2 => centered2_into(s1, s2, &g[..channels], &g[channels..], shift),
+            _ => centered_into(s1, s2, g, shift),
+        }
     }
-    if !pairs.remainder().is_empty() {
-        centered_into(s1, s2, pairs.remainder(), shift);
+    if !groups.remainder().is_empty() {
+        centered_into(s1, s2, groups.remainder(), shift);
     }
 }
 
@@ -364,7 +373,8 @@ fn centered_into(s1: &mut [f32], s2: &mut [f32], row: &[f32], shift: &[f32]) {
     }
 }
 
-/// `acc += (r0 - base) + (r1 - base)`, lane-wise across channels.
+/// `acc += r0 - base; acc += r1 - base`, lane-wise across channels: the additions of
+/// [`diff_into`] row after row, so pairs and single rows give the same bits.
 #[inline]
 fn diff2_into(acc: &mut [f32], r0: &[f32], r1: &[f32], base: &[f32]) {
     let (b0, t0) = quads(r0);
@@ -374,15 +384,15 @@ fn diff2_into(acc: &mut [f32], r0: &[f32], r1: &[f32], base: &[f32]) {
     for (((a, x0), x1), b) in (&mut acc_chunks).zip(b0).zip(b1).zip(bb) {
         let a = crate::simd::q_mut(a);
         let bv = F32x4::load(q(b));
-        let d = F32x4::load(q(x0)).sub(bv).add(F32x4::load(q(x1)).sub(bv));
-        F32x4::load(a).add(d).store(a);
+        F32x4::load(a).add(F32x4::load(q(x0)).sub(bv)).add(F32x4::load(q(x1)).sub(bv)).store(a);
     }
     for (((a, &x0), &x1), &b) in acc_chunks.into_remainder().iter_mut().zip(t0).zip(t1).zip(bt) {
-        *a += (x0 - b) + (x1 - b);
+        *a = *a + (x0 - b) + (x1 - b);
     }
 }
 
-/// `centered_into` for two rows at once.
+/// `centered_into` for two rows at once, with its additions in the same order (the same
+/// bits as row after row).
 #[inline]
 fn centered2_into(s1: &mut [f32], s2: &mut [f32], r0: &[f32], r1: &[f32], shift: &[f32]) {
     let (b0, t0) = quads(r0);
@@ -395,14 +405,14 @@ fn centered2_into(s1: &mut [f32], s2: &mut [f32], r0: &[f32], r1: &[f32], shift:
         let shv = F32x4::load(q(sh));
         let d0 = F32x4::load(q(x0)).sub(shv);
         let d1 = F32x4::load(q(x1)).sub(shv);
-        F32x4::load(a).add(d0.add(d1)).store(a);
-        F32x4::load(b).add(d0.mul(d0).add(d1.mul(d1))).store(b);
+        F32x4::load(a).add(d0).add(d1).store(a);
+        F32x4::load(b).add(d0.mul(d0)).add(d1.mul(d1)).store(b);
     }
     let tails = c1.into_remainder().iter_mut().zip(c2.into_remainder()).zip(t0).zip(t1).zip(sh_tail);
     for ((((a, b), &x0), &x1), &sh) in tails {
         let (d0, d1) = (x0 - sh, x1 - sh);
-        *a += d0 + d1;
-        *b += d0 * d0 + d1 * d1;
+        *a = *a + d0 + d1;
+        *b = *b + d0 * d0 + d1 * d1;
     }
 }
 

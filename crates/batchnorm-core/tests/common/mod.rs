@@ -524,6 +524,9 @@ pub fn small_shapes() -> Vec<Shape> {
         &[5, 9, 33],
         &[3, 1031, 2], // several 16-row blocks (ch 2: 2048 rows a block) with a partial one
         &[1, 4100, 1], // ch 1: > one 4096-row block
+        &[5, 96],      // the widest rows the row kernels still take in pairs (`rows_together`)
+        &[2, 3, 97],   // ... and the narrowest they take one at a time
+        &[3, 5, 130],  // one at a time, 130 % 4 = 2, five mask words a row
         // rank 4
         &[2, 5, 7, 3],
         &[1, 3, 3, 5],
@@ -555,5 +558,6 @@ pub fn large_shapes() -> Vec<Shape> {
         Shape::cl(&[2, 9, 9, 9, 61]),  // 88,938: rank 5
         Shape::cl(&[100003, 1]),       // 100,003: one channel
         Shape::cl(&[5, 2731, 5]),      // 68,275
+        Shape::cl(&[7, 9, 11, 131]),   // 90,783: rows one at a time (> 96 channels)
     ]
 }
