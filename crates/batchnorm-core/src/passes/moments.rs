@@ -83,7 +83,8 @@ pub fn merge_all(mut a: Vec<Moments>, b: Vec<Moments>) -> Vec<Moments> {
 /// Elements per block of a contiguous plane (8 KiB: L1-resident for the second look).
 pub(crate) const PLANE_BLOCK: usize = 2048;
 /// Target elements per block of channels-last rows; at least `MIN_BLOCK_ROWS` rows so the
-/// f64 merge (a dozen flops per channel) stays a small fraction of the work, and at most
+/// f64 merge (a dozen flops per channel, [`merge_block`]) stays a small fraction of the
+/// work, and at most
 /// `MAX_BLOCK_ROWS` so no f32 lane sums more than 256 values (with few channels a block
 /// of 4096 rows left ~2e-5 relative error in the variance; 256 leaves ~1e-6).
 const ROW_BLOCK_ELEMS: usize = 4096;
@@ -179,20 +180,20 @@ pub(crate) fn row_moments(xs: &[f32]) -> Moments {
     for blk in blocks {
         let shift = m.mean as f32;
         let (s1, s2) = centered_sums(blk, shift);
-        let b = if shift_is_near(s1, s2, blk.len()) { Moments::from_shifted(blk.len(), shift, s1, s2) } else { block_moments(blk) };
+        let b = if shift_is_near(s1, s2, 1.0 / blk.len() as f64) { Moments::from_shifted(blk.len(), shift, s1, s2) } else { block_moments(blk) };
         m = m.merge(b);
     }
     m
 }
 
-/// Whether a borrowed shift serves a block of `n` values whose sums about it are
+/// Whether a borrowed shift serves a block of `n = 1 / inv_n` values whose sums about it are
 /// `s1 = sum(x - shift)`, `s2 = sum((x - shift)^2)`: within a standard deviation of the
 /// block's mean (`s1^2 / n <= s2 / 2`, i.e. `s2 <= 2 M2`: at most one bit lost to
 /// cancellation). In f64, and `s2` must be finite: far from the shift the f32 squares
 /// overflow, and `inf <= inf` would pass. NaN fails.
 #[inline]
-fn shift_is_near(s1: f32, s2: f32, n: usize) -> bool {
-    s2.is_finite() && (s1 as f64) * (s1 as f64) / n as f64 <= 0.5 * s2 as f64
+fn shift_is_near(s1: f32, s2: f32, inv_n: f64) -> bool {
+    s2.is_finite() && (s1 as f64) * (s1 as f64) * inv_n <= 0.5 * s2 as f64
 }
 
 /// Corrected two-pass moments of one cache-resident contiguous block.
@@ -276,23 +277,46 @@ fn rows_range(x: &[f32], channels: usize, block_rows: usize, mut out: Vec<Moment
     let together = rows_together(channels, x.len());
     for blk in x.chunks(block_rows * channels) {
         let n = blk.len() / channels;
+        let inv_n = 1.0 / n as f64;
         let near = have_shift && {
             centered_block(&mut s1, &mut s2, blk, &shift, together);
-            s1.iter().zip(&s2).all(|(&a, &b)| shift_is_near(a, b, n))
+            s1.iter().zip(&s2).all(|(&a, &b)| shift_is_near(a, b, inv_n))
         };
         if !near {
             block_shift(&mut shift, blk, together);
             centered_block(&mut s1, &mut s2, blk, &shift, together);
         }
-        for c in 0..channels {
-            let m = Moments::from_shifted(n, shift[c], s1[c], s2[c]);
-            out[c] = out[c].merge(m);
-            // The next block's shift: the mean so far (f64, rounded once).
-            shift[c] = out[c].mean as f32;
-        }
+        merge_block(&mut out, &mut shift, &s1, &s2, n);
         have_shift = true;
     }
     out
+}
+
+/// Merges a block of `n` rows, given per channel as its shift and the f32 sums about it,
+/// into `out` (Chan et al., as [`Moments::from_shifted`] then [`Moments::merge`]), and
+/// sets each channel's shift to its mean so far (f64, rounded once) for the next block.
+/// Every channel has counted the same rows, so the divisions of those two functions are
+/// formed once per block here, not per channel: with 16-row blocks of wide rows (>= 256
+/// channels) the per-channel f64 work, five divisions among it, took most of the
+/// statistics pass's time.
+fn merge_block(out: &mut [Moments], shift: &mut [f32], s1: &[f32], s2: &[f32], n: usize) {
+    let nb = n as f64;
+    let na = out.first().map_or(0.0, |m| m.count);
+    debug_assert!(out.iter().all(|m| m.count == na), "channels-last moments count the same rows in every channel");
+    let total = na + nb;
+    let (inv_nb, w, wab) = (1.0 / nb, nb / total, na * nb / total);
+    for ((o, sh), (&a, &b)) in out.iter_mut().zip(shift.iter_mut()).zip(s1.iter().zip(s2)) {
+        let (a, b) = (a as f64, b as f64);
+        let mean = *sh as f64 + a * inv_nb;
+        let m2 = (b - a * a * inv_nb).max(0.0);
+        *o = if na == 0.0 {
+            Moments { count: nb, mean, m2 }
+        } else {
+            let delta = mean - o.mean;
+            Moments { count: total, mean: o.mean + delta * w, m2: o.m2 + m2 + delta * delta * wab }
+        };
+        *sh = o.mean as f32;
+    }
 }
 
 /// Pass 1: the block mean as `first row + mean(row - first row)`. The differences are
