@@ -12,6 +12,7 @@ cargo test -p batchnorm-core --features parallel
 echo "== Benchmark harness smoke run (correctness only, no timing asserts)"
 node bench/run.mjs --smoke
 node bench/norms.mjs --smoke > /dev/null   # fails if a peer disagrees with our forward output
+node bench/channels.mjs --smoke > /dev/null
 
 echo "== Type check of the package and its tests together (tsconfig.test.json)" && npx tsc -p tsconfig.test.json
 echo "== API reference (TypeDoc into docs/api, warnings fail)" && npm run docs
