@@ -94,3 +94,29 @@ export async function measure(cases, defaults) {
   }
   return out;
 }
+
+/**
+ * Cold-cache timing: before each timed call a buffer of `evictBytes` (several times the
+ * last-level cache: 128 MiB by default, against this VM's 32 MiB L3) is written, so the
+ * call finds its operands in main memory, as it would for a tensor too large for the
+ * cache or not touched since it was last in one. Each sample is one call; cases go round
+ * robin; medians in seconds. `measure` reports the warm case instead: back-to-back calls
+ * whose operands stay in cache when they fit (the 12 MiB tensors of bench/norms.mjs fit in
+ * this VM's L3, and so does a copy of them, which then runs at L3 speed). The evicting
+ * writes leave dirty lines that the timed call's misses write back, for every case alike.
+ * Synchronous cases only.
+ */
+export function measureCold(cases, { reps = 15, evictBytes = 128 << 20 } = {}) {
+  const evict = new Float32Array(evictBytes >>> 2);
+  const samples = new Map(cases.map((c) => [c.id, []]));
+  for (const c of cases) c.fn(); // compiled and warmed up before the first sample
+  for (let r = 0; r < reps; r++) {
+    for (const c of cases) {
+      evict.fill(r + 1);
+      const t = now();
+      c.fn();
+      samples.get(c.id).push((now() - t) / 1000);
+    }
+  }
+  return new Map([...samples].map(([id, xs]) => [id, { median: median(xs), min: Math.min(...xs), reps: xs.length }]));
+}
