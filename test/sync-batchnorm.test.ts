@@ -6,7 +6,9 @@
  * a residual (its gradient too); eval mode; both transports.
  */
 import { afterEach, beforeAll, describe, expect, it } from "vitest";
-import { init, BatchNorm, SyncBatchNorm, InvalidOptionError, type Communicator, type Layout } from "../dist/index.js";
+import {
+  init, BatchNorm, SyncBatchNorm, WasmTensor, InvalidArgumentError, InvalidOptionError, LengthMismatchError, type Communicator, type Layout,
+} from "../dist/index.js";
 import { rng } from "./reference.js";
 import { expectClose } from "./close.js";
 import { disposeAll, startGroup, type Started } from "./workers/start.js";
@@ -158,5 +160,77 @@ describe("SyncBatchNorm options", () => {
     using bn = new SyncBatchNorm(3, comm, { eps: 0 });
     await expect(bn.forward(new Float32Array(6), [2, 3])).rejects.toThrow(InvalidOptionError);
     expect(bn.numBatchesTracked).toBe(0);
+  });
+});
+
+describe("SyncBatchNorm out", () => {
+  /** One rank in-process: collectives that return this rank's own numbers, and count the calls. */
+  function soloComm() {
+    const calls = { n: 0 };
+    const comm = {
+      rank: 0,
+      worldSize: 1,
+      allGather: async (b: Float64Array) => { calls.n++; return [b.slice()]; },
+      allReduce: async (b: Float64Array) => { calls.n++; return b; },
+    } as unknown as Communicator;
+    return { comm, calls };
+  }
+  const shape = [6, 3, 2, 2];
+  const n = 6 * 3 * 2 * 2;
+  const x = Float32Array.from({ length: n }, (_, i) => Math.sin(i * 1.7) * 3 + (i % 3));
+  const dy = Float32Array.from({ length: n }, (_, i) => Math.cos(i * 0.9));
+
+  it("forward and backward write into out (Float32Array or WasmTensor), return it, and equal the calls without it", async () => {
+    for (const kind of ["array", "tensor"] as const) {
+      const make = () => (kind === "array" ? new Float32Array(n) : WasmTensor.alloc(n));
+      const values = (t: Float32Array | WasmTensor): Float32Array => (t instanceof Float32Array ? t : t.toArray());
+      using a = new SyncBatchNorm(3, soloComm().comm, { activation: "relu" });
+      using b = new SyncBatchNorm(3, soloComm().comm, { activation: "relu" });
+      for (let step = 0; step < 2; step++) {
+        const yOut = make(), dxOut = make();
+        const y = await a.forward(x, shape, { out: yOut });
+        expect(y).toBe(yOut);
+        const dx = await a.backward(dy, { out: dxOut });
+        expect(dx).toBe(dxOut);
+        const yRef = await b.forward(x, shape);
+        const dxRef = await b.backward(dy);
+        expect(Array.from(values(y))).toEqual(Array.from(yRef));
+        expect(Array.from(values(dx))).toEqual(Array.from(dxRef));
+        expect(values(y).some((v) => v !== 0)).toBe(true);
+        if (yOut instanceof WasmTensor) yOut.free();
+        if (dxOut instanceof WasmTensor) dxOut.free();
+      }
+      expect(Array.from(a.runningMean!.view)).toEqual(Array.from(b.runningMean!.view));
+      expect(Array.from(a.weightGrad!.view)).toEqual(Array.from(b.weightGrad!.view));
+      // Eval mode: no collective, out still honoured.
+      a.eval();
+      b.eval();
+      const yOut = new Float32Array(n);
+      expect(await a.forward(x, shape, { out: yOut })).toBe(yOut);
+      expect(Array.from(yOut)).toEqual(Array.from(await b.forward(x, shape)));
+    }
+  });
+
+  it("a wrong-sized or aliasing out is rejected before any collective, changing nothing", async () => {
+    const { comm, calls } = soloComm();
+    using bn = new SyncBatchNorm(3, comm);
+    await expect(bn.forward(x, shape, { out: new Float32Array(n - 1) })).rejects.toThrow(LengthMismatchError);
+    using xt = WasmTensor.from(x);
+    await expect(bn.forward(xt, shape, { out: xt })).rejects.toThrow(InvalidArgumentError);
+    await expect(bn.forward(x, shape, { out: bn.runningMean! } as never)).rejects.toThrow(LengthMismatchError);
+    expect(calls.n).toBe(0);
+    expect(bn.numBatchesTracked).toBe(0);
+    expect(Array.from(bn.runningMean!.view)).toEqual([0, 0, 0]);
+    await bn.forward(x, shape);
+    expect(calls.n).toBe(1);
+    using dyt = WasmTensor.from(dy);
+    await expect(bn.backward(dyt, { out: dyt })).rejects.toThrow(InvalidArgumentError);
+    await expect(bn.backward(dy, { out: new Float32Array(n + 1) })).rejects.toThrow(LengthMismatchError);
+    await expect(bn.backward(dy, { outZ: new Float32Array(n) } as never)).rejects.toThrow(InvalidOptionError);
+    expect(calls.n).toBe(1);
+    expect(Array.from(bn.weightGrad!.view)).toEqual([0, 0, 0]);
+    const dx = await bn.backward(dy);
+    expect(calls.n).toBe(2);
+    expect(dx).toBeInstanceOf(Float32Array);
   });
 });

@@ -36,7 +36,7 @@ export { startWithDeadlines, START_DEADLINES_MS, type StartAttempt } from "./par
 export { Communicator, joinProcessGroup } from "./parallel/communicator.js";
 export { CollectiveMismatchError, CollectiveTimeoutError, type CollectiveBuffer, type ReduceOp } from "./parallel/collective.js";
 export type { TransportName } from "./parallel/group-protocol.js";
-export { SyncBatchNorm, type SyncForwardOptions } from "./parallel/sync-batchnorm.js";
+export { SyncBatchNorm, type SyncBackwardOptions, type SyncForwardOptions } from "./parallel/sync-batchnorm.js";
 export { allReduceGradients, broadcastParameters, type Tensorish, type BucketOptions } from "./parallel/gradients.js";
 export {
   layerNorm, layerNormBackward, rmsNorm, rmsNormBackward, groupNorm, groupNormBackward, instanceNorm, instanceNormBackward, F32_EPS,

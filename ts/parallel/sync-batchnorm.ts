@@ -21,7 +21,7 @@ import { ChannelMismatchError, InvalidOptionError, ShapeError, StateError, TooFe
 import type { Engine } from "../engine/loader.js";
 import { OwnedTensors } from "../engine/owned.js";
 import { WasmTensor } from "../engine/tensor.js";
-import { checkData, checkEps, checkOptionKeys, dimsOf, optionKeys, type TensorLike } from "../engine/validate.js";
+import { checkData, checkEps, checkNoAlias, checkOptionKeys, dimsOf, optionKeys, type TensorLike } from "../engine/validate.js";
 import { BatchNorm, type BatchNormOptions, type StateDict } from "../layers/batchnorm.js";
 import type { Activation } from "../layers/functional.js";
 import { maskLengthOf } from "../layers/relu-mask.js";
@@ -40,9 +40,18 @@ const OPTION_KEYS = optionKeys<SyncBatchNormOptions>({
 export interface SyncForwardOptions {
   /** Residual input added before the activation: `y = act(BN(x) + z)`; `backward` then also gives its gradient ({@link SyncBatchNorm.residualGrad}). */
   z?: TensorLike;
+  /** Where to write `y` (a `Float32Array` or `WasmTensor` of the input's size); `forward` then returns it. Without it, a new `Float32Array`. */
+  out?: TensorLike;
 }
 
-const FORWARD_KEYS = optionKeys<SyncForwardOptions>({ z: true });
+/** Options of {@link SyncBatchNorm.backward}. */
+export interface SyncBackwardOptions {
+  /** Where to write `dx`; `backward` then returns it. Without it, a new `Float32Array`. */
+  out?: TensorLike;
+}
+
+const FORWARD_KEYS = optionKeys<SyncForwardOptions>({ z: true, out: true });
+const BACKWARD_KEYS = optionKeys<SyncBackwardOptions>({ out: true });
 
 /** What backward needs from a synchronised forward. */
 interface Saved {
@@ -166,16 +175,19 @@ export class SyncBatchNorm {
   /**
    * Normalises this rank's slice `x` of the batch (then adds `z` and applies the fused
    * activation). In training mode every rank of the group must call it (with its own
-   * slice; any number of rows, the same channels).
+   * slice; any number of rows, the same channels). With `out`, `y` is written there (no
+   * allocation per step) and `out` is returned; otherwise a new `Float32Array`.
    */
-  async forward(x: TensorLike, shape: readonly number[], opts: SyncForwardOptions = {}): Promise<Float32Array> {
+  forward<T extends TensorLike>(x: TensorLike, shape: readonly number[], opts: SyncForwardOptions & { out: T }): Promise<T>;
+  forward(x: TensorLike, shape: readonly number[], opts?: SyncForwardOptions): Promise<Float32Array>;
+  async forward(x: TensorLike, shape: readonly number[], opts: SyncForwardOptions = {}): Promise<TensorLike> {
     checkOptionKeys("forward", opts, FORWARD_KEYS);
     const bn = this.#bn;
     if (!bn.training) {
       this.#saved = undefined;
       this.#residualGrad = undefined;
-      const y = bn.forward(x, shape, { z: opts.z });
-      return y instanceof WasmTensor ? y.toArray() : y;
+      const y = bn.forward(x, shape, { z: opts.z, out: opts.out });
+      return opts.out ?? (y instanceof WasmTensor ? y.toArray() : y);
     }
     if (bn.disposed) throw new StateError("this SyncBatchNorm was disposed");
     if (!Array.isArray(shape)) throw new ShapeError("shape must be an array of integers");
@@ -185,6 +197,8 @@ export class SyncBatchNorm {
     }
     checkData("x", x, shape, dims);
     if (opts.z !== undefined) checkData("z", opts.z, shape, dims);
+    if (opts.out !== undefined) checkData("out", opts.out, shape, dims);
+    checkNoAlias("out", opts.out, { x, z: opts.z, weight: bn.weight, bias: bn.bias, runningMean: bn.runningMean, runningVar: bn.runningVar });
     checkEps(this.eps, true);
     const engine = this.engine;
     const C = this.numFeatures;
@@ -205,8 +219,8 @@ export class SyncBatchNorm {
     const relu = this.activation === "relu";
     const mask = relu ? this.#keptMask(maskLengthOf(dims)) : undefined;
     const y = shardNormalize(engine, xs, shape, this.layout, {
-      weight: bn.weight, bias: bn.bias, mean: merged.mean, invStd, relu, z: opts.z, outMask: mask,
-    }) as Float32Array;
+      weight: bn.weight, bias: bn.bias, mean: merged.mean, invStd, relu, z: opts.z, outMask: mask, out: opts.out,
+    });
     if (this.trackRunningStats) {
       updateRunning(engine, bn.runningMean!, bn.runningVar!, merged, stepMomentum(this.#config, bn.numBatchesTracked), this.convention);
       bn.numBatchesTracked += 1;
@@ -233,19 +247,25 @@ export class SyncBatchNorm {
   /**
    * Gradient of the last forward: returns this rank's `dx` (of the whole batch's loss)
    * and adds this rank's share to `weightGrad`/`biasGrad`. After a training forward every
-   * rank must call it.
+   * rank must call it. With `out`, `dx` is written there and `out` is returned.
    */
-  async backward(dy: TensorLike): Promise<Float32Array> {
+  backward<T extends TensorLike>(dy: TensorLike, opts: SyncBackwardOptions & { out: T }): Promise<T>;
+  backward(dy: TensorLike, opts?: SyncBackwardOptions): Promise<Float32Array>;
+  async backward(dy: TensorLike, opts: SyncBackwardOptions = {}): Promise<TensorLike> {
+    checkOptionKeys("backward", opts, BACKWARD_KEYS);
     const s = this.#saved;
     if (!s) {
-      const dx = this.#bn.backward(dy);
+      const dx = this.#bn.backward(dy, { out: opts.out });
       const dz = this.#bn.residualGrad;
       this.#residualGrad = dz instanceof WasmTensor ? dz.toArray() : dz;
-      return dx instanceof WasmTensor ? dx.toArray() : dx;
+      return opts.out ?? (dx instanceof WasmTensor ? dx.toArray() : dx);
     }
     if (this.#bn.disposed) throw new StateError("this SyncBatchNorm was disposed");
     if (s.x.freed) throw new StateError("the input of the last forward() was freed before backward()");
-    checkData("dy", dy, s.shape, dimsOf(s.shape, this.layout));
+    const dims = dimsOf(s.shape, this.layout);
+    checkData("dy", dy, s.shape, dims);
+    if (opts.out !== undefined) checkData("out", opts.out, s.shape, dims);
+    checkNoAlias("out", opts.out, { dy, x: s.x, weight: this.#bn.weight, mask: s.mask });
     const engine = this.engine;
     const C = this.numFeatures;
     const local = shardGradSums(engine, dy, s.x, s.shape, this.layout, s.mean, s.mask);
@@ -258,8 +278,8 @@ export class SyncBatchNorm {
     // ReLU it is dy itself).
     const dz = s.residual && s.mask ? new Float32Array(dy.length) : undefined;
     const dx = shardBackwardApply(engine, dy, s.x, s.shape, this.layout, {
-      weight: this.#bn.weight, mean: s.mean, invStd: s.invStd, sums, count: s.count, mask: s.mask, outZ: dz,
-    }) as Float32Array;
+      weight: this.#bn.weight, mean: s.mean, invStd: s.invStd, sums, count: s.count, mask: s.mask, outZ: dz, out: opts.out,
+    });
     this.#residualGrad = s.residual ? (dz ?? (dy instanceof WasmTensor ? dy.toArray() : dy.slice())) : undefined;
     if (this.affine) {
       const wg = this.#bn.weightGrad!.view;
