@@ -150,11 +150,14 @@ class BN {
   constructor(bn) {
     this.bn = bn;
   }
+  // Into the layer's own arrays (see reuse): a step allocates no output or input gradient.
   forward(x, n) {
-    return this.bn.forward(x, [n, this.bn.numFeatures]);
+    this.y = reuse(this.y, x.length);
+    return this.bn.forward(x, [n, this.bn.numFeatures], { out: this.y });
   }
   backward(dy) {
-    return this.bn.backward(dy);
+    this.dx = reuse(this.dx, dy.length);
+    return this.bn.backward(dy, { out: this.dx });
   }
   params() {
     // Re-read .view on every use: wasm memory may grow and detach old views.
