@@ -294,7 +294,8 @@ fn rows_range(x: &[f32], channels: usize, block_rows: usize, mut out: Vec<Moment
 }
 
 /// Merges a block of `n` rows, given per channel as its shift and the f32 sums about it,
-/// into `out` (Chan et al., as [`Moments::from_shifted`] then [`Moments::merge`]), and
+/// into `out` (Chan et al., as [`Moments::from_shifted`] then [`Moments::merge`], but
+/// multiplying by `1/n` where they divide by `n`: the same to f64 rounding), and
 /// sets each channel's shift to its mean so far (f64, rounded once) for the next block.
 /// Every channel has counted the same rows, so the divisions of those two functions are
 /// formed once per block here, not per channel: with 16-row blocks of wide rows (>= 256
@@ -332,15 +333,11 @@ fn block_shift(shift: &mut [f32], blk: &[f32], together: usize) {
     shift.fill(0.0);
     // Rows in pairs where that pays (`rows_together`): each accumulator load and store
     // serves two rows.
-    let mut groups = blk.chunks_exact(together * channels);
-    for g in &mut groups {
+    for g in blk.chunks(together * channels) {
         match g.len() / channels {
             2 => diff2_into(shift, &g[..channels], &g[channels..], first),
             _ => diff_into(shift, g, first),
         }
-    }
-    if !groups.remainder().is_empty() {
-        diff_into(shift, groups.remainder(), first);
     }
     let inv_n = 1.0 / n as f32;
     shift.iter_mut().zip(first).for_each(|(v, &f)| *v = f + *v * inv_n);
@@ -351,15 +348,11 @@ fn centered_block(s1: &mut [f32], s2: &mut [f32], blk: &[f32], shift: &[f32], to
     let channels = shift.len();
     s1.fill(0.0);
     s2.fill(0.0);
-    let mut groups = blk.chunks_exact(together * channels);
-    for g in &mut groups {
+    for g in blk.chunks(together * channels) {
         match g.len() / channels {
             2 => centered2_into(s1, s2, &g[..channels], &g[channels..], shift),
             _ => centered_into(s1, s2, g, shift),
         }
-    }
-    if !groups.remainder().is_empty() {
-        centered_into(s1, s2, groups.remainder(), shift);
     }
 }
 
