@@ -368,20 +368,18 @@ fn rows_sums_add<const G: u8>(dy: &[f32], x: &[f32], gate: &[f32], bits: &[u32],
     let mut s_dy = vec![0f32; ch];
     let mut s_dxm = vec![0f32; ch];
     let blocks = dy.chunks(block_rows * ch).zip(x.chunks(block_rows * ch)).zip(gate.chunks(block_rows * ch));
+    // Rows in pairs where that pays (`rows_together`): one load and store of each running
+    // sum serves both.
+    let paired = rows_together(ch, dy.len()) == 2;
     for (b, ((db, xb), gb)) in blocks.enumerate() {
         s_dy.fill(0.0);
         s_dxm.fill(0.0);
-        fn row(s: &[f32], r: usize, ch: usize) -> &[f32] {
-            &s[r * ch..(r + 1) * ch]
-        }
         let words = |r: usize| {
             let w0 = (b * block_rows + r) * wpr;
             if G == BITS { &bits[w0..w0 + wpr] } else { &[][..] }
         };
-        // Rows in pairs where that pays (`rows_together`): one load and store of each
-        // running sum serves both.
         let rows = db.len() / ch;
-        let pairs = if rows_together(ch, dy.len()) == 2 { rows / 2 * 2 } else { 0 };
+        let pairs = if paired { rows / 2 * 2 } else { 0 };
         for r in (0..pairs).step_by(2) {
             let [d, v, g] = [db, xb, gb].map(|s| core::array::from_fn(|i| row(s, r + i, ch)));
             row_sums::<G, 2>(&mut s_dy, &mut s_dxm, d, v, g, core::array::from_fn(|i| words(r + i)), mean);
@@ -456,6 +454,12 @@ fn row_sums<const G: u8, const R: usize>(
     }
 }
 
+/// Row `i` of consecutive rows of `len` values.
+#[inline(always)]
+fn row(s: &[f32], i: usize, len: usize) -> &[f32] {
+    &s[i * len..(i + 1) * len]
+}
+
 /// The quad at `i` of each of `R` slices.
 #[inline(always)]
 fn quads_at<const R: usize>(s: [&[f32]; R], i: usize) -> [&[f32; 4]; R] {
@@ -524,10 +528,6 @@ fn dx_apply_with<const G: u8>(
                 dx_plane::<G>(&dy[r.clone()], &x[r.clone()], &gate[r], words(first + j), o, dzu, one);
             }
             return;
-        }
-        /// Row `i` of a group's rows of `unit` values.
-        fn row(s: &[f32], i: usize, unit: usize) -> &[f32] {
-            &s[i * unit..(i + 1) * unit]
         }
         // Rows in pairs where that pays (`rows_together`): each coefficient load serves
         // both (as in the forward's `affine::rows`); otherwise, and a task's last row after
@@ -621,7 +621,7 @@ fn dx_rows<const G: u8, const R: usize>(
 fn gate_quad<const G: u8>(d: F32x4, g: &[f32], words: &[u32], i: usize) -> F32x4 {
     match G {
         OUT => d.where_pos(F32x4::load(q(g))),
-        BITS => d.keep_bits(mask_bits::<G>(words, i)),
+        BITS => d.keep_bits(quad_bits(words, i)),
         _ => d,
     }
 }
