@@ -15,7 +15,7 @@ import os from "node:os";
 import { measure } from "./lib/timing.mjs";
 import { makeData } from "./lib/data.mjs";
 import { wasmCopy } from "./lib/copy.mjs";
-import { createOurEngine, THREADS } from "./lib/ours.mjs";
+import { buildLabel, createOurEngine } from "./lib/ours.mjs";
 import { batchNormEvalOn, batchNormTrainOn, batchNormBackwardOn, reluMaskLength, WasmTensor } from "../dist/index.js";
 
 const arg = (k, d) => process.argv.slice(2).find((a) => a.startsWith(`--${k}=`))?.slice(k.length + 3) ?? d;
@@ -54,7 +54,6 @@ function cases(eng, C, plain) {
   };
 }
 
-const label = (b) => (b === "simd-threads" ? `simd-threads(${THREADS})` : b);
 console.log(`# bench/channels.mjs: ${os.cpus()[0]?.model}, ${os.cpus().length} cores, load ${os.loadavg().map((v) => v.toFixed(1)).join(" ")}; ` +
   `(rows, C) NHWC, ${ELEMS} elements, ${PLAIN ? "plain arrays into preallocated outputs" : "resident"}; medians of ${PLAN.reps} round-robin repetitions`);
 console.log("Melem/s (fraction of memory.copy's bandwidth at the op's minimal traffic)\n");
@@ -73,7 +72,7 @@ for (const build of BUILDS) {
       if (!(s > 0)) failed = true;
       return `${(c.n / s / 1e6).toFixed(0)} (${((BYTES[op] * c.n) / s / copyBps).toFixed(2)})`;
     });
-    console.log(`| ${label(build)} | ${C} | ${cells.join(" | ")} |`);
+    console.log(`| ${buildLabel(build)} | ${C} | ${cells.join(" | ")} |`);
     c.free();
   }
 }

@@ -16,7 +16,7 @@ import { gc, median } from "./lib/timing.mjs";
 import { makeData } from "./lib/data.mjs";
 import { fusedCases } from "./lib/fused.mjs";
 import { wasmCopy } from "./lib/copy.mjs";
-import { createOurEngine, THREADS } from "./lib/ours.mjs";
+import { buildLabel, createOurEngine } from "./lib/ours.mjs";
 import { batchNormTrainOn, WasmTensor } from "../dist/index.js";
 
 const arg = (k, d) => process.argv.slice(2).find((a) => a.startsWith(`--${k}=`))?.slice(k.length + 3) ?? d;
@@ -53,7 +53,7 @@ console.log(`# bench/fused.mjs: ${os.cpus()[0]?.model}, ${os.cpus().length} core
 let failed = false;
 for (const build of BUILDS) {
   const eng = await createOurEngine(build);
-  const label = build === "simd-threads" ? `simd-threads(${THREADS})` : build;
+  const label = buildLabel(build);
   for (const s of SHAPES) {
     const spec = { ...s, eps: EPS, momentum: 0.1 };
     const data = makeData(s.shape, s.layout, 13);

@@ -12,13 +12,12 @@ import { measure } from "./lib/timing.mjs";
 import { makeData } from "./lib/data.mjs";
 import * as plain from "./lib/plainjs.mjs";
 import { typedArraySet, wasmCopy } from "./lib/copy.mjs";
-import { THREADS, createOurEngine, oursContender } from "./lib/ours.mjs";
+import { buildLabel as label, createOurEngine, oursContender } from "./lib/ours.mjs";
 
 const QUICK = process.argv.includes("--quick");
 const PLAN = QUICK ? { warmup: 2, reps: 7, minRepMs: 4 } : { warmup: 3, reps: 15, minRepMs: 4 };
 const BUILDS = ["simd", "simd-threads"];
 const engines = Object.fromEntries(await Promise.all(BUILDS.map(async (b) => [b, await createOurEngine(b)])));
-const label = (b) => (b === "simd-threads" ? `simd-threads(${THREADS})` : b);
 const EPS = 1e-5, MOMENTUM = 0.1;
 
 async function compare(spec, ops, withLimits) {

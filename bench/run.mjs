@@ -22,7 +22,7 @@ import { makeData } from "./lib/data.mjs";
 import { reference, compare } from "./lib/check.mjs";
 import * as plain from "./lib/plainjs.mjs";
 import { typedArraySet, wasmCopy } from "./lib/copy.mjs";
-import { BUILDS, THREADS, createOurEngine, oursContender } from "./lib/ours.mjs";
+import { BUILDS, THREADS, buildLabel, createOurEngine, oursContender } from "./lib/ours.mjs";
 import { writeReport } from "./lib/report.mjs";
 import { fusedCases } from "./lib/fused.mjs";
 
@@ -242,7 +242,7 @@ async function memory() {
 }
 
 // ---------------------------------------------------------------- contenders
-const oursId = (b, p) => `ours ${b === "simd-threads" ? `simd-threads(${THREADS})` : b} ${p}`;
+const oursId = (b, p) => `ours ${buildLabel(b)} ${p}`;
 
 /** All contenders for one shape: { id, kind, ops: {eval, ...}, before?, check?, free?, reps? }. */
 async function contenders(spec, data) {
@@ -397,7 +397,7 @@ async function sweep() {
       for (const b of BUILDS) {
         const c = oursContender(engines[b], spec, data, "resident");
         frees.push(c.free);
-        const name = b === "simd-threads" ? `simd-threads(${THREADS})` : b;
+        const name = buildLabel(b);
         cases.push({ id: `ours ${name} eval`, fn: c.eval }, { id: `ours ${name} train`, fn: c.train }, { id: `ours ${name} backward`, fn: c.backward });
         if (b === "simd") {
           const cc = oursContender(engines[b], spec, data, "copy");
@@ -451,7 +451,7 @@ async function fused() {
     const cases = [];
     try {
       for (const b of ["simd", "simd-threads"]) {
-        const label = b === "simd-threads" ? `simd-threads(${THREADS})` : b;
+        const label = buildLabel(b);
         const c = fusedCases(engines[b], spec, data, label);
         frees.push(c.free);
         const problem = c.check();

@@ -7,6 +7,9 @@ import { createEngine, batchNormTrainOn, batchNormEvalOn, batchNormBackwardOn, W
 export const BUILDS = ["scalar", "simd", "simd-threads"];
 export const THREADS = 2;
 
+/** A build's name in tables: the threads build with its pool size. */
+export const buildLabel = (build) => (build === "simd-threads" ? `simd-threads(${THREADS})` : build);
+
 export async function createOurEngine(build) {
   return build === "simd-threads" ? createEngine(build, THREADS) : createEngine(build);
 }
