@@ -54,6 +54,28 @@ describe("chunksOf", () => {
     }
     expect(next).toBe(size);
   });
+
+  it.each(shapes)("%j %s (%s): with segments, no chunk crosses one and the last of each says so", (shape, layout) => {
+    const C = channelOf(shape, layout).C;
+    const size = shape.reduce((a, b) => a * b, 1);
+    const inner = layout === "NCHW" ? size / shape[0] / C : 1;
+    const d = { outer: size / (C * inner), channels: C, inner };
+    const unit = C * inner;
+    for (const segment of [1, 2, 3, Math.ceil(d.outer / 2)]) {
+      let next = 0, ends = 0;
+      for (const c of chunksOf(d, W, inner === 1 ? 4 : 0, segment)) {
+        expect(c.start).toBe(next);
+        next += c.length;
+        const first = Math.floor(c.start / unit), last = Math.ceil(next / unit) - 1;
+        expect(Math.floor(first / segment), `chunk at ${c.start} within one segment of ${segment}`).toBe(Math.floor(last / segment));
+        const closes = next % unit === 0 && ((last + 1) % segment === 0 || next === size);
+        expect(c.segmentEnd, `chunk ending at ${next}, segments of ${segment}`).toBe(closes);
+        if (c.segmentEnd) ends++;
+      }
+      expect(next).toBe(size);
+      expect(ends).toBe(Math.ceil(d.outer / segment));
+    }
+  });
 });
 
 describe("streamElementwise", () => {

@@ -90,15 +90,19 @@ export interface Glue {
     weight: number, mean: number, invStd: number, sums: number, count: number, y?: number, dz?: number, mask?: number,
   ): void;
   update_running(runningMean: number, runningVar: number, channels: number, stats: number, count: number, momentum: number, convention: number): void;
-  /** Merges the moments of a piece of a tensor into f64 `[count, mean, m2]` per channel (the streamed training forward). */
+  /** Merges the moments of a piece of a reduction segment into f64 `[count, mean, m2]` per channel (the streamed training forward). */
   moments_accumulate(x: number, outer: number, channels: number, inner: number, state: number): void;
+  /** Merges a segment's `[count, mean, m2]` state into the total, as `moments` combines its segments. */
+  moments_merge(total: number, segment: number, channels: number): void;
+  /** Outer units per reduction segment: `moments` and `grad_sums` combine these in order, on any number of threads. */
+  reduction_segment_len(outer: number, channels: number, inner: number): number;
   /** Rows per moments block of channels-last data with `channels` channels. */
   moment_block_rows(channels: number): number;
   /** Feeds a piece of dy and x (gated by y when non-zero) into a gradient-sums state (the streamed backward). */
   grad_sums_accumulate(dy: number, x: number, outer: number, channels: number, inner: number, mean: number, state: number, y: number): void;
   /** f64 slots per channel of a grad_sums_accumulate state. */
   grad_sums_state_len(): number;
-  /** A grad_sums_accumulate state's sums, written as f64 `[sum_dy.., sum_dy_xmu..]`. */
+  /** A grad_sums_accumulate state's sums over one segment, written as f64 `[sum_dy.., sum_dy_xmu..]`. */
   grad_sums_finish(state: number, outer: number, channels: number, inner: number, mean: number, out: number): void;
 }
 

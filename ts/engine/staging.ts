@@ -138,6 +138,8 @@ export interface Chunk {
   inner: number;
   /** The chunk's first channel (per-channel parameters are read from there). */
   channel0: number;
+  /** Whether the chunk is the last of its segment (see {@link chunksOf}). */
+  segmentEnd: boolean;
 }
 
 /**
@@ -153,24 +155,32 @@ export const atChannel = (ptr: number, c: Chunk, bytes = 4): number => (ptr === 
  * channel planes within one sample (with `channel0` telling which). A plane larger than
  * the window is one chunk. With `unitMultiple` > 0, chunks are always whole outer units,
  * a multiple of `unitMultiple` of them (at least that many, whatever the window), but for
- * the last chunk: the blocks of rows that a channels-last reduction works in.
+ * a segment's last chunk: the blocks of rows that a channels-last reduction works in.
+ * With `segment`, no chunk crosses a multiple of `segment` outer units, and the last
+ * chunk before each (and the tensor's last) has `segmentEnd`: the reductions' segments
+ * (`reduction_segment_len`), which a stream finishes one by one.
  */
-export function* chunksOf(d: { outer: number; channels: number; inner: number }, window = STREAM_WINDOW, unitMultiple = 0): Generator<Chunk> {
+export function* chunksOf(d: { outer: number; channels: number; inner: number }, window = STREAM_WINDOW, unitMultiple = 0, segment = d.outer): Generator<Chunk> {
   const unit = d.channels * d.inner;
-  if (unit <= window || unitMultiple > 0) {
-    const fit = Math.max(1, Math.floor(window / unit));
-    const per = unitMultiple > 0 ? Math.max(1, Math.floor(fit / unitMultiple)) * unitMultiple : fit;
-    for (let o = 0; o < d.outer; o += per) {
-      const outer = Math.min(per, d.outer - o);
-      yield { start: o * unit, length: outer * unit, outer, channels: d.channels, inner: d.inner, channel0: 0 };
-    }
-    return;
-  }
+  const whole = unit <= window || unitMultiple > 0;
+  const fit = Math.max(1, Math.floor(window / unit));
+  const per = unitMultiple > 0 ? Math.max(1, Math.floor(fit / unitMultiple)) * unitMultiple : fit;
   const planes = Math.max(1, Math.floor(window / d.inner));
-  for (let o = 0; o < d.outer; o++) {
-    for (let c = 0; c < d.channels; c += planes) {
-      const channels = Math.min(planes, d.channels - c);
-      yield { start: (o * d.channels + c) * d.inner, length: channels * d.inner, outer: 1, channels, inner: d.inner, channel0: c };
+  for (let s0 = 0; s0 < d.outer; s0 += Math.max(1, segment)) {
+    const s1 = Math.min(d.outer, s0 + Math.max(1, segment));
+    if (whole) {
+      for (let o = s0; o < s1; o += per) {
+        const outer = Math.min(per, s1 - o);
+        yield { start: o * unit, length: outer * unit, outer, channels: d.channels, inner: d.inner, channel0: 0, segmentEnd: o + outer === s1 };
+      }
+      continue;
+    }
+    for (let o = s0; o < s1; o++) {
+      for (let c = 0; c < d.channels; c += planes) {
+        const channels = Math.min(planes, d.channels - c);
+        const segmentEnd = o === s1 - 1 && c + channels === d.channels;
+        yield { start: (o * d.channels + c) * d.inner, length: channels * d.inner, outer: 1, channels, inner: d.inner, channel0: c, segmentEnd };
+      }
     }
   }
 }
@@ -184,8 +194,8 @@ export function* chunksOf(d: { outer: number; channels: number; inner: number },
  * the kernel is elementwise, and every chunk is a valid tensor with its own channel offset.
  * An input may also be a resident tensor or a pointer to a whole tensor already in wasm
  * memory (read in place at the chunk's offset); absent inputs and outputs pass 0. A
- * reduction streams the same way, with no outputs (and `unitMultiple` as in
- * {@link chunksOf} when it works in blocks of rows).
+ * reduction streams the same way, with no outputs (and `unitMultiple` and `segment` as
+ * in {@link chunksOf}: it works in blocks of rows, and in segments).
  *
  * The loop is lean on purpose: at memory speed a window of 128 KiB takes a few
  * microseconds, so per-window JavaScript (views, arrays, closures) shows. The window
@@ -200,9 +210,10 @@ export function streamElementwise(
   outputs: readonly (Float32Array | undefined)[],
   kernel: (c: Chunk, inPtrs: number[], outPtrs: number[]) => void,
   unitMultiple = 0,
+  segment = d.outer,
 ): void {
   const window = STREAM_WINDOW;
-  const chunks = () => chunksOf(d, window, unitMultiple);
+  const chunks = () => chunksOf(d, window, unitMultiple, segment);
   const longest = chunks().next().value!.length; // the first chunk is the longest
   const inWins = inputs.map((t) => (t instanceof Float32Array ? s.scratch(longest) : 0));
   const outWins = outputs.map((t) => (t === undefined ? 0 : s.scratch(longest)));

@@ -9,9 +9,10 @@
  * `grad_sums_accumulate` (backward) feed each chunk into running per-channel state in
  * the order the one-call `moments` and `grad_sums` kernels read the data, so the inputs
  * are read twice from the caller's arrays, as the resident path reads resident tensors
- * twice, and never copied whole. Except on the threads build above its parallel
- * threshold, whose pooled reductions merge partial results in another order: there the
- * inputs are copied in whole and reduced by those kernels.
+ * twice, and never copied whole. Those kernels combine fixed segments of the batch in
+ * order (`reduction_segment_len`; the same bits on one thread or a pool of any size), so
+ * the stream starts a fresh state for each segment and combines the segments in the
+ * same order, on every build.
  *
  * The pieces are the data-parallel exports (`moments`, `normalize_f64_mean`,
  * `update_running`, `grad_sums`, `backward_apply`), which the whole-tensor kernels are
@@ -21,7 +22,6 @@
  */
 import type { Chunk, Staging } from "../engine/staging.js";
 import { atChannel as at, streamElementwise } from "../engine/staging.js";
-import type { Engine } from "../engine/loader.js";
 import type { Dims, TensorLike } from "../engine/validate.js";
 
 
@@ -47,18 +47,14 @@ export function trainStreamed(
 ): StreamedTrain {
   const g = s.engine.glue;
   const C = d.channels, count = d.perChannel;
-  let xIn: TensorLike | number, st: Float64Array;
-  if (x instanceof Float32Array && !reducesInParallel(s.engine, d.size)) {
+  let st: Float64Array;
+  if (x instanceof Float32Array) {
     // Two passes over the caller's array, as the resident path makes over a resident x:
     // the statistics streamed window by window, then the normalisation (below).
     st = streamedMoments(s, x, d);
-    xIn = x;
   } else {
-    // Whole x in wasm memory (a copy unless resident): moments on the pool reduce in an
-    // order that depends on the thread count, so only the one-call kernel matches them.
-    xIn = s.input(x);
     const out = s.outputF64(2 * C);
-    g.moments(xIn, d.outer, C, d.inner, out.ptr);
+    g.moments(s.input(x), d.outer, C, d.inner, out.ptr);
     st = out.result();
   }
   const stats = s.inputF64(st);
@@ -68,7 +64,7 @@ export function trainStreamed(
   const invP = s.input(invStd);
   const w = s.input(o.weight), b = s.input(o.bias);
   const y = o.out ?? new Float32Array(d.size);
-  streamElementwise(s, d, [xIn, o.z], [y], (c, [xc, zc], [yc]) => {
+  streamElementwise(s, d, [x, o.z], [y], (c, [xc, zc], [yc]) => {
     g.normalize_f64_mean(xc, yc, c.outer, c.channels, c.inner, at(w, c), at(b, c), at(meanF64, c, 8), at(invP, c), k.relu, zc);
   });
   // Running statistics last: everything that allocates (and could run out of memory) is
@@ -81,28 +77,26 @@ export function trainStreamed(
 }
 
 /**
- * Whether the one-call reductions (`moments`, `grad_sums`) run on the thread pool for
- * `size` elements (the threads build above its parallel threshold): then their partial
- * results merge per task (tasks sized by the pool's thread count), an association that a
- * streamed reduction does not reproduce bit for bit.
- */
-function reducesInParallel(engine: Engine, size: number): boolean {
-  return engine.threads > 1 && size >= engine.glue.min_parallel_elems();
-}
-
-/**
  * Per-channel `[mean.., m2..]` (f64) of a plain array, streamed through a window:
  * `moments_accumulate` merges each chunk's planes (or blocks of channels-last rows) into
- * a running `[count, mean, m2]` per channel, in the order the one-call kernel merges
- * them, so the result is the same bits.
+ * a running `[count, mean, m2]` per channel of the current reduction segment, and
+ * `moments_merge` adds each finished segment to the total, in the order the one-call
+ * kernel merges them, so the result is the same bits.
  */
 function streamedMoments(s: Staging, x: Float32Array, d: Dims): Float64Array {
   const g = s.engine.glue;
   const C = d.channels;
-  const state = s.inputF64(new Float64Array(3 * C)); // all zero: no values yet
+  const total = s.inputF64(new Float64Array(3 * C)); // all zero: no values yet
+  const segment = s.inputF64(new Float64Array(3 * C));
   const blockRows = d.inner === 1 ? g.moment_block_rows(C) : 0;
-  streamElementwise(s, d, [x], [], (c, [xc]) => g.moments_accumulate(xc, c.outer, c.channels, c.inner, at(state, c, 24)), blockRows);
-  const acc = new Float64Array(s.engine.memory.buffer, state, 3 * C);
+  streamElementwise(s, d, [x], [], (c, [xc]) => {
+    g.moments_accumulate(xc, c.outer, c.channels, c.inner, at(segment, c, 24));
+    if (c.segmentEnd) {
+      g.moments_merge(total, segment, C);
+      new Float64Array(s.engine.memory.buffer, segment, 3 * C).fill(0);
+    }
+  }, blockRows, g.reduction_segment_len(d.outer, C, d.inner));
+  const acc = new Float64Array(s.engine.memory.buffer, total, 3 * C);
   const st = new Float64Array(2 * C);
   for (let c = 0; c < C; c++) {
     st[c] = acc[3 * c + 1];
@@ -114,20 +108,27 @@ function streamedMoments(s: Staging, x: Float32Array, d: Dims): Float64Array {
 /**
  * Per-channel `[sum_dy.., sum_dy_xmu..]` (f64) of plain (or resident) `dy`, `x` and the
  * ReLU gate `y`, streamed through windows: `grad_sums_accumulate` feeds each chunk into a
- * running per-channel state in the order the one-call `grad_sums` kernel reads the data,
- * so the result is the same bits.
+ * running per-channel state of the current reduction segment in the order the one-call
+ * `grad_sums` kernel reads the data, and each finished segment's sums are added to the
+ * total in order, as that kernel adds them, so the result is the same bits.
  */
 function streamedGradSums(s: Staging, dy: TensorLike, x: TensorLike, y: TensorLike | undefined, meanP: number, d: Dims): Float64Array {
   const g = s.engine.glue;
   const C = d.channels, slots = g.grad_sums_state_len();
   const state = s.inputF64(new Float64Array(slots * C)); // all zero: nothing fed yet
+  const part = s.outputF64(2 * C);
+  const total = new Float64Array(2 * C);
   const blockRows = d.inner === 1 ? g.moment_block_rows(C) : 0;
   streamElementwise(s, d, [dy, x, y], [], (c, [dyc, xc, yc]) => {
     g.grad_sums_accumulate(dyc, xc, c.outer, c.channels, c.inner, at(meanP, c), at(state, c, 8 * slots), yc);
-  }, blockRows);
-  const out = s.outputF64(2 * C);
-  g.grad_sums_finish(state, d.outer, C, d.inner, meanP, out.ptr);
-  return out.result();
+    if (c.segmentEnd) {
+      g.grad_sums_finish(state, d.outer, C, d.inner, meanP, part.ptr);
+      const sums = new Float64Array(s.engine.memory.buffer, part.ptr, 2 * C);
+      for (let i = 0; i < 2 * C; i++) total[i] += sums[i];
+      new Float64Array(s.engine.memory.buffer, state, slots * C).fill(0);
+    }
+  }, blockRows, g.reduction_segment_len(d.outer, C, d.inner));
+  return total;
 }
 
 /**
@@ -143,20 +144,14 @@ export function backwardStreamed(
   const g = s.engine.glue;
   const C = d.channels;
   const meanP = s.input(o.mean), invP = s.input(o.invStd), w = s.input(o.weight);
-  const plain = [dy, x, o.y].some((t) => t instanceof Float32Array);
   let sm: Float64Array;
-  let dyP: TensorLike | number, xP: TensorLike | number, yP: TensorLike | number | undefined;
-  if (plain && !reducesInParallel(s.engine, d.size)) {
+  if ([dy, x, o.y].some((t) => t instanceof Float32Array)) {
     // Two passes over the caller's arrays, as the resident path makes: the sums streamed
     // window by window, then the dx pass (below).
     sm = streamedGradSums(s, dy, x, o.y, meanP, d);
-    [dyP, xP, yP] = [dy, x, o.y];
   } else {
-    // Whole copies (unless resident): the pooled grad_sums merges per task, not per window.
-    [dyP, xP] = [s.input(dy), s.input(x)];
-    yP = s.input(o.y);
     const sums = s.outputF64(2 * C);
-    g.grad_sums(dyP, xP, d.outer, C, d.inner, meanP, sums.ptr, yP);
+    g.grad_sums(s.input(dy), s.input(x), d.outer, C, d.inner, meanP, sums.ptr, s.input(o.y));
     sm = sums.result();
   }
   // The dx pass reads [sum_dy.., sum_dy_xmu..] of its chunk's channels: one copy per
@@ -174,7 +169,7 @@ export function backwardStreamed(
     return p;
   };
   const dx = o.out ?? new Float32Array(d.size);
-  streamElementwise(s, d, [dyP, xP, yP || undefined], [dx, o.dz], (c, [dyc, xc, yc], [dxc, dzc]) => {
+  streamElementwise(s, d, [dy, x, o.y], [dx, o.dz], (c, [dyc, xc, yc], [dxc, dzc]) => {
     g.backward_apply(dyc, xc, dxc, c.outer, c.channels, c.inner, at(w, c), at(meanP, c), at(invP, c), sumsFor(c), d.perChannel, yc, dzc);
   });
   const inv = o.invStd instanceof Float32Array ? o.invStd : o.invStd.view;

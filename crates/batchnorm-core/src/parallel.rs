@@ -29,7 +29,8 @@ pub fn min_parallel_elems() -> usize {
 
 /// Sets [`min_parallel_elems`]: lower it on machines with many cores and fast wake-ups,
 /// raise it where threads do not pay; tests lower it to reach the parallel code on small
-/// tensors. Results do not depend on it beyond f32 rounding of partial sums.
+/// tensors. Results do not depend on it: reductions cut their tasks by the shape alone
+/// ([`units_per_reduction_task`], [`crate::moments::segment_len`]).
 pub fn set_min_parallel_elems(n: usize) {
     MIN_PARALLEL_ELEMS.store(n, core::sync::atomic::Ordering::Relaxed);
 }
@@ -44,6 +45,15 @@ pub fn units_per_task(units: usize, unit_len: usize, par: bool) -> usize {
         return units.max(1);
     }
     units.div_ceil(threads() * 4).max(min_units)
+}
+
+/// Units (rows of `unit_len` elements) per task of a reduction across units, such as the
+/// column sums of LayerNorm's backward: tasks of at least `REDUCTION_TASK_ELEMS` elements,
+/// cut the same way with or without the pool and whatever its size, so the partial
+/// results, combined in task order, are the same bits on any number of threads.
+pub fn units_per_reduction_task(unit_len: usize) -> usize {
+    const REDUCTION_TASK_ELEMS: usize = 1 << 16;
+    REDUCTION_TASK_ELEMS.div_ceil(unit_len.max(1))
 }
 
 /// Whether a kernel over `elems` elements should use the pool.

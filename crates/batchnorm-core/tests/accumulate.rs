@@ -1,17 +1,35 @@
-//! `moments::accumulate` over the pieces of a tensor, fed in order, equals `moments` of
-//! the whole tensor bit for bit (the plain-array training forward relies on it): planes
-//! (whole samples per piece, and runs of planes within a sample) and channels-last rows
-//! (whole blocks per piece, the last piece short). The (300, 300) rows also check that
-//! pairs of rows and single rows give the same bits: its pieces fit in L2 and go in pairs,
-//! the whole tensor goes a row at a time (`passes::rows_together`). Every tensor here is below the default
-//! parallel threshold, so with `--features parallel` the whole-tensor kernels still run on
-//! one thread, the case the accumulating versions reproduce.
+//! `moments::accumulate` over the pieces of a tensor equals `moments` of the whole tensor
+//! bit for bit (the plain-array training forward relies on it), when each reduction
+//! segment (`moments::segment_len` outer units) is fed in order into fresh moments and the
+//! segments are merged in order: planes (whole samples per piece, and runs of planes
+//! within a sample) and channels-last rows (whole blocks per piece, a segment's last piece
+//! short). The (300, 300) rows also check that pairs of rows and single rows give the
+//! same bits: its pieces fit in L2 and go in pairs, the whole tensor goes a row at a time
+//! (`passes::rows_together`). The same for `grad_sums_accumulate`. Every tensor here is
+//! below the default parallel threshold; `parallel.rs` checks that the pool's results are
+//! the same bits as one thread's.
 
 mod common;
 
-use batchnorm_core::moments::{accumulate, moments, Moments};
+use batchnorm_core::moments::{accumulate, moments, segment_len, Moments};
 use batchnorm_core::{Dims, Layout};
 use common::Rng;
+use std::ops::Range;
+
+/// Each reduction segment of `d`, a range of outer units, fed by `feed` into fresh
+/// moments; the segments merged in order.
+fn by_segments(d: Dims, mut feed: impl FnMut(Range<usize>, &mut [Moments])) -> Vec<Moments> {
+    let per = segment_len(d);
+    let mut total = vec![Moments::EMPTY; d.channels];
+    for o0 in (0..d.outer).step_by(per) {
+        let mut acc = vec![Moments::EMPTY; d.channels];
+        feed(o0..(o0 + per).min(d.outer), &mut acc);
+        for (t, a) in total.iter_mut().zip(acc) {
+            *t = t.merge(a);
+        }
+    }
+    total
+}
 
 fn bits(m: &[Moments]) -> Vec<[u64; 3]> {
     m.iter().map(|m| [m.count.to_bits(), m.mean.to_bits(), m.m2.to_bits()]).collect()
@@ -20,26 +38,29 @@ fn bits(m: &[Moments]) -> Vec<[u64; 3]> {
 #[test]
 fn planes_piece_by_piece_equal_the_whole() {
     let mut rng = Rng::new(11);
-    for &(n, c, inner, planes_per_piece) in &[(3, 5, 33, 2), (4, 7, 3000, 3), (2, 3, 5000, 1), (5, 4, 17, 4)] {
+    // One segment (40 channels) and several (3-7 channels: one sample each; (40, 3): four).
+    for &(n, c, inner, planes_per_piece) in &[(3, 5, 33, 2), (4, 7, 3000, 3), (2, 3, 5000, 1), (5, 4, 17, 4), (11, 3, 70, 2), (40, 3, 20, 2), (3, 40, 50, 7)] {
         let d = Dims { outer: n, channels: c, inner };
         let x = rng.normal_vec(d.len(), 1e3, 0.5);
         let want = moments(&x, d);
-        let mut acc = vec![Moments::EMPTY; c];
         // Runs of planes within each sample, channel offset by the run's first channel.
-        for o in 0..n {
-            for c0 in (0..c).step_by(planes_per_piece) {
-                let k = planes_per_piece.min(c - c0);
-                let start = (o * c + c0) * inner;
-                accumulate(&x[start..start + k * inner], Dims { outer: 1, channels: k, inner }, &mut acc[c0..c0 + k]);
+        let acc = by_segments(d, |samples, acc| {
+            for o in samples {
+                for c0 in (0..c).step_by(planes_per_piece) {
+                    let k = planes_per_piece.min(c - c0);
+                    let start = (o * c + c0) * inner;
+                    accumulate(&x[start..start + k * inner], Dims { outer: 1, channels: k, inner }, &mut acc[c0..c0 + k]);
+                }
             }
-        }
+        });
         assert_eq!(bits(&acc), bits(&want), "planes {n}x{c}x{inner} in runs of {planes_per_piece}");
         // Whole samples, two at a time.
-        let mut acc = vec![Moments::EMPTY; c];
-        for o in (0..n).step_by(2) {
-            let k = 2.min(n - o);
-            accumulate(&x[o * c * inner..(o + k) * c * inner], Dims { outer: k, channels: c, inner }, &mut acc);
-        }
+        let acc = by_segments(d, |samples, acc| {
+            for o in samples.clone().step_by(2) {
+                let k = 2.min(samples.end - o);
+                accumulate(&x[o * c * inner..(o + k) * c * inner], Dims { outer: k, channels: c, inner }, acc);
+            }
+        });
         assert_eq!(bits(&acc), bits(&want), "planes {n}x{c}x{inner} by samples");
     }
 }
@@ -47,17 +68,19 @@ fn planes_piece_by_piece_equal_the_whole() {
 #[test]
 fn rows_by_whole_blocks_equal_the_whole() {
     let mut rng = Rng::new(12);
-    for &(rows, c, blocks_per_piece) in &[(5003, 13, 3), (1000, 64, 1), (300, 300, 2), (37, 5, 1)] {
+    // (30000, 8) and (70000, 3) are two and three segments.
+    for &(rows, c, blocks_per_piece) in &[(5003, 13, 3), (1000, 64, 1), (300, 300, 2), (37, 5, 1), (30000, 8, 5), (70000, 3, 7)] {
         let d = Dims::new(&[rows, c], Layout::ChannelsLast).unwrap();
         let x = rng.normal_vec(d.len(), -2e2, 3.0);
         let want = moments(&x, d);
         let block = batchnorm_core::moments::rows_per_block(c);
         let per = blocks_per_piece * block;
-        let mut acc = vec![Moments::EMPTY; c];
-        for r0 in (0..rows).step_by(per) {
-            let k = per.min(rows - r0);
-            accumulate(&x[r0 * c..(r0 + k) * c], Dims { outer: k, channels: c, inner: 1 }, &mut acc);
-        }
+        let acc = by_segments(d, |seg, acc| {
+            for r0 in seg.clone().step_by(per) {
+                let k = per.min(seg.end - r0);
+                accumulate(&x[r0 * c..(r0 + k) * c], Dims { outer: k, channels: c, inner: 1 }, acc);
+            }
+        });
         assert_eq!(bits(&acc), bits(&want), "rows {rows}x{c} in pieces of {blocks_per_piece} blocks");
     }
 }
@@ -65,8 +88,22 @@ fn rows_by_whole_blocks_equal_the_whole() {
 mod grad {
     use super::common::Rng;
     use batchnorm_core::backward::{grad_sums, grad_sums_accumulate, grad_sums_finish, Gate, GRAD_STATE};
-    use batchnorm_core::moments::rows_per_block;
+    use batchnorm_core::moments::{rows_per_block, segment_len};
     use batchnorm_core::{Dims, GradSums, Layout};
+    use std::ops::Range;
+
+    /// Each reduction segment of `d` fed by `feed` into a fresh state and finished; the
+    /// segments' sums added in order from zero.
+    fn by_segments(d: Dims, mean: &[f32], mut feed: impl FnMut(Range<usize>, &mut [f64])) -> GradSums {
+        let per = segment_len(d);
+        let mut total = GradSums::zeros(d.channels);
+        for o0 in (0..d.outer).step_by(per) {
+            let mut state = vec![0f64; GRAD_STATE * d.channels];
+            feed(o0..(o0 + per).min(d.outer), &mut state);
+            total = total.add(grad_sums_finish(&state, d, mean));
+        }
+        total
+    }
 
     fn bits(g: &GradSums) -> Vec<u64> {
         g.sum_dy.iter().chain(&g.sum_dy_xmu).map(|v| v.to_bits()).collect()
@@ -79,24 +116,26 @@ mod grad {
     #[test]
     fn planes_piece_by_piece_equal_the_whole() {
         let mut rng = Rng::new(21);
-        // Planes shorter than, straddling and longer than the 2048-element flush.
-        for &(n, c, inner, run) in &[(3, 5, 33, 2), (4, 7, 3000, 3), (2, 3, 5000, 1), (9, 4, 700, 4)] {
+        // Planes shorter than, straddling and longer than the 2048-element flush; one
+        // segment (40 channels) and several.
+        for &(n, c, inner, run) in &[(3, 5, 33, 2), (4, 7, 3000, 3), (2, 3, 5000, 1), (9, 4, 700, 4), (40, 3, 20, 2), (3, 40, 50, 7)] {
             let d = Dims { outer: n, channels: c, inner };
             let (dy, x, gate) = data(&mut rng, d.len());
             let mean: Vec<f32> = rng.normal_vec(c, 3.0, 0.1);
             for g in [None, Some(&gate[..])] {
                 let want = grad_sums(&dy, &x, d, &mean, g.map(Gate::Output));
-                let mut state = vec![0f64; GRAD_STATE * c];
-                for o in 0..n {
-                    for c0 in (0..c).step_by(run) {
-                        let k = run.min(c - c0);
-                        let r = (o * c + c0) * inner..(o * c + c0 + k) * inner;
-                        let piece = Dims { outer: 1, channels: k, inner };
-                        let gp = g.map(|g| &g[r.clone()]);
-                        grad_sums_accumulate(&dy[r.clone()], &x[r], gp, piece, &mean[c0..c0 + k], &mut state[GRAD_STATE * c0..GRAD_STATE * (c0 + k)]);
+                let got = by_segments(d, &mean, |samples, state| {
+                    for o in samples {
+                        for c0 in (0..c).step_by(run) {
+                            let k = run.min(c - c0);
+                            let r = (o * c + c0) * inner..(o * c + c0 + k) * inner;
+                            let piece = Dims { outer: 1, channels: k, inner };
+                            let gp = g.map(|g| &g[r.clone()]);
+                            grad_sums_accumulate(&dy[r.clone()], &x[r], gp, piece, &mean[c0..c0 + k], &mut state[GRAD_STATE * c0..GRAD_STATE * (c0 + k)]);
+                        }
                     }
-                }
-                assert_eq!(bits(&grad_sums_finish(&state, d, &mean)), bits(&want), "planes {n}x{c}x{inner}, runs of {run}, gate {}", g.is_some());
+                });
+                assert_eq!(bits(&got), bits(&want), "planes {n}x{c}x{inner}, runs of {run}, gate {}", g.is_some());
             }
         }
     }
@@ -104,21 +143,22 @@ mod grad {
     #[test]
     fn rows_by_whole_blocks_equal_the_whole() {
         let mut rng = Rng::new(22);
-        for &(rows, c, blocks) in &[(5003, 13, 3), (1000, 64, 1), (300, 300, 2)] {
+        for &(rows, c, blocks) in &[(5003, 13, 3), (1000, 64, 1), (300, 300, 2), (30000, 8, 5)] {
             let d = Dims::new(&[rows, c], Layout::ChannelsLast).unwrap();
             let (dy, x, gate) = data(&mut rng, d.len());
             let mean: Vec<f32> = rng.normal_vec(c, 3.0, 0.1);
             let per = blocks * rows_per_block(c);
             for g in [None, Some(&gate[..])] {
                 let want = grad_sums(&dy, &x, d, &mean, g.map(Gate::Output));
-                let mut state = vec![0f64; GRAD_STATE * c];
-                for r0 in (0..rows).step_by(per) {
-                    let k = per.min(rows - r0);
-                    let r = r0 * c..(r0 + k) * c;
-                    let gp = g.map(|g| &g[r.clone()]);
-                    grad_sums_accumulate(&dy[r.clone()], &x[r], gp, Dims { outer: k, channels: c, inner: 1 }, &mean, &mut state);
-                }
-                assert_eq!(bits(&grad_sums_finish(&state, d, &mean)), bits(&want), "rows {rows}x{c}, gate {}", g.is_some());
+                let got = by_segments(d, &mean, |seg, state| {
+                    for r0 in seg.clone().step_by(per) {
+                        let k = per.min(seg.end - r0);
+                        let r = r0 * c..(r0 + k) * c;
+                        let gp = g.map(|g| &g[r.clone()]);
+                        grad_sums_accumulate(&dy[r.clone()], &x[r], gp, Dims { outer: k, channels: c, inner: 1 }, &mean, state);
+                    }
+                });
+                assert_eq!(bits(&got), bits(&want), "rows {rows}x{c}, gate {}", g.is_some());
             }
         }
     }

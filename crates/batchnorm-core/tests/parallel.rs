@@ -4,6 +4,8 @@
 //! global pool to 2 threads (a test binary is a process of its own).
 #![cfg(feature = "parallel")]
 
+mod common;
+
 use batchnorm_core::parallel;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc;
@@ -86,4 +88,78 @@ fn a_task_that_panics_on_a_helper_fails_the_call() {
         })
     });
     assert!(r.is_err());
+}
+
+/// The per-channel reductions (moments, gradient sums) give the same bits on one thread
+/// and on pools of 2, 3 and 5 threads: they combine fixed segments of the batch in order
+/// (`moments::segment_len`), whichever thread took each. The plain-array path streams
+/// those segments on one thread and relies on this. So do LayerNorm's column sums
+/// (`parallel::units_per_reduction_task`), checked in the next test.
+/// The tests below set the global parallel threshold: one at a time.
+static THRESHOLD: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+#[test]
+fn reductions_do_not_depend_on_the_thread_count() {
+    let _one_at_a_time = THRESHOLD.lock().unwrap_or_else(|e| e.into_inner());
+    use batchnorm_core::backward::{grad_sums, Gate};
+    use batchnorm_core::moments::moments;
+    use batchnorm_core::{Dims, Layout};
+    let mut rng = common::Rng::new(31);
+    let shapes = [
+        Dims { outer: 40, channels: 3, inner: 3000 }, // segments of 4 samples
+        Dims { outer: 4, channels: 40, inner: 3000 }, // a task per channel
+        Dims::new(&[70000, 3], Layout::ChannelsLast).unwrap(),
+        Dims::new(&[9000, 64], Layout::ChannelsLast).unwrap(),
+    ];
+    let run = |threads: usize, f: &(dyn Fn() -> Vec<u64> + Sync)| {
+        rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap().install(f)
+    };
+    for d in shapes {
+        let x = rng.normal_vec(d.len(), 5.0, 2.0);
+        let dy = rng.normal_vec(d.len(), 0.0, 1.0);
+        let mean: Vec<f32> = rng.normal_vec(d.channels, 5.0, 0.1);
+        let bits = || {
+            let m = moments(&x, d);
+            let g = grad_sums(&dy, &x, d, &mean, None);
+            let gy = grad_sums(&dy, &x, d, &mean, Some(Gate::Output(&dy)));
+            let mut v: Vec<u64> = m.iter().flat_map(|m| [m.count.to_bits(), m.mean.to_bits(), m.m2.to_bits()]).collect();
+            v.extend(g.sum_dy.iter().chain(&g.sum_dy_xmu).chain(&gy.sum_dy).chain(&gy.sum_dy_xmu).map(|s| s.to_bits()));
+            v
+        };
+        parallel::set_min_parallel_elems(usize::MAX);
+        let one = run(1, &bits);
+        parallel::set_min_parallel_elems(1);
+        for threads in [2, 3, 5] {
+            assert_eq!(run(threads, &bits), one, "{d:?} on {threads} threads");
+        }
+        parallel::set_min_parallel_elems(parallel::DEFAULT_MIN_PARALLEL_ELEMS);
+    }
+}
+
+#[test]
+fn layer_norm_parameter_gradients_do_not_depend_on_the_thread_count() {
+    let _one_at_a_time = THRESHOLD.lock().unwrap_or_else(|e| e.into_inner());
+    use batchnorm_core::norms::{rows_backward, rows_forward, Rows, Stat};
+    let mut rng = common::Rng::new(32);
+    for (rows, len) in [(3000, 77), (400, 768)] {
+        let r = Rows::new(rows, len).unwrap();
+        let x = rng.normal_vec(rows * len, 1.0, 2.0);
+        let dy = rng.normal_vec(rows * len, 0.0, 1.0);
+        let w = rng.normal_vec(len, 1.0, 0.3);
+        let (mut y, mut mean, mut invstd) = (vec![0f32; rows * len], vec![0f32; rows], vec![0f32; rows]);
+        rows_forward(&x, &mut y, r, Some(&w), None, 1e-5, Stat::Centered, &mut mean, &mut invstd).unwrap();
+        let bits = || {
+            let (mut dx, mut dw, mut db) = (vec![0f32; rows * len], vec![0f32; len], vec![0f32; len]);
+            rows_backward(&dy, &x, &mut dx, r, Some(&w), &mean, &invstd, Stat::Centered, Some(&mut dw), Some(&mut db)).unwrap();
+            dx.iter().chain(&dw).chain(&db).map(|v| v.to_bits() as u64).collect::<Vec<u64>>()
+        };
+        let run = |threads: usize| rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap().install(bits);
+        parallel::set_min_parallel_elems(usize::MAX);
+        let one = run(1);
+        parallel::set_min_parallel_elems(1);
+        for threads in [2, 3, 5] {
+            assert_eq!(run(threads), one, "LayerNorm ({rows}, {len}) backward on {threads} threads");
+        }
+        parallel::set_min_parallel_elems(parallel::DEFAULT_MIN_PARALLEL_ELEMS);
+    }
 }

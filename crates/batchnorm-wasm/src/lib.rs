@@ -309,21 +309,51 @@ pub fn moments(x: usize, outer: usize, channels: usize, inner: usize, out: usize
     }
 }
 
-/// Merges the per-channel moments of `x`, one piece of a larger tensor (pieces in order),
-/// into `state`: f64 `[count, mean, m2]` per channel of the piece, all zero to start. The
-/// pieces give `moments` of the whole tensor bit for bit when that runs on one thread
-/// (see `moments::accumulate`): the streamed plain-array training forward.
+/// Merges the per-channel moments of `x`, one piece of a reduction segment (pieces in
+/// order), into `state`: f64 `[count, mean, m2]` per channel of the piece, all zero to
+/// start the segment. A segment's pieces give its moments as `moments` takes them, bit for
+/// bit (see `moments::accumulate`; `moments_merge` combines the segments): the streamed
+/// plain-array training forward.
 #[wasm_bindgen]
 pub fn moments_accumulate(x: usize, outer: usize, channels: usize, inner: usize, state: usize) {
     let d = dims(outer, channels, inner);
     unsafe {
         let s = view_f64_mut(state, 3 * channels);
-        let mut acc: Vec<bn::Moments> = s.chunks_exact(3).map(|m| bn::Moments { count: m[0], mean: m[1], m2: m[2] }).collect();
+        let mut acc = read_moments(s);
         bn::moments::accumulate(view(x, d.len()), d, &mut acc);
-        for (o, m) in s.chunks_exact_mut(3).zip(&acc) {
-            o.copy_from_slice(&[m.count, m.mean, m.m2]);
-        }
+        write_moments(s, &acc);
     }
+}
+
+/// Merges a segment's moments state into the running total (both f64 `[count, mean, m2]`
+/// per channel, the total all zero before the first segment), as `moments` combines its
+/// segments.
+#[wasm_bindgen]
+pub fn moments_merge(total: usize, segment: usize, channels: usize) {
+    unsafe {
+        let seg = read_moments(view_f64(segment, 3 * channels));
+        let t = view_f64_mut(total, 3 * channels);
+        let merged: Vec<bn::Moments> = read_moments(t).into_iter().zip(seg).map(|(a, b)| a.merge(b)).collect();
+        write_moments(t, &merged);
+    }
+}
+
+fn read_moments(s: &[f64]) -> Vec<bn::Moments> {
+    s.chunks_exact(3).map(|m| bn::Moments { count: m[0], mean: m[1], m2: m[2] }).collect()
+}
+
+fn write_moments(s: &mut [f64], m: &[bn::Moments]) {
+    for (o, m) in s.chunks_exact_mut(3).zip(m) {
+        o.copy_from_slice(&[m.count, m.mean, m.m2]);
+    }
+}
+
+/// Outer units (samples, or channels-last rows) per reduction segment of a tensor of these
+/// dims (`moments::segment_len`): `moments` and `grad_sums` combine segments in order, and
+/// a stream reproduces them segment by segment.
+#[wasm_bindgen]
+pub fn reduction_segment_len(outer: usize, channels: usize, inner: usize) -> usize {
+    bn::moments::segment_len(dims(outer, channels, inner))
 }
 
 /// Rows per moments block of channels-last data: a piece given to `moments_accumulate`
@@ -380,9 +410,10 @@ pub fn grad_sums(dy: usize, x: usize, outer: usize, channels: usize, inner: usiz
     }
 }
 
-/// Feeds a piece of `dy` and `x` (pieces in order; `y` gates `dy` when non-zero, as in
-/// `grad_sums`) into `state`, `grad_sums_state_len()` f64s per channel of the piece, all
-/// zero to start (see `backward::grad_sums_accumulate`): the streamed plain-array backward.
+/// Feeds a piece of `dy` and `x`, one of a reduction segment's pieces in order (`y` gates
+/// `dy` when non-zero, as in `grad_sums`), into `state`, `grad_sums_state_len()` f64s per
+/// channel of the piece, all zero to start the segment (see
+/// `backward::grad_sums_accumulate`): the streamed plain-array backward.
 #[wasm_bindgen]
 #[allow(clippy::too_many_arguments)]
 pub fn grad_sums_accumulate(dy: usize, x: usize, outer: usize, channels: usize, inner: usize, mean: usize, state: usize, y: usize) {
@@ -399,8 +430,9 @@ pub fn grad_sums_state_len() -> usize {
     bn::backward::GRAD_STATE
 }
 
-/// The sums of a `grad_sums_accumulate` state over whole tensors of these dims, written as
-/// `grad_sums` writes them: f64 `[sum_dy.., sum_dy_xmu..]`.
+/// The sums of a `grad_sums_accumulate` state over one segment of tensors of these dims,
+/// written as `grad_sums` writes them: f64 `[sum_dy.., sum_dy_xmu..]`. The segments' sums
+/// added in order from zero are `grad_sums` of the whole.
 #[wasm_bindgen]
 pub fn grad_sums_finish(state: usize, outer: usize, channels: usize, inner: usize, mean: usize, out: usize) {
     let d = dims(outer, channels, inner);

@@ -17,7 +17,7 @@
 //! give the same `g`, bit for bit.
 
 use crate::dims::Dims;
-use crate::moments::{outer_split, row_task_len, rows_per_block, split_task};
+use crate::moments::{rows_per_block, segment_len, segment_rows, segment_task};
 use crate::parallel;
 use crate::passes::mask::{self, bit, quad_bits};
 use crate::passes::rows_together;
@@ -81,14 +81,17 @@ pub fn grad_sums(dy: &[f32], x: &[f32], dims: Dims, mean: &[f32], gate: Option<G
     }
 }
 
+/// Per reduction segment ([`segment_len`]) from zero, the segments' sums added in order:
+/// the same bits on any number of threads (see [`crate::moments::moments`]).
 fn grad_sums_with<const G: u8>(dy: &[f32], x: &[f32], gate: &[f32], bits: &[u32], dims: Dims, mean: &[f32]) -> GradSums {
     let par = parallel::worth_it(x.len());
     let ch = dims.channels;
     let wpu = mask::words_per_unit(dims);
+    let per = segment_len(dims);
+    let segments = dims.outer.div_ceil(per).max(1);
     if dims.is_planar() {
-        let split = outer_split(dims, par);
-        let parts: Vec<(f64, f64)> = parallel::map_collect(ch * split, par, |t| {
-            let (c, range) = split_task(dims, split, t);
+        let parts: Vec<(f64, f64)> = parallel::map_collect(ch * segments, par, |t| {
+            let (c, range) = segment_task(dims, per, segments, t);
             // Lane sums carry across this channel's planes and go to f64 every
             // PLANE_BLOCK elements: short planes (e.g. 64 elements) would otherwise pay
             // two horizontal sums and an f64 flush each.
@@ -105,25 +108,18 @@ fn grad_sums_with<const G: u8>(dy: &[f32], x: &[f32], gate: &[f32], bits: &[u32]
             sums.finish()
         });
         let per: Vec<(f64, f64)> =
-            parts.chunks(split).map(|p| p.iter().fold((0.0, 0.0), |a, b| (a.0 + b.0, a.1 + b.1))).collect();
+            parts.chunks(segments).map(|p| p.iter().fold((0.0, 0.0), |a, b| (a.0 + b.0, a.1 + b.1))).collect();
         GradSums { sum_dy: per.iter().map(|p| p.0).collect(), sum_dy_xmu: per.iter().map(|p| p.1).collect() }
     } else {
-        let rows = dims.outer;
         let block = rows_per_block(ch);
-        let per_task = row_task_len(rows, block, par);
-        parallel::map_reduce(
-            rows.div_ceil(per_task),
-            par,
-            |t| {
-                let r0 = t * per_task;
-                let r1 = (r0 + per_task).min(rows);
-                let r = r0 * ch..r1 * ch;
-                let w = if G == BITS { &bits[r0 * wpu..r1 * wpu] } else { &[] };
-                rows_sums::<G>(&dy[r.clone()], &x[r.clone()], &gate[r], w, mean, block)
-            },
-            GradSums::add,
-        )
-        .unwrap_or_else(|| GradSums::zeros(ch))
+        parallel::map_collect(segments, par, |t| {
+            let rows = segment_rows(dims, per, t);
+            let r = rows.start * ch..rows.end * ch;
+            let w = if G == BITS { &bits[rows.start * wpu..rows.end * wpu] } else { &[] };
+            rows_sums::<G>(&dy[r.clone()], &x[r.clone()], &gate[r], w, mean, block)
+        })
+        .into_iter()
+        .fold(GradSums::zeros(ch), GradSums::add)
     }
 }
 
@@ -204,14 +200,16 @@ impl ChannelSums {
     }
 }
 
-/// Feeds `dy`, `x` (and `gate`), one piece of larger tensors, into `state`
-/// ([`GRAD_STATE`] f64s per channel of the piece, all zero to start), so that pieces fed
-/// in order and then [`grad_sums_finish`] give [`grad_sums`] of the whole tensors bit for
-/// bit when that runs on one thread: contiguous planes feed their channel's running lane
-/// sums as `grad_sums` does; channels-last rows go block of
-/// [`rows_per_block`](crate::moments::rows_per_block) rows by block, so a piece holds
-/// whole blocks (all but the last). `mean` is per channel of the piece. This is how the
-/// plain-array backward streams `dy` and `x` instead of copying them whole.
+/// Feeds `dy`, `x` (and `gate`), one piece of a reduction segment
+/// ([`segment_len`](crate::moments::segment_len)), into `state` ([`GRAD_STATE`] f64s per
+/// channel of the piece, all zero to start the segment), so that a segment's pieces fed
+/// in order and then [`grad_sums_finish`] give that segment's sums as [`grad_sums`] takes
+/// them, bit for bit; the segments' sums added in order, from zero, are [`grad_sums`] of
+/// the whole. Contiguous planes feed their channel's running lane sums as `grad_sums`
+/// does; channels-last rows go block of [`rows_per_block`](crate::moments::rows_per_block)
+/// rows by block, so a piece holds whole blocks (all but the segment's last). `mean` is
+/// per channel of the piece. This is how the plain-array backward streams `dy` and `x`
+/// instead of copying them whole.
 pub fn grad_sums_accumulate(dy: &[f32], x: &[f32], gate: Option<&[f32]>, dims: Dims, mean: &[f32], state: &mut [f64]) {
     match gate {
         Some(g) => accumulate_with::<OUT>(dy, x, g, dims, mean, state),
@@ -248,8 +246,8 @@ fn accumulate_with<const G: u8>(dy: &[f32], x: &[f32], gate: &[f32], dims: Dims,
     }
 }
 
-/// The sums of a [`grad_sums_accumulate`] state over tensors of `dims` (its layout) with
-/// `mean`: what [`grad_sums`] returns for the whole tensors on one thread.
+/// The sums of a [`grad_sums_accumulate`] state over one segment of tensors of `dims` (its
+/// layout) with `mean`, as [`grad_sums`] forms that segment's part.
 pub fn grad_sums_finish(state: &[f64], dims: Dims, mean: &[f32]) -> GradSums {
     let ch = dims.channels;
     let mut out = GradSums::zeros(ch);

@@ -97,60 +97,67 @@ pub fn rows_per_block(channels: usize) -> usize {
     (ROW_BLOCK_ELEMS / channels).clamp(MIN_BLOCK_ROWS, MAX_BLOCK_ROWS)
 }
 
-/// Per-channel moments of `x` laid out as `dims`.
+/// Per-channel moments of `x` laid out as `dims`: the moments of each reduction segment
+/// ([`segment_len`] outer units) from scratch, merged in segment order. Which thread takes
+/// which segment does not matter, so the result does not depend on the thread count or
+/// on whether the pool is used at all.
 pub fn moments(x: &[f32], dims: Dims) -> Vec<Moments> {
     let par = parallel::worth_it(x.len());
+    let per = segment_len(dims);
+    let segments = dims.outer.div_ceil(per).max(1);
     if dims.is_planar() {
-        let split = outer_split(dims, par);
-        let parts = parallel::map_collect(dims.channels * split, par, |t| {
-            let (c, range) = split_task(dims, split, t);
+        let parts = parallel::map_collect(dims.channels * segments, par, |t| {
+            let (c, range) = segment_task(dims, per, segments, t);
             planar_channel(x, dims, c, range)
         });
-        parts.chunks(split).map(|p| p.iter().fold(Moments::EMPTY, |a, &b| a.merge(b))).collect()
+        parts.chunks(segments).map(|p| p.iter().fold(Moments::EMPTY, |a, &b| a.merge(b))).collect()
     } else {
-        let rows = dims.outer;
+        let ch = dims.channels;
+        let block = rows_per_block(ch);
+        parallel::map_collect(segments, par, |t| {
+            let rows = segment_rows(dims, per, t);
+            rows_range(&x[rows.start * ch..rows.end * ch], ch, block, vec![Moments::EMPTY; ch])
+        })
+        .into_iter()
+        .fold(vec![Moments::EMPTY; ch], merge_all)
+    }
+}
+
+/// Contiguous planes: the reductions aim at this many tasks (channels x segments of the
+/// batch), enough to balance 8-16 threads; with fewer channels the batch is cut into
+/// segments (e.g. C = 3 with large images), with more each channel is one task.
+const PLANAR_TASKS: usize = 32;
+/// Channels-last rows: elements per reduction segment (whole blocks of rows), 512 KiB.
+const ROW_SEGMENT_ELEMS: usize = 1 << 17;
+
+/// Outer units (samples, or channels-last rows) per reduction segment of `dims`. The
+/// per-channel reductions ([`moments`], [`crate::backward::grad_sums`]) take each segment
+/// from scratch and combine the segments' results in order, on one thread or many. The
+/// cut depends on the shape alone, so results are the same bits whatever the thread count,
+/// and a stream that feeds each segment's pieces into a fresh state ([`accumulate`],
+/// [`crate::backward::grad_sums_accumulate`]) and combines the segments in order
+/// reproduces them. Channels-last segments are whole blocks of [`rows_per_block`] rows.
+pub fn segment_len(dims: Dims) -> usize {
+    let outer = dims.outer.max(1);
+    if dims.is_planar() {
+        let segments = PLANAR_TASKS.div_ceil(dims.channels.max(1)).clamp(1, outer);
+        outer.div_ceil(segments)
+    } else {
         let block = rows_per_block(dims.channels);
-        let per_task = row_task_len(rows, block, par);
-        let tasks = rows.div_ceil(per_task);
-        parallel::map_reduce(
-            tasks,
-            par,
-            |t| {
-                let r0 = t * per_task;
-                let r1 = (r0 + per_task).min(rows);
-                rows_range(&x[r0 * dims.channels..r1 * dims.channels], dims.channels, block, vec![Moments::EMPTY; dims.channels])
-            },
-            merge_all,
-        )
-        .unwrap_or_else(|| vec![Moments::EMPTY; dims.channels])
+        (ROW_SEGMENT_ELEMS / dims.channels.max(1)).div_ceil(block).max(1) * block
     }
 }
 
-/// Rows per parallel task: a few tasks per thread for balance, whole blocks each.
-pub(crate) fn row_task_len(rows: usize, block: usize, par: bool) -> usize {
-    if !par {
-        return rows.max(1);
-    }
-    let want = rows.div_ceil(parallel::threads() * 4);
-    want.div_ceil(block).max(1) * block
+/// Task `t` of `channels * segments` over contiguous planes: its channel and its segment's
+/// range of the outer (batch) axis.
+pub(crate) fn segment_task(dims: Dims, per: usize, segments: usize, t: usize) -> (usize, core::ops::Range<usize>) {
+    let (c, k) = (t / segments, t % segments);
+    (c, segment_rows(dims, per, k))
 }
 
-/// Into how many ranges of the outer (batch) axis each channel's planes are split for
-/// parallel tasks: 1 when there are enough channels to keep every thread busy (several
-/// tasks per thread), more when there are few channels (e.g. C = 3 with large images).
-pub(crate) fn outer_split(dims: Dims, par: bool) -> usize {
-    if !par {
-        return 1;
-    }
-    let want_tasks = parallel::threads() * 4;
-    want_tasks.div_ceil(dims.channels).clamp(1, dims.outer)
-}
-
-/// Task `t` of `channels * split`: its channel and its range of the outer axis.
-pub(crate) fn split_task(dims: Dims, split: usize, t: usize) -> (usize, core::ops::Range<usize>) {
-    let (c, k) = (t / split, t % split);
-    let per = dims.outer.div_ceil(split);
-    (c, (k * per).min(dims.outer)..((k + 1) * per).min(dims.outer))
+/// Segment `k`'s range of the outer axis.
+pub(crate) fn segment_rows(dims: Dims, per: usize, k: usize) -> core::ops::Range<usize> {
+    k * per..((k + 1) * per).min(dims.outer)
 }
 
 fn planar_channel(x: &[f32], dims: Dims, c: usize, outer: core::ops::Range<usize>) -> Moments {
@@ -434,14 +441,16 @@ fn centered2_into(s1: &mut [f32], s2: &mut [f32], r0: &[f32], r1: &[f32], shift:
     }
 }
 
-/// Merges the moments of `x`, one piece of a larger tensor, into `acc` (one per channel
-/// of the piece), so that feeding the pieces in order gives [`moments`] of the whole
-/// tensor bit for bit when that runs on one thread: the same blocks merged in the same
-/// order. Contiguous planes: each plane of `x` merged into its channel, as
-/// `planar_channel` does. Channels-last rows: each block of [`rows_per_block`] rows, so
-/// a piece must hold whole blocks (all but the last piece of the tensor). This is how
-/// the plain-array training forward gets its statistics while it streams `x` through a
-/// cache-sized window instead of copying it whole into wasm memory.
+/// Merges the moments of `x`, one piece of a reduction segment ([`segment_len`]), into
+/// `acc` (one per channel of the piece), so that feeding a segment's pieces in order into
+/// an empty `acc` gives that segment's moments as [`moments`] takes them, bit for bit:
+/// the same blocks merged in the same order. Contiguous planes: each plane of `x` merged
+/// into its channel, as `planar_channel` does. Channels-last rows: each block of
+/// [`rows_per_block`] rows, so a piece must hold whole blocks (all but the segment's
+/// last piece). The segments' moments, merged in order into empty moments
+/// ([`Moments::merge`]), are [`moments`] of the whole. This is how the plain-array
+/// training forward gets its statistics while it streams `x` through a cache-sized
+/// window instead of copying it whole into wasm memory.
 pub fn accumulate(x: &[f32], dims: Dims, acc: &mut [Moments]) {
     let ch = dims.channels;
     assert_eq!(acc.len(), ch, "accumulate: one Moments per channel of the piece");

@@ -174,7 +174,8 @@ pub(crate) fn backward(
     param_grads: bool,
 ) -> Option<ColSums> {
     let par = parallel::worth_it(x.len());
-    let per_task = parallel::units_per_task(r.rows, r.len, par);
+    // Tasks cut by the shape alone: the column sums combine per task.
+    let per_task = parallel::units_per_reduction_task(r.len);
     let len = r.len;
     let n = len as f64;
     let sums = parallel::map_reduce_chunks_mut(
