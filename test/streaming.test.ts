@@ -179,6 +179,19 @@ describe.each(builds)("build %s", (build: BuildName) => {
         expectBits(`${tag}: invStd`, str.invStd, res.invStd);
         expectBits(`${tag}: runningMean`, rmS, rmR);
         expectBits(`${tag}: runningVar`, rvS, rvR);
+        // Resident parameters and running statistics with plain x and y (on simd-threads
+        // the call runs on the unshared build, which hands the running update back).
+        const [wT, rmT, rvT] = [weight, rm0, rv0].map((a) => WasmTensor.from(a, engine));
+        try {
+          const strT = batchNormTrainOn(engine, x, shape, { weight: wT, bias, layout, runningMean: rmT, runningVar: rvT, ...f, z: fused ? z : undefined });
+          expectBits(`${tag}: y, resident parameters`, strT.y as Float32Array, yt.view.slice());
+          expectBits(`${tag}: resident runningMean`, rmT.view.slice(), rmR);
+          expectBits(`${tag}: resident runningVar`, rvT.view.slice(), rvR);
+          const bT = batchNormBackwardOn(engine, dy, x, shape, { ...bw, weight: wT, y: fused ? (strT.y as Float32Array) : undefined });
+          expectBits(`${tag}: dx, resident weight`, bT.dx as Float32Array, dxt.view.slice());
+        } finally {
+          for (const t of [wT, rmT, rvT]) t.free();
+        }
         const yArr = str.y as Float32Array;
         const b = batchNormBackwardOn(engine, dy, x, shape, { ...bw, y: fused ? yArr : undefined, residual: fused });
         expectBits(`${tag}: dx`, b.dx as Float32Array, dxt.view.slice());

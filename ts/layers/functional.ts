@@ -146,6 +146,17 @@ export function batchNormTrainOn(engine: Engine, x: TensorLike, shape: readonly 
   if (opts.outMask !== undefined) {
     checkNoAlias("outMask", opts.outMask, { ...inputs, out: opts.out, runningMean: opts.runningMean, runningVar: opts.runningVar });
   }
+  const unshared = engineForPlain(engine, [x, opts.z, opts.out, opts.outMask]);
+  if (unshared !== engine) {
+    // Plain arrays only, on the threads build: run where copies are cheap (Engine.unshared).
+    // The same bits as here: the reductions combine fixed segments whatever the thread
+    // count. Resident running statistics take their update back afterwards.
+    const [weight, bias, runningMean, runningVar] = [opts.weight, opts.bias, opts.runningMean, opts.runningVar].map(portable);
+    const r = batchNormTrainOn(unshared, x, shape, { ...opts, weight, bias, runningMean, runningVar });
+    if (opts.runningMean instanceof WasmTensor) opts.runningMean.view.set(runningMean as Float32Array);
+    if (opts.runningVar instanceof WasmTensor) opts.runningVar.view.set(runningVar as Float32Array);
+    return r;
+  }
 
   const s = new Staging(engine);
   try {
@@ -358,6 +369,12 @@ export function batchNormBackwardOn(engine: Engine, dy: TensorLike, x: TensorLik
   const inputs = { dy, x, y, mask, weight: opts.weight, mean: opts.mean, invStd: opts.invStd };
   checkNoAlias("out", opts.out, { ...inputs, outZ: opts.outZ });
   checkNoAlias("outZ", opts.outZ, inputs);
+  const unshared = engineForPlain(engine, [dy, x, y, mask, opts.out, opts.outZ]);
+  if (unshared !== engine) {
+    // Plain arrays only, on the threads build: as in batchNormTrainOn.
+    const [weight, mean, invStd] = [opts.weight, opts.mean, opts.invStd].map(portable);
+    return batchNormBackwardOn(unshared, dy, x, shape, { ...opts, weight, mean: mean!, invStd: invStd! });
+  }
 
   const s = new Staging(engine);
   try {
