@@ -366,29 +366,46 @@ fn rows_sums_add<const G: u8>(dy: &[f32], x: &[f32], gate: &[f32], bits: &[u32],
     let mut s_dy = vec![0f32; ch];
     let mut s_dxm = vec![0f32; ch];
     let blocks = dy.chunks(block_rows * ch).zip(x.chunks(block_rows * ch)).zip(gate.chunks(block_rows * ch));
-    // Rows in pairs where that pays (`rows_together`): one load and store of each running
-    // sum serves both.
-    let paired = rows_together(ch, dy.len()) == 2;
+    // Rows in groups where that pays (`rows_together`): one load and store of each running
+    // sum serves the group.
+    let together = rows_together(ch, dy.len());
     for (b, ((db, xb), gb)) in blocks.enumerate() {
         s_dy.fill(0.0);
         s_dxm.fill(0.0);
-        let words = |r: usize| {
-            let w0 = (b * block_rows + r) * wpr;
-            if G == BITS { &bits[w0..w0 + wpr] } else { &[][..] }
-        };
-        let rows = db.len() / ch;
-        let pairs = if paired { rows / 2 * 2 } else { 0 };
-        for r in (0..pairs).step_by(2) {
-            let [d, v, g] = [db, xb, gb].map(|s| core::array::from_fn(|i| row(s, r + i, ch)));
-            row_sums::<G, 2>(&mut s_dy, &mut s_dxm, d, v, g, core::array::from_fn(|i| words(r + i)), mean);
-        }
-        for r in pairs..rows {
-            row_sums::<G, 1>(&mut s_dy, &mut s_dxm, [row(db, r, ch)], [row(xb, r, ch)], [row(gb, r, ch)], [words(r)], mean);
+        let w0 = b * block_rows * wpr;
+        let words = if G == BITS { &bits[w0..w0 + db.len() / ch * wpr] } else { &[][..] };
+        match together {
+            4 => block_sums::<G, 4>(&mut s_dy, &mut s_dxm, db, xb, gb, words, mean),
+            2 => block_sums::<G, 2>(&mut s_dy, &mut s_dxm, db, xb, gb, words, mean),
+            _ => block_sums::<G, 1>(&mut s_dy, &mut s_dxm, db, xb, gb, words, mean),
         }
         for c in 0..ch {
             out.sum_dy[c] += s_dy[c] as f64;
             out.sum_dy_xmu[c] += s_dxm[c] as f64;
         }
+    }
+}
+
+/// A block's channels-last rows added to the per-channel f32 sums, `R` rows at a time
+/// ([`row_sums`]) and its last rows, fewer than `R`, one at a time; `words` are the
+/// block's mask words (mode BITS). Not inlined, as [`dx_rows_task`].
+#[inline(never)]
+fn block_sums<const G: u8, const R: usize>(s_dy: &mut [f32], s_dxm: &mut [f32], db: &[f32], xb: &[f32], gb: &[f32], words: &[u32], mean: &[f32]) {
+    let ch = mean.len();
+    let wpr = ch.div_ceil(32);
+    let words_all = words;
+    let words = |r: usize| if G == BITS { &words_all[r * wpr..(r + 1) * wpr] } else { &[][..] };
+    let rows = db.len() / ch;
+    let grouped = rows / R * R;
+    for r in (0..grouped).step_by(R) {
+        let [d, v, g] = [db, xb, gb].map(|s| core::array::from_fn(|i| row(s, r + i, ch)));
+        row_sums::<G, R>(s_dy, s_dxm, d, v, g, core::array::from_fn(|i| words(r + i)), mean);
+    }
+    if grouped < rows {
+        // The last rows: the one-row function's loop, not another copy of it here.
+        let w = if G == BITS { &words_all[grouped * wpr..] } else { &[][..] };
+        let tail = grouped * ch..;
+        block_sums::<G, 1>(s_dy, s_dxm, &db[tail.clone()], &xb[tail.clone()], &gb[tail], w, mean);
     }
 }
 
@@ -527,35 +544,80 @@ fn dx_apply_with<const G: u8>(
             }
             return;
         }
-        // Rows in pairs where that pays (`rows_together`): each coefficient load serves
-        // both (as in the forward's `affine::rows`); otherwise, and a task's last row after
-        // pairs, one at a time.
-        let together = rows_together(unit, out.len());
-        for (jg, o) in out.chunks_mut(together * unit).enumerate() {
-            let (j, u) = (together * jg, first + together * jg);
-            let r = u * unit..u * unit + o.len();
-            let dzg = dzs.as_deref_mut().map(|d| &mut d[j * unit..j * unit + o.len()]);
-            let (dyg, xg, gg) = (&dy[r.clone()], &x[r.clone()], &gate[r]);
-            let mut zs = dzg.map(|d| d.chunks_mut(unit));
-            if o.len() == 2 * unit {
-                let mut os = o.chunks_mut(unit);
-                dx_rows::<G, 2>(
-                    core::array::from_fn(|i| row(dyg, i, unit)),
-                    core::array::from_fn(|i| row(xg, i, unit)),
-                    core::array::from_fn(|i| row(gg, i, unit)),
-                    core::array::from_fn(|i| words(u + i)),
-                    core::array::from_fn(|_| os.next().unwrap()),
-                    zs.as_mut().map(|zs| core::array::from_fn(|_| zs.next().unwrap())),
-                    p,
-                );
-                continue;
-            }
-            for (i, o) in o.chunks_mut(unit).enumerate() {
-                let z = zs.as_mut().map(|zs| [zs.next().unwrap()]);
-                dx_rows::<G, 1>([row(dyg, i, unit)], [row(xg, i, unit)], [row(gg, i, unit)], [words(u + i)], [o], z, p);
-            }
+        // Rows in groups where that pays (`rows_together`): each coefficient load serves
+        // the group (as in the forward's `affine::rows`).
+        let (f, dz) = (first, dzs.as_deref_mut());
+        match rows_together(unit, out.len()) {
+            4 => dx_rows_task::<G, 4>(dy, x, gate, bits, wpu, out, dz, f, unit, p),
+            2 => dx_rows_task::<G, 2>(dy, x, gate, bits, wpu, out, dz, f, unit, p),
+            // With a mask, single rows measured faster compiled into this loop than called
+            // (1.05-1.07x the time at 128-256 channels).
+            _ if G == BITS => dx_rows_body::<G, 1>(dy, x, gate, bits, wpu, out, dz, f, unit, p),
+            _ => dx_rows_task::<G, 1>(dy, x, gate, bits, wpu, out, dz, f, unit, p),
         }
     });
+}
+
+/// A task's channels-last rows of the dx pass (`out`, and `dz`, from row `first`), `R` at a
+/// time and its last rows, fewer than `R`, one at a time. Not inlined: each grouping keeps
+/// a compiled loop of its own (with all of them in one function, V8's code for the
+/// main-memory pairs ran 3-6% slower).
+#[inline(never)]
+#[allow(clippy::too_many_arguments)]
+fn dx_rows_task<const G: u8, const R: usize>(
+    dy: &[f32],
+    x: &[f32],
+    gate: &[f32],
+    bits: &[u32],
+    wpu: usize,
+    out: &mut [f32],
+    dz: Option<&mut [f32]>,
+    first: usize,
+    unit: usize,
+    p: Coef,
+) {
+    dx_rows_body::<G, R>(dy, x, gate, bits, wpu, out, dz, first, unit, p)
+}
+
+/// [`dx_rows_task`]'s work, for callers that want it compiled into their own loop.
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+fn dx_rows_body<const G: u8, const R: usize>(
+    dy: &[f32],
+    x: &[f32],
+    gate: &[f32],
+    bits: &[u32],
+    wpu: usize,
+    out: &mut [f32],
+    dz: Option<&mut [f32]>,
+    first: usize,
+    unit: usize,
+    p: Coef,
+) {
+    let words = |u: usize| if G == BITS { &bits[u * wpu..(u + 1) * wpu] } else { &[] };
+    let mut dz = dz;
+    for (jg, o) in out.chunks_mut(R * unit).enumerate() {
+        let (j, u) = (R * jg, first + R * jg);
+        let r = u * unit..u * unit + o.len();
+        let dzg = dz.as_deref_mut().map(|d| &mut d[j * unit..j * unit + o.len()]);
+        if o.len() < R * unit {
+            // The last rows: the one-row function's loop, not another copy of it here.
+            dx_rows_task::<G, 1>(dy, x, gate, bits, wpu, o, dzg, u, unit, p);
+            continue;
+        }
+        let (dyg, xg, gg) = (&dy[r.clone()], &x[r.clone()], &gate[r]);
+        let mut os = o.chunks_mut(unit);
+        let mut zs = dzg.map(|d| d.chunks_mut(unit));
+        dx_rows::<G, R>(
+            core::array::from_fn(|i| row(dyg, i, unit)),
+            core::array::from_fn(|i| row(xg, i, unit)),
+            core::array::from_fn(|i| row(gg, i, unit)),
+            core::array::from_fn(|i| words(u + i)),
+            core::array::from_fn(|_| os.next().unwrap()),
+            zs.as_mut().map(|zs| core::array::from_fn(|_| zs.next().unwrap())),
+            p,
+        );
+    }
 }
 
 /// `R` channels-last rows of the dx pass at once: the per-channel coefficients are loaded

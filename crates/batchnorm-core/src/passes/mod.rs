@@ -15,10 +15,10 @@ pub mod running;
 
 /// Channels-last rows that the row kernels take together (each load of a per-channel
 /// vector, or of a running per-channel sum, then serves all of them) when they walk
-/// `elems` elements: 2 for rows of at most [`MAX_PAIRED_CHANNELS`] channels or for data
-/// that fits in L2 ([`CACHED_ELEMS`]: the plain-array path's windows), else 1. Pairs
-/// give the same bits as single rows (every kernel adds the rows' terms in row order), so
-/// the choice never changes a result.
+/// `elems` elements: 4 for data that fits in L2 ([`CACHED_ELEMS`]: the plain-array path's
+/// windows), else 2 for rows of at most [`MAX_PAIRED_CHANNELS`] channels, else 1. Every
+/// kernel adds the grouped rows' terms in row order (and computes each element alone), so
+/// the grouping never changes a result.
 ///
 /// Measured in V8 on the 2-core AMD EPYC (Zen, 48 KiB L1d, 1 MiB L2): on 12 MiB tensors
 /// two rows at a time ran the passes 1.1-1.3x faster than one while the two rows span at
@@ -26,10 +26,13 @@ pub mod running;
 /// pass at 96 or 112 channels: 0.54-0.57 and 0.95-0.99 ms in pairs; at 128-512 channels:
 /// 1.2-1.3 and 2.2-2.5 ms in pairs against 0.64-0.71 and 1.0 ms a row at a time); four
 /// rows of 64 channels (1 KiB) were 1.7-2x slower than two, the same cliff. On the
-/// L2-resident windows of the plain-array path pairs stay faster at 128-256 channels too
-/// (single rows: eval 1.07-1.17x, train forward 1.22x the time).
+/// L2-resident windows of the plain-array path none of this holds: pairs are faster than
+/// single rows at 128-256 channels too (single rows: eval 1.07-1.17x, train forward 1.22x
+/// the time), and four rows faster than pairs (see `bench/` notes in docs/performance.md).
 pub(crate) fn rows_together(channels: usize, elems: usize) -> usize {
-    if channels <= MAX_PAIRED_CHANNELS || elems <= CACHED_ELEMS {
+    if elems <= CACHED_ELEMS {
+        4
+    } else if channels <= MAX_PAIRED_CHANNELS {
         2
     } else {
         1

@@ -15,7 +15,7 @@
 use crate::dims::Dims;
 use crate::parallel;
 use crate::passes::rows_together;
-use crate::simd::{q, quads, F32x4};
+use crate::simd::{q, quad_view, quad_view_mut, quads, F32x4};
 
 /// Count, mean and sum of squared deviations from the mean of a set of values.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -277,22 +277,32 @@ fn centered_sums(xs: &[f32], shift: f32) -> (f32, f32) {
 /// `out` holds the moments merged so far (all empty to start; [`accumulate`] passes the
 /// previous pieces'): the blocks are merged into it, and a non-empty `out` already gives
 /// the first block its shift, so pieces fed in order take the same shifts as the whole.
-fn rows_range(x: &[f32], channels: usize, block_rows: usize, mut out: Vec<Moments>) -> Vec<Moments> {
+fn rows_range(x: &[f32], channels: usize, block_rows: usize, out: Vec<Moments>) -> Vec<Moments> {
+    match rows_together(channels, x.len()) {
+        4 => rows_range_in::<4>(x, channels, block_rows, out),
+        2 => rows_range_in::<2>(x, channels, block_rows, out),
+        _ => rows_range_in::<1>(x, channels, block_rows, out),
+    }
+}
+
+/// [`rows_range`] with its rows `R` at a time. Not inlined: each grouping keeps a compiled
+/// loop of its own (see `backward::dx_rows_task`).
+#[inline(never)]
+fn rows_range_in<const R: usize>(x: &[f32], channels: usize, block_rows: usize, mut out: Vec<Moments>) -> Vec<Moments> {
     let mut have_shift = out.iter().all(|m| m.count > 0.0);
     let mut shift: Vec<f32> = out.iter().map(|m| if have_shift { m.mean as f32 } else { 0.0 }).collect();
     let mut s1 = vec![0f32; channels];
     let mut s2 = vec![0f32; channels];
-    let together = rows_together(channels, x.len());
     for blk in x.chunks(block_rows * channels) {
         let n = blk.len() / channels;
         let inv_n = 1.0 / n as f64;
         let near = have_shift && {
-            centered_block(&mut s1, &mut s2, blk, &shift, together);
+            centered_block::<R>(&mut s1, &mut s2, blk, &shift);
             s1.iter().zip(&s2).all(|(&a, &b)| shift_is_near(a, b, inv_n))
         };
         if !near {
-            block_shift(&mut shift, blk, together);
-            centered_block(&mut s1, &mut s2, blk, &shift, together);
+            block_shift::<R>(&mut shift, blk);
+            centered_block::<R>(&mut s1, &mut s2, blk, &shift);
         }
         merge_block(&mut out, &mut shift, &s1, &s2, n);
         have_shift = true;
@@ -333,17 +343,18 @@ fn merge_block(out: &mut [Moments], shift: &mut [f32], s1: &[f32], s2: &[f32], n
 /// digits that a running sum of the values loses when |mean| >> spread (a block has up to
 /// 4096 rows: summing 4096 values of ~1e6 in f32 put the shift ~30 standard deviations
 /// off, more than pass 2 can correct).
-fn block_shift(shift: &mut [f32], blk: &[f32], together: usize) {
+fn block_shift<const R: usize>(shift: &mut [f32], blk: &[f32]) {
     let channels = shift.len();
     let n = blk.len() / channels;
     let first = &blk[..channels];
     shift.fill(0.0);
-    // Rows in pairs where that pays (`rows_together`): each accumulator load and store
-    // serves two rows.
-    for g in blk.chunks(together * channels) {
-        match g.len() / channels {
-            2 => diff2_into(shift, &g[..channels], &g[channels..], first),
-            _ => diff_into(shift, g, first),
+    // Rows in groups where that pays (`rows_together`): each accumulator load and store
+    // serves the group; the block's last rows, fewer than a group, one at a time.
+    for g in blk.chunks(R * channels) {
+        if g.len() == R * channels {
+            diff_rows_into::<R>(shift, core::array::from_fn(|r| &g[r * channels..(r + 1) * channels]), first);
+        } else {
+            g.chunks(channels).for_each(|row| diff_rows_into::<1>(shift, [row], first));
         }
     }
     let inv_n = 1.0 / n as f32;
@@ -351,93 +362,68 @@ fn block_shift(shift: &mut [f32], blk: &[f32], together: usize) {
 }
 
 /// Pass 2: `s1 = sum(x - shift)`, `s2 = sum((x - shift)^2)` per channel over the block.
-fn centered_block(s1: &mut [f32], s2: &mut [f32], blk: &[f32], shift: &[f32], together: usize) {
+fn centered_block<const R: usize>(s1: &mut [f32], s2: &mut [f32], blk: &[f32], shift: &[f32]) {
     let channels = shift.len();
     s1.fill(0.0);
     s2.fill(0.0);
-    for g in blk.chunks(together * channels) {
-        match g.len() / channels {
-            2 => centered2_into(s1, s2, &g[..channels], &g[channels..], shift),
-            _ => centered_into(s1, s2, g, shift),
+    for g in blk.chunks(R * channels) {
+        if g.len() == R * channels {
+            centered_rows_into::<R>(s1, s2, core::array::from_fn(|r| &g[r * channels..(r + 1) * channels]), shift);
+        } else {
+            g.chunks(channels).for_each(|row| centered_rows_into::<1>(s1, s2, [row], shift));
         }
     }
 }
 
-/// `acc += row - base`, lane-wise across channels.
+/// `acc += row - base` for each of `R` rows in turn, lane-wise across channels: each
+/// accumulator loaded and stored once for the rows, the rows' terms added in row order
+/// (so any grouping of rows gives the same bits).
 #[inline]
-fn diff_into(acc: &mut [f32], row: &[f32], base: &[f32]) {
-    let (body, tail) = quads(row);
-    let (b_body, b_tail) = quads(base);
-    let mut acc_chunks = acc.chunks_exact_mut(4);
-    for ((a, r), b) in (&mut acc_chunks).zip(body).zip(b_body) {
-        let a = crate::simd::q_mut(a);
-        F32x4::load(a).add(F32x4::load(q(r)).sub(F32x4::load(q(b)))).store(a);
+fn diff_rows_into<const R: usize>(acc: &mut [f32], rows: [&[f32]; R], base: &[f32]) {
+    let n = acc.len();
+    let nq = n / 4;
+    let (aq, bq) = (quad_view_mut(acc), quad_view(base, nq));
+    let xq = rows.map(|r| quad_view(r, nq));
+    for k in 0..nq {
+        let b = F32x4::load(&bq[k]);
+        let mut a = F32x4::load(&aq.0[k]);
+        for x in &xq {
+            a = a.add(F32x4::load(&x[k]).sub(b));
+        }
+        a.store(&mut aq.0[k]);
     }
-    for ((a, &r), &b) in acc_chunks.into_remainder().iter_mut().zip(tail).zip(b_tail) {
-        *a += r - b;
+    for c in 4 * nq..n {
+        for r in &rows {
+            aq.1[c - 4 * nq] += r[c] - base[c];
+        }
     }
 }
 
-/// `s1 += row - shift; s2 += (row - shift)^2`, lane-wise across channels.
+/// `s1 += row - shift; s2 += (row - shift)^2` for each of `R` rows in turn, lane-wise
+/// across channels, as [`diff_rows_into`] (the same bits however rows are grouped).
 #[inline]
-fn centered_into(s1: &mut [f32], s2: &mut [f32], row: &[f32], shift: &[f32]) {
-    let (body, tail) = quads(row);
-    let (sh_body, sh_tail) = quads(shift);
-    let mut c1 = s1.chunks_exact_mut(4);
-    let mut c2 = s2.chunks_exact_mut(4);
-    for (((a, b), r), sh) in (&mut c1).zip(&mut c2).zip(body).zip(sh_body) {
-        let (a, b) = (crate::simd::q_mut(a), crate::simd::q_mut(b));
-        let d = F32x4::load(q(r)).sub(F32x4::load(q(sh)));
-        F32x4::load(a).add(d).store(a);
-        F32x4::load(b).add(d.mul(d)).store(b);
+fn centered_rows_into<const R: usize>(s1: &mut [f32], s2: &mut [f32], rows: [&[f32]; R], shift: &[f32]) {
+    let n = s1.len();
+    let nq = n / 4;
+    let (q1, q2, sq) = (quad_view_mut(s1), quad_view_mut(&mut s2[..n]), quad_view(shift, nq));
+    let xq = rows.map(|r| quad_view(r, nq));
+    for k in 0..nq {
+        let sh = F32x4::load(&sq[k]);
+        let (mut a, mut b) = (F32x4::load(&q1.0[k]), F32x4::load(&q2.0[k]));
+        for x in &xq {
+            let d = F32x4::load(&x[k]).sub(sh);
+            a = a.add(d);
+            b = b.add(d.mul(d));
+        }
+        a.store(&mut q1.0[k]);
+        b.store(&mut q2.0[k]);
     }
-    for (((a, b), &r), &sh) in c1.into_remainder().iter_mut().zip(c2.into_remainder()).zip(tail).zip(sh_tail) {
-        let d = r - sh;
-        *a += d;
-        *b += d * d;
-    }
-}
-
-/// `acc += r0 - base; acc += r1 - base`, lane-wise across channels: the additions of
-/// [`diff_into`] row after row, so pairs and single rows give the same bits.
-#[inline]
-fn diff2_into(acc: &mut [f32], r0: &[f32], r1: &[f32], base: &[f32]) {
-    let (b0, t0) = quads(r0);
-    let (b1, t1) = quads(r1);
-    let (bb, bt) = quads(base);
-    let mut acc_chunks = acc.chunks_exact_mut(4);
-    for (((a, x0), x1), b) in (&mut acc_chunks).zip(b0).zip(b1).zip(bb) {
-        let a = crate::simd::q_mut(a);
-        let bv = F32x4::load(q(b));
-        F32x4::load(a).add(F32x4::load(q(x0)).sub(bv)).add(F32x4::load(q(x1)).sub(bv)).store(a);
-    }
-    for (((a, &x0), &x1), &b) in acc_chunks.into_remainder().iter_mut().zip(t0).zip(t1).zip(bt) {
-        *a = *a + (x0 - b) + (x1 - b);
-    }
-}
-
-/// `centered_into` for two rows at once, with its additions in the same order (the same
-/// bits as row after row).
-#[inline]
-fn centered2_into(s1: &mut [f32], s2: &mut [f32], r0: &[f32], r1: &[f32], shift: &[f32]) {
-    let (b0, t0) = quads(r0);
-    let (b1, t1) = quads(r1);
-    let (sh_body, sh_tail) = quads(shift);
-    let mut c1 = s1.chunks_exact_mut(4);
-    let mut c2 = s2.chunks_exact_mut(4);
-    for ((((a, b), x0), x1), sh) in (&mut c1).zip(&mut c2).zip(b0).zip(b1).zip(sh_body) {
-        let (a, b) = (crate::simd::q_mut(a), crate::simd::q_mut(b));
-        let shv = F32x4::load(q(sh));
-        let d0 = F32x4::load(q(x0)).sub(shv);
-        let d1 = F32x4::load(q(x1)).sub(shv);
-        F32x4::load(a).add(d0).add(d1).store(a);
-        F32x4::load(b).add(d0.mul(d0)).add(d1.mul(d1)).store(b);
-    }
-    let tails = c1.into_remainder().iter_mut().zip(c2.into_remainder()).zip(t0).zip(t1).zip(sh_tail);
-    for ((((a, b), &x0), &x1), &sh) in tails {
-        let (d0, d1) = (x0 - sh, x1 - sh);
-        *a = *a + d0 + d1;
-        *b = *b + d0 * d0 + d1 * d1;
+    for c in 4 * nq..n {
+        for r in &rows {
+            let d = r[c] - shift[c];
+            q1.1[c - 4 * nq] += d;
+            q2.1[c - 4 * nq] += d * d;
+        }
     }
 }
 
