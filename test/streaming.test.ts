@@ -108,6 +108,32 @@ describe("streamElementwise", () => {
   });
 });
 
+describe("streamElementwise window sizes", () => {
+  it.each(builds)("%s: plain inputs go through windows the kernels treat as cached; a resident input's chunks are longer", async (build) => {
+    // The row kernels take channels-last rows four at a time in data of at most
+    // cached_elems() elements, which is right for the windows (in L2) and about 2x slow for
+    // main memory: a resident tensor read in place must come in longer chunks.
+    const engine = await createEngine(build, 2);
+    const cached = engine.glue.cached_elems();
+    const d = { outer: 40000, channels: 64, inner: 1 };
+    const size = d.outer * d.channels;
+    const x = new Float32Array(size), y = new Float32Array(size);
+    const xt = WasmTensor.from(x, engine);
+    const s = new Staging(engine);
+    try {
+      for (const [input, longer] of [[x, false], [xt, true]] as const) {
+        const lengths: number[] = [];
+        streamElementwise(s, d, [input], [y], (c) => void lengths.push(c.length));
+        const most = Math.max(...lengths);
+        expect(most <= cached, `${longer ? "resident" : "plain"} x: longest chunk ${most} against ${cached}`).toBe(!longer);
+      }
+    } finally {
+      s.release();
+      xt.free();
+    }
+  });
+});
+
 describe.each(builds)("build %s", (build: BuildName) => {
   let engine: Engine;
   beforeAll(async () => {

@@ -96,6 +96,8 @@ export interface Glue {
   moments_merge(total: number, segment: number, channels: number): void;
   /** Outer units per reduction segment: `moments` and `grad_sums` combine these in order, on any number of threads. */
   reduction_segment_len(outer: number, channels: number, inner: number): number;
+  /** Elements up to which the row kernels treat their data as cache-resident (`passes::CACHED_ELEMS`). */
+  cached_elems(): number;
   /** Rows per moments block of channels-last data with `channels` channels. */
   moment_block_rows(channels: number): number;
   /** Feeds a piece of dy and x (gated by y when non-zero) into a gradient-sums state (the streamed backward). */

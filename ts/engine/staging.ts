@@ -212,13 +212,18 @@ export function streamElementwise(
   unitMultiple = 0,
   segment = d.outer,
 ): void {
-  const window = STREAM_WINDOW;
+  // Resident inputs are read in place: their base pointers, or 0 for plain and absent ones.
+  const bases = inputs.map((t) => (typeof t === "number" ? t : t instanceof WasmTensor ? s.input(t) : 0));
+  // Chunks of those come from main memory, and must look it to the kernels: they take
+  // channels-last rows four at a time in data of at most `cached_elems()` elements (the
+  // windows, in L2), and four rows read from main memory run about 2x slower (see
+  // `passes::rows_together` in the crate). So chunks with an input read in place are
+  // larger than that.
+  const window = bases.some((b) => b !== 0) ? Math.max(STREAM_WINDOW, 2 * s.engine.glue.cached_elems()) : STREAM_WINDOW;
   const chunks = () => chunksOf(d, window, unitMultiple, segment);
   const longest = chunks().next().value!.length; // the first chunk is the longest
   const inWins = inputs.map((t) => (t instanceof Float32Array ? s.scratch(longest) : 0));
   const outWins = outputs.map((t) => (t === undefined ? 0 : s.scratch(longest)));
-  // Resident inputs are read in place: their base pointers, or 0 for plain and absent ones.
-  const bases = inputs.map((t) => (typeof t === "number" ? t : t instanceof WasmTensor ? s.input(t) : 0));
   const memory = s.engine.memory;
   let buffer: ArrayBufferLike | undefined;
   let inViews: (Float32Array | undefined)[] = [];

@@ -356,6 +356,14 @@ pub fn reduction_segment_len(outer: usize, channels: usize, inner: usize) -> usi
     bn::moments::segment_len(dims(outer, channels, inner))
 }
 
+/// Elements up to which the row kernels treat their data as cache-resident and take
+/// channels-last rows four at a time (`passes::CACHED_ELEMS`): the streaming path's
+/// windows are at most this long, and its chunks of resident tensors read in place longer.
+#[wasm_bindgen]
+pub fn cached_elems() -> usize {
+    bn::passes::CACHED_ELEMS
+}
+
 /// Rows per moments block of channels-last data: a piece given to `moments_accumulate`
 /// holds whole blocks.
 #[wasm_bindgen]

@@ -41,5 +41,8 @@ pub(crate) fn rows_together(channels: usize, elems: usize) -> usize {
 
 /// See [`rows_together`]: two rows of 96 channels span 768 bytes.
 pub(crate) const MAX_PAIRED_CHANNELS: usize = 96;
-/// See [`rows_together`]: 256 KiB of f32, a quarter of this machine's L2 per tensor.
-pub(crate) const CACHED_ELEMS: usize = 1 << 16;
+/// See [`rows_together`]: 256 KiB of f32, a quarter of this machine's L2 per tensor. The
+/// plain-array path's windows are at most this long; its chunks of resident tensors read
+/// in place (main-memory data) are longer, so that they are not taken four rows at a time
+/// (ts/engine/staging.ts, `streamElementwise`).
+pub const CACHED_ELEMS: usize = 1 << 16;
