@@ -8,7 +8,7 @@
  */
 import { beforeAll, describe, expect, it } from "vitest";
 import {
-  createEngine, supportedBuilds, setParallelThreshold, batchNormEvalOn, batchNormTrainOn, batchNormBackwardOn, WasmTensor,
+  createEngine, supportedBuilds, setParallelThreshold, batchNormEvalOn, batchNormTrainOn, batchNormBackwardOn, WasmTensor, BatchNorm,
   type Engine, type BuildName, type Layout,
 } from "../dist/index.js";
 import { chunksOf, STREAM_WINDOW, Staging, streamElementwise } from "../dist/engine/staging.js";
@@ -231,6 +231,50 @@ describe.each(builds)("build %s", (build: BuildName) => {
       }
     } finally {
       for (const t of [xt, zt, dyt, yt, dxt, dzt]) t.free();
+    }
+  });
+
+  it.each([
+    [[6, 5, 70, 70], "NCHW"],
+    [[9000, 13], "NHWC"],
+  ] as const)("a module fed plain arrays %j %s = one fed WasmTensors: outputs, gradients, running stats (ReLU + z, eval)", (shape, layout) => {
+    // On simd-threads the plain-array module runs on the unshared companion; the bits must
+    // not tell.
+    const r = rng(shape[0] * 31);
+    const size = shape.reduce((a, b) => a * b, 1);
+    const C = channelOf([...shape], layout).C;
+    const opts = { layout, engine, activation: "relu" as const, momentum: null };
+    const plain = new BatchNorm(C, opts), res = new BatchNorm(C, opts);
+    const w0 = r.normals(C, 1, 0.3);
+    for (const m of [plain, res]) m.weight!.view.set(w0);
+    const held: WasmTensor[] = [];
+    const T = (a: Float32Array) => { const t = WasmTensor.from(a, engine); held.push(t); return t; };
+    const arr = (v: Float32Array | WasmTensor) => (v instanceof WasmTensor ? v.view.slice() : v);
+    try {
+      for (let step = 0; step < 3; step++) {
+        const x = r.normals(size, step, 2), z = r.normals(size), dy = r.normals(size);
+        if (step === 2) { plain.eval(); res.eval(); }
+        const yP = plain.forward(x, [...shape], { z }) as Float32Array;
+        const yR = res.forward(T(x), [...shape], { z: T(z), out: T(new Float32Array(size)) });
+        expectBits(`step ${step}: y`, yP, arr(yR));
+        // Backward into a resident out on the plain module: written, and returned as given.
+        const dxOut = WasmTensor.alloc(size, engine);
+        held.push(dxOut);
+        const dxP = plain.backward(dy, step === 1 ? { out: dxOut } : {});
+        const dxR = res.backward(T(dy), { out: T(new Float32Array(size)) });
+        if (step === 1) expect(dxP).toBe(dxOut);
+        expectBits(`step ${step}: dx`, arr(dxP), arr(dxR));
+        expectBits(`step ${step}: dz`, arr(plain.residualGrad!), arr(res.residualGrad!));
+        expectBits(`step ${step}: weightGrad`, plain.weightGrad!.view.slice(), res.weightGrad!.view.slice());
+        expectBits(`step ${step}: biasGrad`, plain.biasGrad!.view.slice(), res.biasGrad!.view.slice());
+        expectBits(`step ${step}: runningMean`, plain.runningMean!.view.slice(), res.runningMean!.view.slice());
+        expectBits(`step ${step}: runningVar`, plain.runningVar!.view.slice(), res.runningVar!.view.slice());
+        expect(plain.numBatchesTracked).toBe(res.numBatchesTracked);
+      }
+    } finally {
+      for (const t of held) t.free();
+      plain.dispose();
+      res.dispose();
     }
   });
 });

@@ -26,6 +26,7 @@ import { InvalidOptionError } from "../engine/errors.js";
 import { getEngine, type Engine } from "../engine/loader.js";
 import { WasmTensor } from "../engine/tensor.js";
 import { OwnedTensors } from "../engine/owned.js";
+import { engineForPlain } from "../engine/staging.js";
 import { maskLengthOf } from "./relu-mask.js";
 import { checkData, checkEps, checkNoAlias, checkOptionKeys, checkTrainable, dimsOf, optionKeys, type Convention, type Layout, type TensorLike } from "../engine/validate.js";
 
@@ -139,6 +140,8 @@ export class BatchNorm {
   #savedInvStd: WasmTensor;
   #inputCopy?: WasmTensor; // reused between steps while the size stays the same
   #maskCopy?: WasmTensor; // likewise, for the kept mask of a fused ReLU
+  // The same two in the threads build's unshared companion (see #callEngine).
+  #unshared?: { owned: OwnedTensors; input?: WasmTensor; mask?: WasmTensor };
   #saved?: Saved;
   #residualGrad?: Output;
   #renorm?: RenormBounds;
@@ -252,13 +255,14 @@ export class BatchNorm {
       checkTrainable(shape, dims);
       checkEps(this.eps, true);
     }
+    const engine = this.#callEngine(x, opts);
     // A fused ReLU's backward needs its mask: the forward writes it to memory the module keeps.
-    const mask = this.activation === "relu" ? this.#keptMask(maskLengthOf(dims)) : undefined;
+    const mask = this.activation === "relu" ? this.#keptMask(maskLengthOf(dims), engine) : undefined;
     const common = {
-      weight: this.#weight, bias: this.#bias, eps: this.eps, layout: this.layout,
+      weight: this.#on(engine, this.#weight), bias: this.#on(engine, this.#bias), eps: this.eps, layout: this.layout,
       out: opts.out, activation: this.activation, z: opts.z, outMask: mask,
     };
-    const xs = this.#keepInput(x);
+    const xs = this.#keepInput(x, engine);
     try {
       return this.#normalize(xs, shape, common, useBatchStats, updateRunning, opts);
     } catch (e) {
@@ -272,14 +276,15 @@ export class BatchNorm {
 
   #normalize(
     xs: WasmTensor, shape: readonly number[],
-    common: { weight?: WasmTensor; bias?: WasmTensor; eps: number; layout: Layout; out?: TensorLike; activation: Activation; z?: TensorLike; outMask?: WasmTensor },
+    common: { weight?: TensorLike; bias?: TensorLike; eps: number; layout: Layout; out?: TensorLike; activation: Activation; z?: TensorLike; outMask?: WasmTensor },
     useBatchStats: boolean, updateRunning: boolean, opts: ForwardOptions,
   ): Output {
+    const e = xs.engine;
     let y: Output;
     let renorm: Saved["renorm"];
     if (useBatchStats && updateRunning && this.#renorm) {
       const r = batchRenormTrain(xs, shape, {
-        weight: common.weight, bias: common.bias, eps: common.eps, layout: common.layout, out: common.out, engine: this.engine,
+        weight: this.#weight, bias: this.#bias, eps: common.eps, layout: common.layout, out: common.out, engine: this.engine,
         runningMean: this.#runningMean!, runningVar: this.#runningVar!, momentum: stepMomentum(this.#config, this.numBatchesTracked), ...this.#renorm,
       });
       this.numBatchesTracked += 1;
@@ -289,19 +294,19 @@ export class BatchNorm {
       y = r.y;
     } else if (useBatchStats) {
       const momentum = updateRunning ? stepMomentum(this.#config, this.numBatchesTracked) : 0;
-      const r = batchNormTrainOn(this.engine, xs, shape, {
+      const r = batchNormTrainOn(e, xs, shape, {
         ...common,
         convention: this.convention,
         momentum,
-        runningMean: updateRunning ? this.#runningMean : undefined,
-        runningVar: updateRunning ? this.#runningVar : undefined,
+        runningMean: updateRunning ? this.#on(e, this.#runningMean) : undefined,
+        runningVar: updateRunning ? this.#on(e, this.#runningVar) : undefined,
       });
       if (updateRunning) this.numBatchesTracked += 1;
       this.#savedMean.view.set(r.mean);
       this.#savedInvStd.view.set(r.invStd);
       y = r.y;
     } else {
-      y = batchNormEvalOn(this.engine, xs, shape, { ...common, runningMean: this.#runningMean!, runningVar: this.#runningVar! });
+      y = batchNormEvalOn(e, xs, shape, { ...common, runningMean: this.#on(e, this.#runningMean)!, runningVar: this.#on(e, this.#runningVar)! });
       this.#savedMean.view.set(this.#runningMean!.view);
       const rv = this.#runningVar!.view;
       this.#savedInvStd.view.set(rv.map((v) => 1 / Math.sqrt(v + this.eps)));
@@ -314,22 +319,53 @@ export class BatchNorm {
     return y;
   }
 
-  /** Module-owned memory for a kept ReLU mask of `size` elements. */
-  #keptMask(size: number): WasmTensor {
-    this.#maskCopy = this.#owned.sized(this.#maskCopy, size); // OutOfMemoryError here changes nothing
+  /** Module-owned memory for a kept ReLU mask of `size` elements, in `engine`. */
+  #keptMask(size: number, engine: Engine): WasmTensor {
+    // OutOfMemoryError here changes nothing.
+    if (engine !== this.engine) {
+      const u = this.#unsharedCopies(engine);
+      return (u.mask = u.owned.sized(u.mask, size));
+    }
+    this.#maskCopy = this.#owned.sized(this.#maskCopy, size);
     return this.#maskCopy;
+  }
+
+  /**
+   * The engine a forward runs on: the threads build's unshared `simd` companion when `x`
+   * and every other tensor-sized argument are plain arrays (V8 copies into and out of shared
+   * memory several times slower; the results are the same bits, see docs/builds.md), else
+   * the module's engine. Batch Renormalization stays on the module's engine.
+   */
+  #callEngine(x: TensorLike, opts: ForwardOptions): Engine {
+    return this.#renorm === undefined ? engineForPlain(this.engine, [x, opts.z, opts.out]) : this.engine;
+  }
+
+  #unsharedCopies(engine: Engine): { owned: OwnedTensors; input?: WasmTensor; mask?: WasmTensor } {
+    return (this.#unshared ??= { owned: new OwnedTensors(engine) });
+  }
+
+  /** `t` for a call on `engine`: a tensor of the module's engine is read through its view there. */
+  #on(engine: Engine, t: WasmTensor | undefined): TensorLike | undefined {
+    return t !== undefined && t.engine !== engine ? t.view : t;
   }
 
   #ownedByName(): Record<string, WasmTensor | undefined> {
     return { weight: this.#weight, bias: this.#bias, runningMean: this.#runningMean, runningVar: this.#runningVar };
   }
 
-  /** The (validated) input as a resident tensor: the caller's WasmTensor, or a module-owned copy. */
-  #keepInput(x: TensorLike): WasmTensor {
+  /** The (validated) input as a resident tensor: the caller's WasmTensor, or a module-owned copy in `engine`. */
+  #keepInput(x: TensorLike, engine: Engine): WasmTensor {
     if (x instanceof WasmTensor) return x;
-    this.#inputCopy = this.#owned.sized(this.#inputCopy, x.length); // OutOfMemoryError here changes nothing
-    this.#inputCopy.view.set(x);
-    return this.#inputCopy;
+    let copy: WasmTensor;
+    // OutOfMemoryError here changes nothing.
+    if (engine !== this.engine) {
+      const u = this.#unsharedCopies(engine);
+      copy = u.input = u.owned.sized(u.input, x.length);
+    } else {
+      copy = this.#inputCopy = this.#owned.sized(this.#inputCopy, x.length);
+    }
+    copy.view.set(x);
+    return copy;
   }
 
   /**
@@ -347,10 +383,7 @@ export class BatchNorm {
       ? batchRenormBackward(dy, s.x, s.shape, {
         weight: this.#weight, mean: s.mean.view.slice(), invStd: s.invStd.view.slice(), ...s.renorm, layout: this.layout, out: opts.out, engine: this.engine,
       })
-      : batchNormBackwardOn(this.engine, dy, s.x, s.shape, {
-        weight: this.#weight, mean: s.mean, invStd: s.invStd, layout: this.layout, training: s.batchStats, out: opts.out,
-        activation: this.activation, mask: s.mask, residual: s.residual, outZ: opts.outZ,
-      });
+      : this.#backwardOn(s.x.engine, dy, s, opts);
     this.#residualGrad = (r as { dz?: Output }).dz;
     if (this.affine) {
       const wg = this.#weightGrad!.view;
@@ -361,6 +394,20 @@ export class BatchNorm {
       }
     }
     return r.dx;
+  }
+
+  /**
+   * The backward of a forward that ran on `e` (the unshared companion when its input was a
+   * plain array): the module's tensors, and the caller's resident ones, are read (and
+   * `out`/`outZ` written) through their views there, and the caller's own tensors returned.
+   */
+  #backwardOn(e: Engine, dy: TensorLike, s: Saved, opts: ModuleBackwardOptions): { dx: Output; dz?: Output; dWeight: Float32Array; dBias: Float32Array } {
+    const view = (t: TensorLike | undefined) => (t instanceof WasmTensor ? this.#on(e, t) : t);
+    const r = batchNormBackwardOn(e, view(dy)!, s.x, s.shape, {
+      weight: view(this.#weight), mean: view(s.mean)!, invStd: view(s.invStd)!, layout: this.layout, training: s.batchStats, out: view(opts.out),
+      activation: this.activation, mask: s.mask, residual: s.residual, outZ: view(opts.outZ),
+    });
+    return { ...r, dx: opts.out ?? r.dx, dz: r.dz === undefined ? undefined : (opts.outZ ?? r.dz) };
   }
 
   /** Sets `weightGrad` and `biasGrad` to zero. */
@@ -422,6 +469,7 @@ export class BatchNorm {
     if (this.#disposed) return;
     this.#disposed = true;
     this.#owned.freeAll();
+    this.#unshared?.owned.freeAll();
     this.#saved = undefined;
   }
 
