@@ -387,14 +387,13 @@ fn rows_sums_add<const G: u8>(dy: &[f32], x: &[f32], gate: &[f32], bits: &[u32],
 }
 
 /// A block's channels-last rows added to the per-channel f32 sums, `R` rows at a time
-/// ([`row_sums`]) and its last rows, fewer than `R`, one at a time; `words` are the
+/// ([`row_sums`]) and its last rows, fewer than `R`, one at a time; `block_words` are the
 /// block's mask words (mode BITS). Not inlined, as [`dx_rows_task`].
 #[inline(never)]
-fn block_sums<const G: u8, const R: usize>(s_dy: &mut [f32], s_dxm: &mut [f32], db: &[f32], xb: &[f32], gb: &[f32], words: &[u32], mean: &[f32]) {
+fn block_sums<const G: u8, const R: usize>(s_dy: &mut [f32], s_dxm: &mut [f32], db: &[f32], xb: &[f32], gb: &[f32], block_words: &[u32], mean: &[f32]) {
     let ch = mean.len();
     let wpr = ch.div_ceil(32);
-    let words_all = words;
-    let words = |r: usize| if G == BITS { &words_all[r * wpr..(r + 1) * wpr] } else { &[][..] };
+    let words = |r: usize| if G == BITS { &block_words[r * wpr..(r + 1) * wpr] } else { &[][..] };
     let rows = db.len() / ch;
     let grouped = rows / R * R;
     for r in (0..grouped).step_by(R) {
@@ -403,7 +402,7 @@ fn block_sums<const G: u8, const R: usize>(s_dy: &mut [f32], s_dxm: &mut [f32], 
     }
     if grouped < rows {
         // The last rows: the one-row function's loop, not another copy of it here.
-        let w = if G == BITS { &words_all[grouped * wpr..] } else { &[][..] };
+        let w = if G == BITS { &block_words[grouped * wpr..] } else { &[][..] };
         let tail = grouped * ch..;
         block_sums::<G, 1>(s_dy, s_dxm, &db[tail.clone()], &xb[tail.clone()], &gb[tail], w, mean);
     }
