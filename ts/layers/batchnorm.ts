@@ -306,7 +306,7 @@ export class BatchNorm {
       this.#savedInvStd.view.set(r.invStd);
       y = r.y;
     } else {
-      y = batchNormEvalOn(e, xs, shape, { ...common, runningMean: this.#on(e, this.#runningMean)!, runningVar: this.#on(e, this.#runningVar)! });
+      y = batchNormEvalOn(e, xs, shape, { ...common, runningMean: this.#on(e, this.#runningMean!), runningVar: this.#on(e, this.#runningVar!) });
       this.#savedMean.view.set(this.#runningMean!.view);
       const rv = this.#runningVar!.view;
       this.#savedInvStd.view.set(rv.map((v) => 1 / Math.sqrt(v + this.eps)));
@@ -344,9 +344,9 @@ export class BatchNorm {
     return (this.#unshared ??= { owned: new OwnedTensors(engine) });
   }
 
-  /** `t` for a call on `engine`: a tensor of the module's engine is read through its view there. */
-  #on(engine: Engine, t: WasmTensor | undefined): TensorLike | undefined {
-    return t !== undefined && t.engine !== engine ? t.view : t;
+  /** `t` for a call on `engine`: a tensor of another engine is read through its view there. */
+  #on<T extends TensorLike | undefined>(engine: Engine, t: T): T | Float32Array {
+    return t instanceof WasmTensor && t.engine !== engine ? t.view : t;
   }
 
   #ownedByName(): Record<string, WasmTensor | undefined> {
@@ -402,10 +402,9 @@ export class BatchNorm {
    * `out`/`outZ` written) through their views there, and the caller's own tensors returned.
    */
   #backwardOn(e: Engine, dy: TensorLike, s: Saved, opts: ModuleBackwardOptions): { dx: Output; dz?: Output; dWeight: Float32Array; dBias: Float32Array } {
-    const view = (t: TensorLike | undefined) => (t instanceof WasmTensor ? this.#on(e, t) : t);
-    const r = batchNormBackwardOn(e, view(dy)!, s.x, s.shape, {
-      weight: view(this.#weight), mean: view(s.mean)!, invStd: view(s.invStd)!, layout: this.layout, training: s.batchStats, out: view(opts.out),
-      activation: this.activation, mask: s.mask, residual: s.residual, outZ: view(opts.outZ),
+    const r = batchNormBackwardOn(e, this.#on(e, dy), s.x, s.shape, {
+      weight: this.#on(e, this.#weight), mean: this.#on(e, s.mean), invStd: this.#on(e, s.invStd), layout: this.layout, training: s.batchStats,
+      out: this.#on(e, opts.out), activation: this.activation, mask: s.mask, residual: s.residual, outZ: this.#on(e, opts.outZ),
     });
     return { ...r, dx: opts.out ?? r.dx, dz: r.dz === undefined ? undefined : (opts.outZ ?? r.dz) };
   }
