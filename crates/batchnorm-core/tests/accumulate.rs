@@ -38,8 +38,9 @@ fn bits(m: &[Moments]) -> Vec<[u64; 3]> {
 #[test]
 fn planes_piece_by_piece_equal_the_whole() {
     let mut rng = Rng::new(11);
-    // One segment (40 channels) and several (3-7 channels: one sample each; (40, 3): four).
-    for &(n, c, inner, planes_per_piece) in &[(3, 5, 33, 2), (4, 7, 3000, 3), (2, 3, 5000, 1), (5, 4, 17, 4), (11, 3, 70, 2), (40, 3, 20, 2), (3, 40, 50, 7)] {
+    // One segment (up to 128 Ki elements) and several: (5, 3, 50000) a sample each,
+    // (40, 3, 3000) segments of 14 samples, the last one short.
+    for &(n, c, inner, planes_per_piece) in &[(3, 5, 33, 2), (4, 7, 3000, 3), (5, 3, 50000, 1), (5, 4, 17, 4), (11, 3, 70, 2), (40, 3, 3000, 2), (3, 40, 50, 7)] {
         let d = Dims { outer: n, channels: c, inner };
         let x = rng.normal_vec(d.len(), 1e3, 0.5);
         let want = moments(&x, d);
@@ -117,8 +118,8 @@ mod grad {
     fn planes_piece_by_piece_equal_the_whole() {
         let mut rng = Rng::new(21);
         // Planes shorter than, straddling and longer than the 2048-element flush; one
-        // segment (40 channels) and several.
-        for &(n, c, inner, run) in &[(3, 5, 33, 2), (4, 7, 3000, 3), (2, 3, 5000, 1), (9, 4, 700, 4), (40, 3, 20, 2), (3, 40, 50, 7)] {
+        // segment and several ((5, 3, 50000): a sample each; (40, 3, 3000): 14 samples).
+        for &(n, c, inner, run) in &[(3, 5, 33, 2), (4, 7, 3000, 3), (5, 3, 50000, 1), (9, 4, 700, 4), (40, 3, 3000, 2), (3, 40, 50, 7)] {
             let d = Dims { outer: n, channels: c, inner };
             let (dy, x, gate) = data(&mut rng, d.len());
             let mean: Vec<f32> = rng.normal_vec(c, 3.0, 0.1);

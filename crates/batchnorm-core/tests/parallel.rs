@@ -106,8 +106,9 @@ fn reductions_do_not_depend_on_the_thread_count() {
     use batchnorm_core::{Dims, Layout};
     let mut rng = common::Rng::new(31);
     let shapes = [
-        Dims { outer: 40, channels: 3, inner: 3000 }, // segments of 4 samples
-        Dims { outer: 4, channels: 40, inner: 3000 }, // a task per channel
+        Dims { outer: 40, channels: 3, inner: 3000 }, // three segments of 14, 14 and 12 samples
+        // A segment a sample, fewer than the pool's tasks: each cut into blocks of channels.
+        Dims { outer: 4, channels: 40, inner: 3000 },
         Dims::new(&[70000, 3], Layout::ChannelsLast).unwrap(),
         Dims::new(&[9000, 64], Layout::ChannelsLast).unwrap(),
     ];

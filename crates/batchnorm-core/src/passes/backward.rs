@@ -17,7 +17,7 @@
 //! give the same `g`, bit for bit.
 
 use crate::dims::Dims;
-use crate::moments::{rows_per_block, segment_len, segment_rows, segment_task};
+use crate::moments::{planar_segments, rows_per_block, segment_len, segment_rows};
 use crate::parallel;
 use crate::passes::mask::{self, bit, quad_bits};
 use crate::passes::rows_together;
@@ -87,31 +87,27 @@ fn grad_sums_with<const G: u8>(dy: &[f32], x: &[f32], gate: &[f32], bits: &[u32]
     let par = parallel::worth_it(x.len());
     let ch = dims.channels;
     let wpu = mask::words_per_unit(dims);
-    let per = segment_len(dims);
-    let segments = dims.outer.div_ceil(per).max(1);
     if dims.is_planar() {
-        let parts: Vec<(f64, f64)> = parallel::map_collect(ch * segments, par, |t| {
-            let (c, range) = segment_task(dims, per, segments, t);
-            // Lane sums carry across this channel's planes and go to f64 every
-            // PLANE_BLOCK elements: short planes (e.g. 64 elements) would otherwise pay
-            // two horizontal sums and an f64 flush each.
-            let mut sums = ChannelSums::new(mean[c]);
-            for o in range {
-                let r = (o * ch + c) * dims.inner..(o * ch + c + 1) * dims.inner;
-                if G == BITS {
-                    // The plane's mask words: each plane starts a word.
-                    sums.plane_bits(&dy[r.clone()], &x[r], &bits[(o * ch + c) * wpu..(o * ch + c + 1) * wpu]);
-                } else {
-                    sums.plane::<G>(&dy[r.clone()], &x[r.clone()], &gate[r]);
-                }
+        // Lane sums carry across a channel's planes of a segment and go to f64 every
+        // PLANE_BLOCK elements: short planes (e.g. 64 elements) would otherwise pay two
+        // horizontal sums and an f64 flush each.
+        let inner = dims.inner;
+        let feed = |sums: &mut ChannelSums, r: core::ops::Range<usize>| {
+            if G == BITS {
+                // The plane's mask words: each plane starts a word.
+                let u = r.start / inner;
+                sums.plane_bits(&dy[r.clone()], &x[r], &bits[u * wpu..(u + 1) * wpu]);
+            } else {
+                sums.plane::<G>(&dy[r.clone()], &x[r.clone()], &gate[r]);
             }
-            sums.finish()
-        });
-        let per: Vec<(f64, f64)> =
-            parts.chunks(segments).map(|p| p.iter().fold((0.0, 0.0), |a, b| (a.0 + b.0, a.1 + b.1))).collect();
+        };
+        let parts = planar_segments(dims, par, |c| ChannelSums::new(mean[c]), feed, ChannelSums::finish);
+        let per: Vec<(f64, f64)> = parts.iter().map(|p| p.iter().fold((0.0, 0.0), |a, b| (a.0 + b.0, a.1 + b.1))).collect();
         GradSums { sum_dy: per.iter().map(|p| p.0).collect(), sum_dy_xmu: per.iter().map(|p| p.1).collect() }
     } else {
         let block = rows_per_block(ch);
+        let per = segment_len(dims);
+        let segments = dims.outer.div_ceil(per).max(1);
         parallel::map_collect(segments, par, |t| {
             let rows = segment_rows(dims, per, t);
             let r = rows.start * ch..rows.end * ch;
