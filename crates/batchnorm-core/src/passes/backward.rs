@@ -102,7 +102,7 @@ fn grad_sums_with<const G: u8>(dy: &[f32], x: &[f32], gate: &[f32], bits: &[u32]
             }
         };
         let parts = planar_segments(dims, par, |c| ChannelSums::new(mean[c]), feed, ChannelSums::finish);
-        let per: Vec<(f64, f64)> = parts.iter().map(|p| p.iter().fold((0.0, 0.0), |a, b| (a.0 + b.0, a.1 + b.1))).collect();
+        let per: Vec<(f64, f64)> = (0..ch).map(|c| parts[c..].iter().step_by(ch).fold((0.0, 0.0), |a, b| (a.0 + b.0, a.1 + b.1))).collect();
         GradSums { sum_dy: per.iter().map(|p| p.0).collect(), sum_dy_xmu: per.iter().map(|p| p.1).collect() }
     } else {
         let block = rows_per_block(ch);

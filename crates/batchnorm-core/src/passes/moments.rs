@@ -107,7 +107,8 @@ pub fn moments(x: &[f32], dims: Dims) -> Vec<Moments> {
         // Each channel's planes of a segment merged in batch order, from empty; the
         // segments merged in order.
         let parts = planar_segments(dims, par, |_| Moments::EMPTY, |m, plane| *m = m.merge(run_moments(&x[plane])), |m| m);
-        parts.iter().map(|p| p.iter().fold(Moments::EMPTY, |a, &b| a.merge(b))).collect()
+        let ch = dims.channels;
+        (0..ch).map(|c| parts[c..].iter().step_by(ch).fold(Moments::EMPTY, |a, &b| a.merge(b))).collect()
     } else {
         let ch = dims.channels;
         let block = rows_per_block(ch);
@@ -154,7 +155,9 @@ pub(crate) fn segment_rows(dims: Dims, per: usize, k: usize) -> core::ops::Range
 /// A per-channel reduction over contiguous planes, read in memory order: for each reduction
 /// segment ([`segment_len`]) and each channel `c`, a state from `start(c)` is fed that
 /// channel's planes of the segment in batch order (`feed(state, the plane's range in the
-/// tensor)`) and read out by `finish`. Returns, per channel, its segments' results in order.
+/// tensor)`) and read out by `finish`. Returns the results segment by segment, each
+/// segment's channels in order: segment `k`'s channel `c` at `k * channels + c` (so a
+/// channel's segments, in order, are `results[c..].iter().step_by(channels)`).
 ///
 /// Why memory order: taken channel by channel, a channel's planes lie a whole sample apart
 /// (e.g. 800 KiB for (32, 64, 56, 56)), and each 12 KiB plane restarted the hardware's
@@ -166,7 +169,7 @@ pub(crate) fn segment_rows(dims: Dims, per: usize, k: usize) -> core::ops::Range
 /// The bits do not depend on the blocks: every channel still sees its planes of a segment
 /// in batch order, from a fresh state, whichever task took it. So the blocks may follow the
 /// thread count (a single block without the pool), while the segments may not.
-pub(crate) fn planar_segments<S, T, St, F, Fi>(dims: Dims, par: bool, start: St, feed: F, finish: Fi) -> Vec<Vec<T>>
+pub(crate) fn planar_segments<S, T, St, F, Fi>(dims: Dims, par: bool, start: St, feed: F, finish: Fi) -> Vec<T>
 where
     T: Send,
     St: Fn(usize) -> S + Sync + Send,
@@ -193,15 +196,9 @@ where
         }
         states.into_iter().map(&finish).collect()
     });
-    // parts[k * blocks + b][c - b * width] -> per channel, its segments in order.
-    let mut per_channel: Vec<Vec<T>> = (0..ch).map(|_| Vec::with_capacity(segments)).collect();
-    for (t, part) in parts.into_iter().enumerate() {
-        let b = t % blocks;
-        for (j, v) in part.into_iter().enumerate() {
-            per_channel[b * width + j].push(v);
-        }
-    }
-    per_channel
+    // Task k * blocks + b holds segment k's channels of block b: in task order, that is
+    // every segment's channels in order.
+    parts.into_iter().flatten().collect()
 }
 
 /// Moments of one contiguous run of any length: cache-sized blocks, merged in f64.
