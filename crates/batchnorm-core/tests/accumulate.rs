@@ -39,8 +39,9 @@ fn bits(m: &[Moments]) -> Vec<[u64; 3]> {
 fn planes_piece_by_piece_equal_the_whole() {
     let mut rng = Rng::new(11);
     // One segment (up to 128 Ki elements) and several: (5, 3, 50000) a sample each,
-    // (40, 3, 3000) segments of 14 samples, the last one short.
-    for &(n, c, inner, planes_per_piece) in &[(3, 5, 33, 2), (4, 7, 3000, 3), (5, 3, 50000, 1), (5, 4, 17, 4), (11, 3, 70, 2), (40, 3, 3000, 2), (3, 40, 50, 7)] {
+    // (40, 3, 3000) segments of 14 samples, the last one short, (17, 300, 500) of 5 (so
+    // that each channel has 2048 values in a segment).
+    for &(n, c, inner, planes_per_piece) in &[(3, 5, 33, 2), (4, 7, 3000, 3), (5, 3, 50000, 1), (5, 4, 17, 4), (11, 3, 70, 2), (40, 3, 3000, 2), (3, 40, 50, 7), (17, 300, 500, 64)] {
         let d = Dims { outer: n, channels: c, inner };
         let x = rng.normal_vec(d.len(), 1e3, 0.5);
         let want = moments(&x, d);
@@ -118,8 +119,9 @@ mod grad {
     fn planes_piece_by_piece_equal_the_whole() {
         let mut rng = Rng::new(21);
         // Planes shorter than, straddling and longer than the 2048-element flush; one
-        // segment and several ((5, 3, 50000): a sample each; (40, 3, 3000): 14 samples).
-        for &(n, c, inner, run) in &[(3, 5, 33, 2), (4, 7, 3000, 3), (5, 3, 50000, 1), (9, 4, 700, 4), (40, 3, 3000, 2), (3, 40, 50, 7)] {
+        // segment and several ((5, 3, 50000): a sample each; (40, 3, 3000): 14 samples;
+        // (17, 300, 500): 5).
+        for &(n, c, inner, run) in &[(3, 5, 33, 2), (4, 7, 3000, 3), (5, 3, 50000, 1), (9, 4, 700, 4), (40, 3, 3000, 2), (3, 40, 50, 7), (17, 300, 500, 64)] {
             let d = Dims { outer: n, channels: c, inner };
             let (dy, x, gate) = data(&mut rng, d.len());
             let mean: Vec<f32> = rng.normal_vec(c, 3.0, 0.1);

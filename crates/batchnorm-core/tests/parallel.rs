@@ -109,6 +109,8 @@ fn reductions_do_not_depend_on_the_thread_count() {
         Dims { outer: 40, channels: 3, inner: 3000 }, // three segments of 14, 14 and 12 samples
         // A segment a sample, fewer than the pool's tasks: each cut into blocks of channels.
         Dims { outer: 4, channels: 40, inner: 3000 },
+        // Planes of 500 values: segments of 5 samples (2048 values of each channel), 5, 5, 2.
+        Dims { outer: 17, channels: 300, inner: 500 },
         Dims::new(&[70000, 3], Layout::ChannelsLast).unwrap(),
         Dims::new(&[9000, 64], Layout::ChannelsLast).unwrap(),
     ];
