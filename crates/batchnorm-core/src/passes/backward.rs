@@ -638,28 +638,17 @@ fn dx_rows<const G: u8, const R: usize>(
     let gq = if G == OUT { gate.map(|s| quad_view(s, nq)) } else { xq };
     let dx = dx.map(|s| quad_view_mut(&mut s[..n]));
     let mut dz = dz.map(|z| z.map(|s| quad_view_mut(&mut s[..n])));
-    // Every row's gated dy and dx at quad `k`, with each row's mask bits of the quad in
-    // the low four bits of `bits` (mode BITS).
-    let quad = |k: usize, bits: [u32; R]| {
+    // Every row's gated dy and dx at quad `k`.
+    let quad = |k: usize| {
         let (kk, m, bb, cc) = (F32x4::load(&kq[k]), F32x4::load(&mq[k]), F32x4::load(&bq[k]), F32x4::load(&cq[k]));
-        let e: [F32x4; R] = core::array::from_fn(|r| gate_bits::<G>(F32x4::load(&dq[r][k]), &gq[r][k], bits[r]));
+        let e: [F32x4; R] = core::array::from_fn(|r| gate_bits::<G>(F32x4::load(&dq[r][k]), &gq[r][k], mask_bits::<G>(words[r], 4 * k)));
         let out: [F32x4; R] = core::array::from_fn(|r| e[r].mul(kk).add(F32x4::load(&xq[r][k]).sub(m).mul(bb)).add(cc));
         (e, out)
     };
     // One loop, one call of `quad` (see `affine::rows`); the dx stores first, then dz's:
-    // wasm keeps stores in program order. Each row's mask word is loaded once for its
-    // eight quads and shifted down a quad at a time (a load and bounds check per quad
-    // before).
-    let mut w = [0u32; R];
+    // wasm keeps stores in program order.
     for k in 0..nq {
-        if G == BITS {
-            if k % 8 == 0 {
-                w = core::array::from_fn(|r| words[r][k / 8]);
-            } else {
-                w = w.map(|w| w >> 4);
-            }
-        }
-        let (e, out) = quad(k, w);
+        let (e, out) = quad(k);
         for r in 0..R {
             out[r].store(&mut dx[r].0[k]);
         }
