@@ -155,6 +155,15 @@ describe.each(builds)("build %s", (build: BuildName) => {
     fc.assert(fc.property(caseArb(large), check), { numRuns: 4 });
   });
 
+  // Channels-last data from main memory (each task above the crate's CACHED_ELEMS, 2^16):
+  // rows two at a time up to 96 channels and one at a time above, whose mask bits are
+  // packed four quads at a time; channel counts that end in part of such a step, in part
+  // of a mask word, in single channels (20, 36, 100, 130), and in whole words (64).
+  it.each([20, 36, 64, 100, 130])("channels-last (rows, %i) beyond the cache size: fused = unfused, and the mask", (C) => {
+    const rows = Math.ceil((10 << 16) / C);
+    check({ shape: [rows, C], layout: "NHWC", residual: C % 3 === 0, affine: true, seed: C });
+  });
+
   it.each([
     [[2, 3, 37], "NCHW"], // planes of 37: the 16-wide body, the 4-wide rest and a scalar tail
     [[5, 11], "NHWC"], // rows of 11 in pairs, an odd last row, channel tails

@@ -83,6 +83,16 @@ mod imp {
         pub fn pos_bits(self) -> u32 {
             i32x4_bitmask(f32x4_gt(self.0, f32x4_splat(0.0))) as u32
         }
+        /// [`pos_bits`](Self::pos_bits) of four quads as 16 bits, quad `j` lane `i` to bit
+        /// `4 j + i`: the four compare masks narrowed to one vector of bytes, one bitmask.
+        #[inline(always)]
+        pub fn pos_bits4(v: [Self; 4]) -> u32 {
+            let z = f32x4_splat(0.0);
+            let m = v.map(|v| f32x4_gt(v.0, z));
+            let lo = i16x8_narrow_i32x4(m[0], m[1]);
+            let hi = i16x8_narrow_i32x4(m[2], m[3]);
+            i8x16_bitmask(i8x16_narrow_i16x8(lo, hi)) as u32
+        }
         /// `self` in the lanes whose bit is set in the low four bits of `bits`, else +0
         /// (ReLU's backward from a bit mask; the same bits as `where_pos` of the output).
         /// The lane mask is one load from a 256-byte table (in L1 after the first use):
@@ -154,6 +164,10 @@ mod imp {
         #[inline(always)]
         pub fn pos_bits(self) -> u32 {
             (0..4).fold(0, |b, i| b | (((self.0[i] > 0.0) as u32) << i))
+        }
+        #[inline(always)]
+        pub fn pos_bits4(v: [Self; 4]) -> u32 {
+            v.iter().enumerate().fold(0, |b, (j, q)| b | (q.pos_bits() << (4 * j)))
         }
         #[inline(always)]
         pub fn keep_bits(self, bits: u32) -> Self {

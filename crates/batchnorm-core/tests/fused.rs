@@ -167,6 +167,19 @@ fn fused_equals_unfused_composition_on_the_pool() {
     });
 }
 
+/// Channels-last tensors above `CACHED_ELEMS` (main-memory data: rows two at a time up to
+/// 96 channels, one at a time above), with channel counts that end in a part of a step of
+/// four quads, a part of a mask word, and single channels (20, 36, 100, 130), and whole
+/// words (64): the mask's packing in `affine::rows` at each.
+#[test]
+fn fused_channels_last_beyond_the_cache_size() {
+    use batchnorm_core::passes::CACHED_ELEMS;
+    for (k, c) in [20usize, 36, 64, 100, 130].into_iter().enumerate() {
+        let rows = CACHED_ELEMS / c + 3;
+        forward_and_backward_match(&Shape::cl(&[rows, c]), k % 2 == 0, 300 + k as u64);
+    }
+}
+
 /// The ReLU's backward uses its output: a value normalised to exactly 0 passes no
 /// gradient (PyTorch's `threshold_backward(grad, output, 0)`), and NaN inputs stay NaN.
 #[test]
