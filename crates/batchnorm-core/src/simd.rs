@@ -113,6 +113,29 @@ mod imp {
             ]
         }
     }
+    /// A 32-bit mask word splatted to every lane, read a quad (four bits) at a time: lane
+    /// `i` of the current quad is bit `i`, and [`next`](Self::next) moves to the next four
+    /// bits. Expanding the bits in the vector unit takes an and and a compare a quad, where
+    /// [`F32x4::keep_bits`] takes a shift, an and, an address and a table load.
+    #[derive(Clone, Copy)]
+    pub struct MaskWord(v128);
+
+    impl MaskWord {
+        #[inline(always)]
+        pub fn splat(word: u32) -> Self {
+            Self(u32x4_splat(word))
+        }
+        #[inline(always)]
+        pub fn next(self) -> Self {
+            Self(u32x4_shr(self.0, 4))
+        }
+        /// `d` in the lanes whose bit is set, else +0 (as [`F32x4::keep_bits`]).
+        #[inline(always)]
+        pub fn keep(self, d: F32x4) -> F32x4 {
+            let lanes = u32x4(1, 2, 4, 8);
+            F32x4(v128_and(d.0, i32x4_eq(v128_and(self.0, lanes), lanes)))
+        }
+    }
 }
 
 #[cfg(not(all(target_arch = "wasm32", target_feature = "simd128")))]
@@ -178,9 +201,27 @@ mod imp {
             self.0
         }
     }
+    /// See the wasm SIMD version: here the word itself, shifted down a quad at a time.
+    #[derive(Clone, Copy)]
+    pub struct MaskWord(u32);
+
+    impl MaskWord {
+        #[inline(always)]
+        pub fn splat(word: u32) -> Self {
+            Self(word)
+        }
+        #[inline(always)]
+        pub fn next(self) -> Self {
+            Self(self.0 >> 4)
+        }
+        #[inline(always)]
+        pub fn keep(self, d: F32x4) -> F32x4 {
+            d.keep_bits(self.0)
+        }
+    }
 }
 
-pub use imp::F32x4;
+pub use imp::{F32x4, MaskWord};
 
 /// Scalar ReLU with the SIMD lanes' semantics: NaN stays NaN, -0 and negatives become +0.
 #[inline(always)]
