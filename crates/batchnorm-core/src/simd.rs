@@ -113,6 +113,7 @@ mod imp {
             ]
         }
     }
+
     /// A 32-bit mask word splatted to every lane, read a quad (four bits) at a time: lane
     /// `i` of the current quad is bit `i`, and [`next`](Self::next) moves to the next four
     /// bits. Expanding the bits in the vector unit takes an and and a compare a quad, where
@@ -201,6 +202,7 @@ mod imp {
             self.0
         }
     }
+
     /// See the wasm SIMD version: here the word itself, shifted down a quad at a time.
     #[derive(Clone, Copy)]
     pub struct MaskWord(u32);
