@@ -101,8 +101,8 @@ fn grad_sums_with<const G: u8>(dy: &[f32], x: &[f32], gate: &[f32], bits: &[u32]
                 sums.plane::<G>(&dy[r.clone()], &x[r.clone()], &gate[r]);
             }
         };
-        let parts = planar_segments(dims, par, |c| ChannelSums::new(mean[c]), feed, ChannelSums::finish);
-        let per: Vec<(f64, f64)> = (0..ch).map(|c| parts[c..].iter().step_by(ch).fold((0.0, 0.0), |a, b| (a.0 + b.0, a.1 + b.1))).collect();
+        let add = |a: (f64, f64), b: (f64, f64)| (a.0 + b.0, a.1 + b.1);
+        let per = planar_segments(dims, par, |c| ChannelSums::new(mean[c]), feed, ChannelSums::finish, (0.0, 0.0), add);
         GradSums { sum_dy: per.iter().map(|p| p.0).collect(), sum_dy_xmu: per.iter().map(|p| p.1).collect() }
     } else {
         let block = rows_per_block(ch);

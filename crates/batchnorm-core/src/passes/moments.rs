@@ -106,9 +106,8 @@ pub fn moments(x: &[f32], dims: Dims) -> Vec<Moments> {
     if dims.is_planar() {
         // Each channel's planes of a segment merged in batch order, from empty; the
         // segments merged in order.
-        let parts = planar_segments(dims, par, |_| Moments::EMPTY, |m, plane| *m = m.merge(run_moments(&x[plane])), |m| m);
-        let ch = dims.channels;
-        (0..ch).map(|c| parts[c..].iter().step_by(ch).fold(Moments::EMPTY, |a, &b| a.merge(b))).collect()
+        let feed = |m: &mut Moments, plane| *m = m.merge(run_moments(&x[plane]));
+        planar_segments(dims, par, |_| Moments::EMPTY, feed, |m| m, Moments::EMPTY, Moments::merge)
     } else {
         let ch = dims.channels;
         let block = rows_per_block(ch);
@@ -160,9 +159,9 @@ pub(crate) fn segment_rows(dims: Dims, per: usize, k: usize) -> core::ops::Range
 /// A per-channel reduction over contiguous planes, read in memory order: for each reduction
 /// segment ([`segment_len`]) and each channel `c`, a state from `start(c)` is fed that
 /// channel's planes of the segment in batch order (`feed(state, the plane's range in the
-/// tensor)`) and read out by `finish`. Returns the results segment by segment, each
-/// segment's channels in order: segment `k`'s channel `c` at `k * channels + c` (so a
-/// channel's segments, in order, are `results[c..].iter().step_by(channels)`).
+/// tensor)`) and read out by `finish`; each channel's segment results are then combined in
+/// segment order, `combine(combine(zero, first), second)...`. Returns one result per
+/// channel.
 ///
 /// Why memory order: taken channel by channel, a channel's planes lie a whole sample apart
 /// (e.g. 800 KiB for (32, 64, 56, 56)), and (most likely) each 12 KiB plane restarted the
@@ -175,12 +174,14 @@ pub(crate) fn segment_rows(dims: Dims, per: usize, k: usize) -> core::ops::Range
 /// The bits do not depend on the blocks: every channel still sees its planes of a segment
 /// in batch order, from a fresh state, whichever task took it. So the blocks may follow the
 /// thread count (a single block without the pool), while the segments may not.
-pub(crate) fn planar_segments<S, T, St, F, Fi>(dims: Dims, par: bool, start: St, feed: F, finish: Fi) -> Vec<T>
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn planar_segments<S, T, St, F, Fi, C>(dims: Dims, par: bool, start: St, feed: F, finish: Fi, zero: T, combine: C) -> Vec<T>
 where
-    T: Send,
+    T: Send + Copy,
     St: Fn(usize) -> S + Sync + Send,
     F: Fn(&mut S, core::ops::Range<usize>) + Sync + Send,
     Fi: Fn(S) -> T + Sync + Send,
+    C: Fn(T, T) -> T,
 {
     let (ch, inner) = (dims.channels, dims.inner);
     let per = segment_len(dims);
@@ -203,8 +204,9 @@ where
         states.into_iter().map(&finish).collect()
     });
     // Task k * blocks + b holds segment k's channels of block b: in task order, that is
-    // every segment's channels in order.
-    parts.into_iter().flatten().collect()
+    // every segment's channels in order, channel c of segment k at k * ch + c.
+    let parts: Vec<T> = parts.into_iter().flatten().collect();
+    (0..ch).map(|c| parts[c..].iter().step_by(ch).fold(zero, |a, &b| combine(a, b))).collect()
 }
 
 /// Moments of one contiguous run of any length: cache-sized blocks, merged in f64.
