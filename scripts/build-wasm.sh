@@ -56,6 +56,14 @@ build() {
 }
 
 BASE_OPT="--enable-bulk-memory --enable-sign-ext --enable-mutable-globals --enable-nontrapping-float-to-int --enable-reference-types --enable-multivalue"
+# Inline a function that has one caller only when it is small. By default wasm-opt inlines
+# every such function whatever its size, and in the single-threaded builds (where each
+# kernel closure has one call site) that merged the elementwise kernels of every layout and
+# fusion flag into one function of ~70,000 instructions. V8 allocates registers poorly in a
+# function that size: the channels-last row loops reloaded their row pointers from the
+# stack every step (perf), and the same loops ran 0.84-0.90x the time once the function
+# was split (docs/performance.md, session 11). 500 keeps small helpers inlined.
+BASE_OPT+=" --one-caller-inline-max-function-size=500"
 
 build scalar "" "-C target-feature=-simd128" "$BASE_OPT"
 build simd "" "-C target-feature=+simd128" "$BASE_OPT --enable-simd"
