@@ -138,6 +138,31 @@ describe.each(builds)("build %s", (build: BuildName) => {
       expectBits(`dWeight from the mask (training ${training})`, fromMask.dWeight, want.dWeight);
       expectBits(`dBias from the mask (training ${training})`, fromMask.dBias, want.dBias);
       if (d.z) expectBits("dz from the mask", fromMask.dz as Float32Array, g);
+      if (d.z) {
+        // dz written over dy (outZ: dy), plain and resident, from y and from the mask: the
+        // same dx, dWeight, dBias, and dy turned into dz.
+        for (const gate of [{ y }, { mask: outMask }]) {
+          const how = `(training ${training}, ${"y" in gate ? "y" : "mask"})`;
+          const dyPlain = d.dy.slice();
+          const p = batchNormBackwardOn(engine, dyPlain, d.x, shape, { ...bw, ...gate, activation: "relu", residual: true, outZ: dyPlain });
+          expectBits(`dx, dz over plain dy ${how}`, p.dx as Float32Array, want.dx as Float32Array);
+          expectBits(`dWeight, dz over plain dy ${how}`, p.dWeight, want.dWeight);
+          expectBits(`dBias, dz over plain dy ${how}`, p.dBias, want.dBias);
+          expect(p.dz).toBe(dyPlain);
+          expectBits(`dz over plain dy ${how}`, dyPlain, g);
+          const [dyT, xT, gT] = [d.dy, d.x, "y" in gate ? y : outMask].map((a) => WasmTensor.from(a as Float32Array, engine));
+          const gateT = "y" in gate ? { y: gT } : { mask: gT };
+          try {
+            const r = batchNormBackwardOn(engine, dyT, xT, shape, { ...bw, ...gateT, activation: "relu", residual: true, outZ: dyT });
+            expectBits(`dx, dz over resident dy ${how}`, r.dx as Float32Array, want.dx as Float32Array);
+            expectBits(`dWeight, dz over resident dy ${how}`, r.dWeight, want.dWeight);
+            expect(r.dz).toBe(dyT);
+            expectBits(`dz over resident dy ${how}`, dyT.view, g);
+          } finally {
+            for (const t of [dyT, xT, gT]) t.free();
+          }
+        }
+      }
     }
     const m = d.size / channelOf(shape, layout).C;
     const rb = refBackward(g, d.x, shape, layout, f.mean, f.invStd, d.weight);
@@ -330,6 +355,18 @@ describe("modules with activation: \"relu\" (default build)", () => {
     expectBits("dx", dx, wb.dx as Float32Array);
     expectBits("dz", bn.residualGrad as Float32Array, wb.dz as Float32Array);
     expectBits("weightGrad", bn.weightGrad!.view, wb.dWeight);
+    // A second module, with dz written over dy (outZ: dy): the same dx, and dy turned into dz.
+    {
+      using bn2 = new BatchNorm2d(3, { layout, activation: "relu", engine });
+      bn2.weight!.view.set(weight);
+      bn2.bias!.view.set(bias);
+      bn2.forward(x, shape, { z });
+      const dyOver = dy.slice();
+      expectBits("dx, dz over dy", bn2.backward(dyOver, { outZ: dyOver }) as Float32Array, wb.dx as Float32Array);
+      expect(bn2.residualGrad).toBe(dyOver);
+      expectBits("dz over dy", dyOver, wb.dz as Float32Array);
+      expectBits("weightGrad, dz over dy", bn2.weightGrad!.view, wb.dWeight);
+    }
 
     // Eval mode, resident output kept by reference.
     bn.eval();

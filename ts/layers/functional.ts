@@ -300,7 +300,12 @@ export interface BackwardOptions {
   mask?: TensorLike;
   /** The forward had a residual `z`: also return its gradient `dz`. */
   residual?: boolean;
-  /** Where to write `dz`. */
+  /**
+   * Where to write `dz`. May be `dy` itself (the same array or tensor): `dz` is then
+   * written over `dy`, which the backward reads first. In training through the ReLU that
+   * saves writing a separate tensor (the gradient of a residual block's shortcut usually
+   * has no other use for `dy`).
+   */
   outZ?: TensorLike;
 }
 
@@ -368,7 +373,8 @@ export function batchNormBackwardOn(engine: Engine, dy: TensorLike, x: TensorLik
   const relu = y !== undefined || mask !== undefined;
   const inputs = { dy, x, y, mask, weight: opts.weight, mean: opts.mean, invStd: opts.invStd };
   checkNoAlias("out", opts.out, { ...inputs, outZ: opts.outZ });
-  checkNoAlias("outZ", opts.outZ, inputs);
+  // outZ may be dy itself (the same memory, whole), not a part of it.
+  checkNoAlias("outZ", opts.outZ, sameTensor(opts.outZ, dy) ? { ...inputs, dy: undefined } : inputs);
   const unshared = engineForPlain(engine, [dy, x, y, mask, opts.out, opts.outZ]);
   if (unshared !== engine) {
     // Plain arrays only, on the threads build: as in batchNormTrainOn.
@@ -418,6 +424,12 @@ function streams(size: number): boolean {
 }
 
 /** `src` copied into `out` (or a new array): the residual's gradient without a ReLU. */
+/** Whether `a` and `b` are the same data: the same array, or tensors of the same memory. */
+function sameTensor(a: TensorLike | undefined, b: TensorLike): boolean {
+  if (a === b) return true;
+  return a instanceof WasmTensor && b instanceof WasmTensor && a.engine === b.engine && a.ptr === b.ptr && a.length === b.length;
+}
+
 function copyOf(src: TensorLike, out: TensorLike | undefined): Output {
   const v = src instanceof WasmTensor ? src.view : src;
   if (out === undefined) return v.slice();

@@ -7,8 +7,8 @@
 mod common;
 
 use batchnorm_core::{
-    backward, backward_eval, backward_eval_fused, backward_fused, eval_forward, eval_forward_fused, train_forward,
-    train_forward_fused, Affine, Fused, ReluGrad,
+    backward, backward_eval, backward_eval_fused, backward_fused, backward_fused_dz_over_dy, eval_forward, eval_forward_fused,
+    train_forward, train_forward_fused, Affine, Fused, ReluGrad,
 };
 use batchnorm_core::{
     backward::Gate,
@@ -123,6 +123,18 @@ fn forward_and_backward_match(sh: &Shape, with_z: bool, seed: u64) {
         assert_bits(&format!("{c}: dbias from the bit mask"), &mdb, &db);
         if with_z {
             assert_bits(&format!("{c}: dz from the bit mask"), &mdz, &g);
+        }
+        // dz written over dy: the same dx, dweight, dbias, and dy turned into dz.
+        if with_z && training {
+            for (gate, how) in [(Gate::Output(&y), "y"), (Gate::Bits(&words), "the bit mask")] {
+                let mut dy_dz = d.dy.clone();
+                let (mut idx, mut idw, mut idb) = (vec![f32::NAN; n], vec![0f32; ch], vec![0f32; ch]);
+                backward_fused_dz_over_dy(&mut dy_dz, &d.x, &mut idx, dims, Some(&d.w), &mean, &invstd, Some(&mut idw), Some(&mut idb), gate).unwrap();
+                assert_bits(&format!("{c}: dx, dz over dy, from {how}"), &idx, &dx);
+                assert_bits(&format!("{c}: dweight, dz over dy, from {how}"), &idw, &dw);
+                assert_bits(&format!("{c}: dbias, dz over dy, from {how}"), &idb, &db);
+                assert_bits(&format!("{c}: dz over dy, from {how}"), &dy_dz, &g);
+            }
         }
     }
 }

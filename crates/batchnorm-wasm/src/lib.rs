@@ -242,7 +242,10 @@ pub fn eval_forward(
 /// Backward. `training`: batch statistics (fused reductions) or constant statistics
 /// (`dx = dy * gamma * invstd`). `dweight` / `dbias` are written when non-zero. Through a
 /// fused ReLU when `mask` (the forward's bit mask) or `y` (its output) is non-zero; `dz`
-/// (residual gradient) when non-zero.
+/// (residual gradient) when non-zero. `dz` may be `dy` itself (then written over it, read
+/// first): in training through a ReLU that saves the write of a separate tensor; otherwise
+/// `dz` is computed aside and copied over `dy` (the eval-mode backward, and without a ReLU
+/// `dz` is `dy` already).
 #[wasm_bindgen]
 #[allow(clippy::too_many_arguments)]
 pub fn backward(
@@ -264,6 +267,33 @@ pub fn backward(
 ) -> Result<(), JsError> {
     let d = dims(outer, channels, inner);
     let n = d.len();
+    if dz != 0 && dz == dy {
+        unsafe {
+            return match gate(y, mask, d) {
+                Some(g) if training => bn::backward_fused_dz_over_dy(
+                    view_mut(dy, n),
+                    view(x, n),
+                    view_mut(dx, n),
+                    d,
+                    opt(weight, channels),
+                    view(mean, channels),
+                    view(invstd, channels),
+                    opt_mut(dweight, channels),
+                    opt_mut(dbias, channels),
+                    g,
+                )
+                .map_err(js),
+                // Without a ReLU, dz is dy: nothing to write.
+                None => backward(dy, x, dx, outer, channels, inner, weight, mean, invstd, dweight, dbias, training, y, 0, mask),
+                Some(_) => {
+                    let mut aside = vec![0f32; n];
+                    backward(dy, x, dx, outer, channels, inner, weight, mean, invstd, dweight, dbias, training, y, aside.as_mut_ptr() as usize, mask)?;
+                    view_mut(dy, n).copy_from_slice(&aside);
+                    Ok(())
+                }
+            };
+        }
+    }
     let f = if training { bn::backward_fused } else { bn::backward_eval_fused };
     unsafe {
         f(

@@ -382,6 +382,18 @@ pub fn backward_apply_fused(
 ) -> Result<()> {
     check_backward(dy, x, dx, dims, weight, mean, invstd)?;
     ReluGrad::check(&relu, dims)?;
+    let (k, b, c0) = dx_coefficients(dims, weight, invstd, sums, count);
+    let (gate, dz) = match relu {
+        Some(r) => (Some(r.gate), r.dz),
+        None => (None, None),
+    };
+    backward::dx_apply(dy, x, gate, dx, dz, dims, &k, mean, &b, &c0);
+    Ok(())
+}
+
+/// The dx pass's per-channel `k`, `b`, `c` (`dx = g * k + (x - mean) * b + c`, see
+/// [`backward`]) from the sums over `count` values.
+fn dx_coefficients(dims: Dims, weight: Option<&[f32]>, invstd: &[f32], sums: &GradSums, count: f64) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
     let ch = dims.channels;
     let (mut k, mut b, mut c0) = (vec![0f32; ch], vec![0f32; ch], vec![0f32; ch]);
     for c in 0..ch {
@@ -391,11 +403,34 @@ pub fn backward_apply_fused(
         b[c] = (-kc * is * is * sums.sum_dy_xmu[c] / count) as f32;
         c0[c] = (-kc * sums.sum_dy[c] / count) as f32;
     }
-    let (gate, dz) = match relu {
-        Some(r) => (Some(r.gate), r.dz),
-        None => (None, None),
-    };
-    backward::dx_apply(dy, x, gate, dx, dz, dims, &k, mean, &b, &c0);
+    (k, b, c0)
+}
+
+/// [`backward_fused`] through a ReLU with a residual, its gradient `dz` written over `dy`:
+/// `dy` is read by the sums, then element by element by the dx pass, which overwrites it
+/// with `dz` (the gated `dy`). The same `dx`, `dz`, `dweight`, `dbias` as `backward_fused`
+/// with a separate `dz`, bit for bit; `dz`'s lines are the ones just read, so the pass
+/// writes one tensor less through the cache (no line is fetched to be overwritten).
+#[allow(clippy::too_many_arguments)]
+pub fn backward_fused_dz_over_dy(
+    dy: &mut [f32],
+    x: &[f32],
+    dx: &mut [f32],
+    dims: Dims,
+    weight: Option<&[f32]>,
+    mean: &[f32],
+    invstd: &[f32],
+    dweight: Option<&mut [f32]>,
+    dbias: Option<&mut [f32]>,
+    gate: Gate,
+) -> Result<()> {
+    check_backward(dy, x, dx, dims, weight, mean, invstd)?;
+    check_grad_outputs(dims, &dweight, &dbias)?;
+    ReluGrad::check(&Some(ReluGrad { gate, dz: None }), dims)?;
+    let sums = backward::grad_sums(dy, x, dims, mean, Some(gate));
+    let (k, b, c0) = dx_coefficients(dims, weight, invstd, &sums, dims.per_channel() as f64);
+    backward::dx_apply_dz_over_dy(dy, x, Some(gate), dx, dims, &k, mean, &b, &c0);
+    write_param_grads(&sums, invstd, dweight, dbias);
     Ok(())
 }
 

@@ -494,9 +494,34 @@ pub fn dx_apply(
 ) {
     let p = Coef { k, mean, b, c0 };
     match gate_parts(gate, x) {
-        (OUT, y, _) => dx_apply_with::<OUT>(dy, x, y, &[], dx, dz, dims, p),
-        (BITS, _, bits) => dx_apply_with::<BITS>(dy, x, x, bits, dx, dz, dims, p),
-        _ => dx_apply_with::<NONE>(dy, x, x, &[], dx, dz, dims, p),
+        (OUT, y, _) => dx_apply_with::<OUT, false>(dy, x, y, &[], dx, dz, dims, p),
+        (BITS, _, bits) => dx_apply_with::<BITS, false>(dy, x, x, bits, dx, dz, dims, p),
+        _ => dx_apply_with::<NONE, false>(dy, x, x, &[], dx, dz, dims, p),
+    }
+}
+
+/// [`dx_apply`] with `dz` written over `dy` (`dy_dz`): each element of `dy` is read, then
+/// overwritten by `dz` (the gated `dy`). The same values as `dx_apply` with a separate
+/// `dz`, with one tensor-sized stream less: the lines of `dz` are those just read.
+#[allow(clippy::too_many_arguments)]
+pub fn dx_apply_dz_over_dy(
+    dy_dz: &mut [f32],
+    x: &[f32],
+    gate: Option<Gate>,
+    dx: &mut [f32],
+    dims: Dims,
+    k: &[f32],
+    mean: &[f32],
+    b: &[f32],
+    c0: &[f32],
+) {
+    let p = Coef { k, mean, b, c0 };
+    // `dy` itself comes from `dz` in the loops (`IP`); `x` stands in for the unread slice.
+    let dz = Some(dy_dz);
+    match gate_parts(gate, x) {
+        (OUT, y, _) => dx_apply_with::<OUT, true>(x, x, y, &[], dx, dz, dims, p),
+        (BITS, _, bits) => dx_apply_with::<BITS, true>(x, x, x, bits, dx, dz, dims, p),
+        _ => dx_apply_with::<NONE, true>(x, x, x, &[], dx, dz, dims, p),
     }
 }
 
@@ -510,7 +535,7 @@ struct Coef<'a> {
 }
 
 #[allow(clippy::too_many_arguments)]
-fn dx_apply_with<const G: u8>(
+fn dx_apply_with<const G: u8, const IP: bool>(
     dy: &[f32],
     x: &[f32],
     gate: &[f32],
@@ -536,7 +561,7 @@ fn dx_apply_with<const G: u8>(
                 let dzu = dzs.as_deref_mut().map(|d| &mut d[j * unit..(j + 1) * unit]);
                 let c = (first + j) % ch;
                 let one = Coef { k: &p.k[c..=c], mean: &p.mean[c..=c], b: &p.b[c..=c], c0: &p.c0[c..=c] };
-                dx_plane::<G>(&dy[r.clone()], &x[r.clone()], &gate[r], words(first + j), o, dzu, one);
+                dx_plane::<G, IP>(&dy[r.clone()], &x[r.clone()], &gate[r], words(first + j), o, dzu, one);
             }
             return;
         }
@@ -544,12 +569,12 @@ fn dx_apply_with<const G: u8>(
         // the group (as in the forward's `affine::rows`).
         let (f, dz) = (first, dzs.as_deref_mut());
         match rows_together(unit, out.len()) {
-            4 => dx_rows_task::<G, 4>(dy, x, gate, bits, wpu, out, dz, f, unit, p),
-            2 => dx_rows_task::<G, 2>(dy, x, gate, bits, wpu, out, dz, f, unit, p),
+            4 => dx_rows_task::<G, IP, 4>(dy, x, gate, bits, wpu, out, dz, f, unit, p),
+            2 => dx_rows_task::<G, IP, 2>(dy, x, gate, bits, wpu, out, dz, f, unit, p),
             // With a mask, single rows measured faster compiled into this loop than called
             // (1.05-1.07x the time at 128-256 channels).
-            _ if G == BITS => dx_rows_body::<G, 1>(dy, x, gate, bits, wpu, out, dz, f, unit, p),
-            _ => dx_rows_task::<G, 1>(dy, x, gate, bits, wpu, out, dz, f, unit, p),
+            _ if G == BITS => dx_rows_body::<G, IP, 1>(dy, x, gate, bits, wpu, out, dz, f, unit, p),
+            _ => dx_rows_task::<G, IP, 1>(dy, x, gate, bits, wpu, out, dz, f, unit, p),
         }
     });
 }
@@ -560,7 +585,7 @@ fn dx_apply_with<const G: u8>(
 /// main-memory pairs ran 3-6% slower).
 #[inline(never)]
 #[allow(clippy::too_many_arguments)]
-fn dx_rows_task<const G: u8, const R: usize>(
+fn dx_rows_task<const G: u8, const IP: bool, const R: usize>(
     dy: &[f32],
     x: &[f32],
     gate: &[f32],
@@ -572,13 +597,13 @@ fn dx_rows_task<const G: u8, const R: usize>(
     unit: usize,
     p: Coef,
 ) {
-    dx_rows_body::<G, R>(dy, x, gate, bits, wpu, out, dz, first, unit, p)
+    dx_rows_body::<G, IP, R>(dy, x, gate, bits, wpu, out, dz, first, unit, p)
 }
 
 /// [`dx_rows_task`]'s work, for callers that want it compiled into their own loop.
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
-fn dx_rows_body<const G: u8, const R: usize>(
+fn dx_rows_body<const G: u8, const IP: bool, const R: usize>(
     dy: &[f32],
     x: &[f32],
     gate: &[f32],
@@ -598,13 +623,13 @@ fn dx_rows_body<const G: u8, const R: usize>(
         let dzg = dz.as_deref_mut().map(|d| &mut d[j * unit..j * unit + o.len()]);
         if o.len() < R * unit {
             // The last rows: the one-row function's loop, not another copy of it here.
-            dx_rows_task::<G, 1>(dy, x, gate, bits, wpu, o, dzg, u, unit, p);
+            dx_rows_task::<G, IP, 1>(dy, x, gate, bits, wpu, o, dzg, u, unit, p);
             continue;
         }
         let (dyg, xg, gg) = (&dy[r.clone()], &x[r.clone()], &gate[r]);
         let mut os = o.chunks_mut(unit);
         let mut zs = dzg.map(|d| d.chunks_mut(unit));
-        dx_rows::<G, R>(
+        dx_rows::<G, IP, R>(
             core::array::from_fn(|i| row(dyg, i, unit)),
             core::array::from_fn(|i| row(xg, i, unit)),
             core::array::from_fn(|i| row(gg, i, unit)),
@@ -621,7 +646,7 @@ fn dx_rows_body<const G: u8, const R: usize>(
 /// `R` is, so the bits do not depend on how rows are grouped.
 #[inline(always)]
 #[allow(clippy::needless_range_loop)] // r indexes several arrays at once
-fn dx_rows<const G: u8, const R: usize>(
+fn dx_rows<const G: u8, const IP: bool, const R: usize>(
     dy: [&[f32]; R],
     x: [&[f32]; R],
     gate: [&[f32]; R],
@@ -641,9 +666,9 @@ fn dx_rows<const G: u8, const R: usize>(
     let mut dz = dz.map(|z| z.map(|s| quad_view_mut(&mut s[..n])));
     // Every row's gated dy and dx at quad `k`; in mode BITS the rows' mask words `mw`, at
     // the quad's four bits.
-    let quad = |k: usize, mw: [MaskWord; R]| {
+    let quad = |k: usize, mw: [MaskWord; R], d: [F32x4; R]| {
         let (kk, m, bb, cc) = (F32x4::load(&kq[k]), F32x4::load(&mq[k]), F32x4::load(&bq[k]), F32x4::load(&cq[k]));
-        let e: [F32x4; R] = core::array::from_fn(|r| gate_word::<G>(F32x4::load(&dq[r][k]), &gq[r][k], mw[r]));
+        let e: [F32x4; R] = core::array::from_fn(|r| gate_word::<G>(d[r], &gq[r][k], mw[r]));
         let out: [F32x4; R] = core::array::from_fn(|r| e[r].mul(kk).add(F32x4::load(&xq[r][k]).sub(m).mul(bb)).add(cc));
         (e, out)
     };
@@ -656,7 +681,12 @@ fn dx_rows<const G: u8, const R: usize>(
         if G == BITS {
             mw = if k % 8 == 0 { core::array::from_fn(|r| MaskWord::splat(words[r][k / 8])) } else { mw.map(MaskWord::next) };
         }
-        let (e, out) = quad(k, mw);
+        // In place (`IP`), `dy` is read from `dz`, which each quad then overwrites.
+        let d = match dz.as_ref() {
+            Some(z) if IP => core::array::from_fn(|r| F32x4::load(&z[r].0[k])),
+            _ => core::array::from_fn(|r| F32x4::load(&dq[r][k])),
+        };
+        let (e, out) = quad(k, mw, d);
         for r in 0..R {
             out[r].store(&mut dx[r].0[k]);
         }
@@ -669,7 +699,11 @@ fn dx_rows<const G: u8, const R: usize>(
     // The last `n % 4` channels (`k` above is a quad index; here the coefficients are `p.*`).
     for c in 4 * nq..n {
         for r in 0..R {
-            let e = gate_one::<G>(dy[r][c], gate[r], words[r], c);
+            let d = match dz.as_ref() {
+                Some(z) if IP => z[r].1[c - 4 * nq],
+                _ => dy[r][c],
+            };
+            let e = gate_one::<G>(d, gate[r], words[r], c);
             dx[r].1[c - 4 * nq] = e * p.k[c] + (x[r][c] - p.mean[c]) * p.b[c] + p.c0[c];
             if let Some(z) = dz.as_mut() {
                 z[r].1[c - 4 * nq] = e;
@@ -717,7 +751,7 @@ fn gate_one<const G: u8>(d: f32, g: &[f32], words: &[u32], i: usize) -> f32 {
 }
 
 #[inline]
-fn dx_plane<const G: u8>(dy: &[f32], x: &[f32], gate: &[f32], words: &[u32], dx: &mut [f32], mut dz: Option<&mut [f32]>, p: Coef) {
+fn dx_plane<const G: u8, const IP: bool>(dy: &[f32], x: &[f32], gate: &[f32], words: &[u32], dx: &mut [f32], mut dz: Option<&mut [f32]>, p: Coef) {
     let (k, mean, b, c0) = (p.k[0], p.mean[0], p.b[0], p.c0[0]);
     let (kv, mv, bv, cv) = (F32x4::splat(k), F32x4::splat(mean), F32x4::splat(b), F32x4::splat(c0));
     let n = dx.len();
@@ -734,15 +768,16 @@ fn dx_plane<const G: u8>(dy: &[f32], x: &[f32], gate: &[f32], words: &[u32], dx:
     let ins4 = dy[body16..].chunks_exact(4).zip(x[body16..].chunks_exact(4)).zip(gate[body16..].chunks_exact(4));
     match dz.as_deref_mut() {
         Some(z) => {
-            for (b16, ((o, zo), i)) in dx[..body16].chunks_exact_mut(16).zip(z[..body16].chunks_exact_mut(16)).zip(ins16).enumerate() {
-                let r = step16(b16, i);
+            // In place (`IP`), `dy` is read from `dz`, which each step then overwrites.
+            for (b16, ((o, zo), ((d, v), g))) in dx[..body16].chunks_exact_mut(16).zip(z[..body16].chunks_exact_mut(16)).zip(ins16).enumerate() {
+                let r = step16(b16, ((if IP { &*zo } else { d }, v), g));
                 for ((o, zo), (gd, r)) in quads4_mut(o).into_iter().zip(quads4_mut(zo)).zip(r) {
                     r.store(o);
                     gd.store(zo);
                 }
             }
             for (j, ((o, zo), ((d, v), g))) in dx[body16..].chunks_exact_mut(4).zip(z[body16..].chunks_exact_mut(4)).zip(ins4).enumerate() {
-                let (gd, r) = step(body16 / 4 + j, d, v, g);
+                let (gd, r) = step(body16 / 4 + j, if IP { &*zo } else { d }, v, g);
                 r.store(q_mut(o));
                 gd.store(q_mut(zo));
             }
@@ -760,7 +795,11 @@ fn dx_plane<const G: u8>(dy: &[f32], x: &[f32], gate: &[f32], words: &[u32], dx:
         }
     }
     for i in n / 4 * 4..n {
-        let g = gate_one::<G>(dy[i], gate, words, i);
+        let d = match dz.as_deref() {
+            Some(z) if IP => z[i],
+            _ => dy[i],
+        };
+        let g = gate_one::<G>(d, gate, words, i);
         dx[i] = g * k + (x[i] - mean) * b + c0;
         if let Some(z) = dz.as_deref_mut() {
             z[i] = g;
