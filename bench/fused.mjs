@@ -74,9 +74,9 @@ for (const build of BUILDS) {
     const r = (a, b) => (t(a) / t(b)).toFixed(2);
     console.log(`\n## ${s.name}, ${label}`);
     console.log(`step: BN ${t("BN step").toFixed(2)} ms | BN+ReLU fused ${r("BN+ReLU fused step", "BN step")}x (mask from y ${r("BN+ReLU fused step (mask from y)", "BN step")}x), unfused ${r("BN, ReLU unfused step", "BN step")}x` +
-      ` | BN+add+ReLU fused ${r("BN+add+ReLU fused step", "BN step")}x (mask from y ${r("BN+add+ReLU fused step (mask from y)", "BN step")}x), unfused ${r("BN, add+ReLU unfused step", "BN step")}x`);
+      ` | BN+add+ReLU fused ${r("BN+add+ReLU fused step", "BN step")}x (dz over dy ${r("BN+add+ReLU fused step (dz over dy)", "BN step")}x, mask from y ${r("BN+add+ReLU fused step (mask from y)", "BN step")}x), unfused ${r("BN, add+ReLU unfused step", "BN step")}x`);
     console.log(`forward: BN ${t("BN forward").toFixed(2)} ms | +ReLU (writing the bit mask) ${r("BN+ReLU fused forward", "BN forward")}x, without it ${r("BN+ReLU fused forward (no mask)", "BN forward")}x | +add+ReLU ${r("BN+add+ReLU fused forward", "BN forward")}x`);
-    console.log(`backward: BN ${t("BN backward").toFixed(2)} ms | +ReLU from the bit mask ${r("BN+ReLU fused backward", "BN backward")}x, from y ${r("BN+ReLU fused backward (mask from y)", "BN backward")}x | +add+ReLU (dz) ${r("BN+add+ReLU fused backward", "BN backward")}x`);
+    console.log(`backward: BN ${t("BN backward").toFixed(2)} ms | +ReLU from the bit mask ${r("BN+ReLU fused backward", "BN backward")}x, from y ${r("BN+ReLU fused backward (mask from y)", "BN backward")}x | +add+ReLU (dz) ${r("BN+add+ReLU fused backward", "BN backward")}x, dz over dy ${r("BN+add+ReLU fused backward (dz over dy)", "BN backward")}x`);
     const tc = m.get("copy: wasm memory.copy").median * 1e3;
     const tf = t("train forward (no running stats)");
     console.log(`train forward ${tf.toFixed(2)} ms, memory.copy ${tc.toFixed(2)} ms: ${((12 / 8) * tc / tf).toFixed(2)} of copy bandwidth (12 B/elem against 8)`);

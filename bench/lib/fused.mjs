@@ -27,6 +27,9 @@ export function fusedCases(eng, spec, data, label) {
   const C = data.weight.length;
   const zeros = put(new Float32Array(C)), ones = put(new Float32Array(C).fill(1));
   const y = alloc(), y2 = alloc(), g = alloc(), dx = alloc(), dz = alloc();
+  // A dy of its own for the backward that writes dz over it (`outZ: dyOver`): it turns
+  // into the gated dy at the first call and stays so (gating it again changes nothing).
+  const dyOver = put(data.dy);
   const mask = WasmTensor.alloc(reluMaskLength(shape, layout), eng);
   owned.push(mask);
   const identity = { runningMean: zeros, runningVar: ones, eps: 0, layout };
@@ -52,6 +55,10 @@ export function fusedCases(eng, spec, data, label) {
       id: `${label} BN+add+ReLU fused step (mask from y)`,
       fn: () => bnBwd(bnFwd({ activation: "relu", z }), dy, { activation: "relu", y, residual: true, outZ: dz }),
     },
+    {
+      id: `${label} BN+add+ReLU fused step (dz over dy)`,
+      fn: () => bnBwd(bnFwd({ activation: "relu", z, outMask: mask }), dyOver, { activation: "relu", mask, residual: true, outZ: dyOver }),
+    },
     { id: `${label} BN, add+ReLU unfused step`, fn: () => { const r = bnFwd(); reluPass(z); reluGradPass(); bnBwd(r, g); } },
   ];
   // Each half of the step on its own (forward, backward), to see which one the fusion costs in.
@@ -67,6 +74,7 @@ export function fusedCases(eng, spec, data, label) {
     { id: `${label} BN+ReLU fused backward`, fn: () => bnBwd(rRelu, dy, { activation: "relu", mask }) },
     { id: `${label} BN+ReLU fused backward (mask from y)`, fn: () => bnBwd(rRelu, dy, { activation: "relu", y }) },
     { id: `${label} BN+add+ReLU fused backward`, fn: () => bnBwd(rRelu, dy, { activation: "relu", mask, residual: true, outZ: dz }) },
+    { id: `${label} BN+add+ReLU fused backward (dz over dy)`, fn: () => bnBwd(rRelu, dyOver, { activation: "relu", mask, residual: true, outZ: dyOver }) },
   ];
   /** The fused and unfused steps must give the same bits (y, dx); returns a problem or null. */
   const check = () => {
@@ -92,6 +100,14 @@ export function fusedCases(eng, spec, data, label) {
       if (!same(yFused, y2.toArray())) return `${what}: fused y differs from BN then ReLU`;
       if (!same(dxFused, dx.toArray())) return `${what}: fused dx differs from the unfused backward`;
     }
+    // dz written over dy: the same dx and dz as with a separate dz.
+    const rf = bnFwd({ activation: "relu", z, outMask: mask });
+    bnBwd(rf, dy, { activation: "relu", mask, residual: true, outZ: dz });
+    const [dxSep, dzSep] = [dx.toArray(), dz.toArray()];
+    dyOver.view.set(dy.view);
+    bnBwd(rf, dyOver, { activation: "relu", mask, residual: true, outZ: dyOver });
+    if (!same(dxSep, dx.toArray())) return `${label}: dx with dz over dy differs from dx with a separate dz`;
+    if (!same(dzSep, dyOver.toArray())) return `${label}: dz over dy differs from a separate dz`;
     return null;
   };
   return { cases, passes, check, free() { for (const t of owned) t.free(); owned.length = 0; } };
