@@ -492,12 +492,7 @@ pub fn dx_apply(
     b: &[f32],
     c0: &[f32],
 ) {
-    let p = Coef { k, mean, b, c0 };
-    match gate_parts(gate, x) {
-        (OUT, y, _) => dx_apply_with::<OUT, false>(dy, x, y, &[], dx, dz, dims, p),
-        (BITS, _, bits) => dx_apply_with::<BITS, false>(dy, x, x, bits, dx, dz, dims, p),
-        _ => dx_apply_with::<NONE, false>(dy, x, x, &[], dx, dz, dims, p),
-    }
+    dx_apply_gated::<false>(dy, x, gate, dx, dz, dims, Coef { k, mean, b, c0 });
 }
 
 /// [`dx_apply`] with `dz` written over `dy` (`dy_dz`): each element of `dy` is read, then
@@ -515,13 +510,16 @@ pub fn dx_apply_dz_over_dy(
     b: &[f32],
     c0: &[f32],
 ) {
-    let p = Coef { k, mean, b, c0 };
     // `dy` itself comes from `dz` in the loops (`IP`); `x` stands in for the unread slice.
-    let dz = Some(dy_dz);
+    dx_apply_gated::<true>(x, x, gate, dx, Some(dy_dz), dims, Coef { k, mean, b, c0 });
+}
+
+/// The dx pass for each kind of gate; `IP`: `dy` is read from `dz` (see `dx_apply_dz_over_dy`).
+fn dx_apply_gated<const IP: bool>(dy: &[f32], x: &[f32], gate: Option<Gate>, dx: &mut [f32], dz: Option<&mut [f32]>, dims: Dims, p: Coef) {
     match gate_parts(gate, x) {
-        (OUT, y, _) => dx_apply_with::<OUT, true>(x, x, y, &[], dx, dz, dims, p),
-        (BITS, _, bits) => dx_apply_with::<BITS, true>(x, x, x, bits, dx, dz, dims, p),
-        _ => dx_apply_with::<NONE, true>(x, x, x, &[], dx, dz, dims, p),
+        (OUT, y, _) => dx_apply_with::<OUT, IP>(dy, x, y, &[], dx, dz, dims, p),
+        (BITS, _, bits) => dx_apply_with::<BITS, IP>(dy, x, x, bits, dx, dz, dims, p),
+        _ => dx_apply_with::<NONE, IP>(dy, x, x, &[], dx, dz, dims, p),
     }
 }
 
