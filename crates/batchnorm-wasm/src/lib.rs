@@ -267,48 +267,28 @@ pub fn backward(
 ) -> Result<(), JsError> {
     let d = dims(outer, channels, inner);
     let n = d.len();
-    if dz != 0 && dz == dy {
-        unsafe {
-            return match gate(y, mask, d) {
-                Some(g) if training => bn::backward_fused_dz_over_dy(
-                    view_mut(dy, n),
-                    view(x, n),
-                    view_mut(dx, n),
-                    d,
-                    opt(weight, channels),
-                    view(mean, channels),
-                    view(invstd, channels),
-                    opt_mut(dweight, channels),
-                    opt_mut(dbias, channels),
-                    g,
-                )
-                .map_err(js),
-                // Without a ReLU, dz is dy: nothing to write.
-                None => backward(dy, x, dx, outer, channels, inner, weight, mean, invstd, dweight, dbias, training, y, 0, mask),
-                Some(_) => {
-                    let mut aside = vec![0f32; n];
-                    backward(dy, x, dx, outer, channels, inner, weight, mean, invstd, dweight, dbias, training, y, aside.as_mut_ptr() as usize, mask)?;
-                    view_mut(dy, n).copy_from_slice(&aside);
-                    Ok(())
-                }
-            };
-        }
-    }
-    let f = if training { bn::backward_fused } else { bn::backward_eval_fused };
+    let over_dy = dz != 0 && dz == dy;
     unsafe {
-        f(
-            view(dy, n),
-            view(x, n),
-            view_mut(dx, n),
-            d,
-            opt(weight, channels),
-            view(mean, channels),
-            view(invstd, channels),
-            opt_mut(dweight, channels),
-            opt_mut(dbias, channels),
-            relu_grad(y, mask, dz, d),
-        )
-        .map_err(js)
+        let (xs, dxs, w, m, is) = (view(x, n), view_mut(dx, n), opt(weight, channels), view(mean, channels), view(invstd, channels));
+        let (dw, db) = (opt_mut(dweight, channels), opt_mut(dbias, channels));
+        match gate(y, mask, d) {
+            // dz over dy in training: the dx pass reads dy, then overwrites it.
+            Some(g) if over_dy && training => bn::backward_fused_dz_over_dy(view_mut(dy, n), xs, dxs, d, w, m, is, dw, db, g).map_err(js),
+            // dz over dy in eval mode: computed aside, then copied over dy.
+            Some(g) if over_dy => {
+                let mut aside = vec![0f32; n];
+                let relu = bn::ReluGrad { gate: g, dz: Some(&mut aside) };
+                bn::backward_eval_fused(view(dy, n), xs, dxs, d, w, m, is, dw, db, Some(relu)).map_err(js)?;
+                view_mut(dy, n).copy_from_slice(&aside);
+                Ok(())
+            }
+            // Otherwise a separate dz, if any (without a ReLU there is none to write: dz is dy).
+            g => {
+                let f = if training { bn::backward_fused } else { bn::backward_eval_fused };
+                let relu = g.map(|gate| bn::ReluGrad { gate, dz: opt_mut(dz, n) });
+                f(view(dy, n), xs, dxs, d, w, m, is, dw, db, relu).map_err(js)
+            }
+        }
     }
 }
 
