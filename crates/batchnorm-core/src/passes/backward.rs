@@ -12,8 +12,9 @@
 //! `g = dy where y > 0, else 0` (PyTorch's `threshold_backward` on the ReLU's output). Both
 //! passes take the ReLU's output as an optional `gate` and mask `dy` as they read it, so
 //! `g` is never written to memory; `dx_apply` can also write `g` itself as `dz`, the
-//! gradient of the residual input. The mask comes as a [`Gate`]: the ReLU's output `y`
-//! (read as `y > 0`) or the 1-bit mask the forward wrote ([`crate::passes::mask`]); both
+//! gradient of the residual input, and `dx_apply_dz_over_dy` writes it over `dy` (each
+//! quad read, then overwritten: no separate tensor). The mask comes as a [`Gate`]: the
+//! ReLU's output `y` (read as `y > 0`) or the 1-bit mask the forward wrote ([`crate::passes::mask`]); both
 //! give the same `g`, bit for bit.
 
 use crate::dims::Dims;
