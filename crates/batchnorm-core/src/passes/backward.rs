@@ -14,8 +14,8 @@
 //! `g` is never written to memory; `dx_apply` can also write `g` itself as `dz`, the
 //! gradient of the residual input, and `dx_apply_dz_over_dy` writes it over `dy` (each
 //! quad read, then overwritten: no separate tensor). The mask comes as a [`Gate`]: the
-//! ReLU's output `y` (read as `y > 0`) or the 1-bit mask the forward wrote ([`crate::passes::mask`]); both
-//! give the same `g`, bit for bit.
+//! ReLU's output `y` (read as `y > 0`) or the 1-bit mask the forward wrote
+//! ([`crate::passes::mask`]); both give the same `g`, bit for bit.
 
 use crate::dims::Dims;
 use crate::moments::{planar_segments, rows_per_block, segment_len, segment_rows};
