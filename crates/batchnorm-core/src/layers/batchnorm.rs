@@ -67,13 +67,18 @@ pub struct ReluGrad<'a> {
     pub dz: Option<&'a mut [f32]>,
 }
 
+/// The gate's length: `y` as the tensor, a bit mask as its words.
+fn check_gate(gate: Gate, dims: Dims) -> Result<()> {
+    match gate {
+        Gate::Output(y) => dims.check_len("y", y.len()),
+        Gate::Bits(b) => check_mask_len(dims, b.len()),
+    }
+}
+
 impl ReluGrad<'_> {
     fn check(relu: &Option<ReluGrad>, dims: Dims) -> Result<()> {
         if let Some(r) = relu {
-            match r.gate {
-                Gate::Output(y) => dims.check_len("y", y.len())?,
-                Gate::Bits(b) => check_mask_len(dims, b.len())?,
-            }
+            check_gate(r.gate, dims)?;
             if let Some(dz) = &r.dz {
                 dims.check_len("dz", dz.len())?;
             }
@@ -426,7 +431,7 @@ pub fn backward_fused_dz_over_dy(
 ) -> Result<()> {
     check_backward(dy, x, dx, dims, weight, mean, invstd)?;
     check_grad_outputs(dims, &dweight, &dbias)?;
-    ReluGrad::check(&Some(ReluGrad { gate, dz: None }), dims)?;
+    check_gate(gate, dims)?;
     let sums = backward::grad_sums(dy, x, dims, mean, Some(gate));
     let (k, b, c0) = dx_coefficients(dims, weight, invstd, &sums, dims.per_channel() as f64);
     backward::dx_apply_dz_over_dy(dy, x, Some(gate), dx, dims, &k, mean, &b, &c0);
