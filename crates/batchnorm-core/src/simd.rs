@@ -147,6 +147,9 @@ mod imp {
     #[derive(Clone, Copy)]
     pub struct F32x4([f32; 4]);
 
+    // `add`, `sub`, `mul` are methods, not `std::ops` impls, as in the SIMD version:
+    // the kernels read as chains of the wasm instructions they become.
+    #[allow(clippy::should_implement_trait)]
     impl F32x4 {
         #[inline(always)]
         pub fn splat(v: f32) -> Self {

@@ -306,7 +306,9 @@ fn channels_last_blocks_with_a_drifting_mean() {
     // f64 per channel.
     let (rows, ch) = (256 * 10 + 37, 8);
     let sh = Shape::cl(&[rows, ch]);
-    let cases: [(&str, fn(usize) -> f64); 4] = [
+    // (name, the mean of row r)
+    type Case = (&'static str, fn(usize) -> f64);
+    let cases: [Case; 4] = [
         ("stationary", |_| 1e4),
         ("jumps", |r| 1e4 + ((r / 256) % 2) as f64),
         ("trend", |r| 1e4 + r as f64 * 1e-3),

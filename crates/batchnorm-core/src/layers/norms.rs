@@ -51,7 +51,7 @@ impl Rows {
     /// parameter block `r % period` (GroupNorm channels-first: see [`rows`]).
     pub fn planes(rows: usize, len: usize, inner: usize, period: usize) -> Result<Rows> {
         let r = Rows::new(rows, len)?;
-        if inner == 0 || len % inner != 0 || period == 0 {
+        if inner == 0 || !len.is_multiple_of(inner) || period == 0 {
             return Err(BnError::Shape(format!("a row of {len} values is not whole planes of {inner}, or period {period} is 0")));
         }
         Ok(Rows { inner, period, ..r })
@@ -144,7 +144,7 @@ impl Groups {
         if n == 0 || channels == 0 || spatial == 0 {
             return Err(BnError::Shape(format!("N ({n}), C ({channels}) and the spatial size ({spatial}) must be > 0")));
         }
-        if groups == 0 || channels % groups != 0 {
+        if groups == 0 || !channels.is_multiple_of(groups) {
             return Err(BnError::Shape(format!(
                 "expected number of channels in input to be divisible by num_groups, but got input of {channels} channels and num_groups={groups}"
             )));

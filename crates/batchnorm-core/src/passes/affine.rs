@@ -449,7 +449,7 @@ fn rows<const F: u8, const R: usize>(
             }
         }
     }
-    if F & MASK != 0 && ch % 32 != 0 {
+    if F & MASK != 0 && !ch.is_multiple_of(32) {
         // The rows' last, partial words.
         for r in 0..R {
             w[r][ch >> 5] = bits[r];

@@ -59,7 +59,9 @@ impl GradSums {
         GradSums { sum_dy: vec![0.0; channels], sum_dy_xmu: vec![0.0; channels] }
     }
 
-    /// Channel-wise sum (merging per-thread or per-worker partial sums).
+    /// Channel-wise sum (merging per-thread or per-worker partial sums). A method, not
+    /// `impl Add`: it is passed by name as the reduction (`GradSums::add`).
+    #[allow(clippy::should_implement_trait)]
     pub fn add(mut self, o: GradSums) -> GradSums {
         for (a, b) in self.sum_dy.iter_mut().zip(o.sum_dy) {
             *a += b;
