@@ -9,9 +9,10 @@
 //    sharded update's pair) against one allReduce.
 // 3. A SyncBatchNorm training step on a (32,64,56,56) slice per worker, 2 workers: the
 //    share of the step spent in collectives (waiting for the other rank included).
-// 4. The MNIST example (batch 64, 400 steps, BN model only), 1 vs 2 worker replicas,
-//    alternating runs, each after a warm-up run on the same workers: steps/s, each
-//    thread's CPU time, and the largest loss difference
+// 4. The MNIST example (batch 64, 1,000 steps, BN model only), 1 vs 2 worker replicas,
+//    3 alternating runs on fresh workers: steps/s of the whole training (its first few
+//    hundred steps include V8's JIT warm-up) and of its steady part, the busiest rank's
+//    CPU time, and the largest loss difference
 //    over the first 200 steps. Then, on this thread, the CPU time of a step of 1 worker
 //    against a step of one replica of 2 whose collectives do nothing: how evenly the
 //    work itself splits, without the collectives and without waiting.
