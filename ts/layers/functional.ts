@@ -423,13 +423,13 @@ function streams(size: number): boolean {
   return size > STREAM_WINDOW;
 }
 
-/** `src` copied into `out` (or a new array): the residual's gradient without a ReLU. */
 /** Whether `a` and `b` are the same data: the same array, or tensors of the same memory. */
 function sameTensor(a: TensorLike | undefined, b: TensorLike): boolean {
   if (a === b) return true;
   return a instanceof WasmTensor && b instanceof WasmTensor && a.engine === b.engine && a.ptr === b.ptr && a.length === b.length;
 }
 
+/** `src` copied into `out` (or a new array): the residual's gradient without a ReLU. */
 function copyOf(src: TensorLike, out: TensorLike | undefined): Output {
   const v = src instanceof WasmTensor ? src.view : src;
   if (out === undefined) return v.slice();
