@@ -5,13 +5,17 @@
 // WasmTensor x, dy and outputs), TypedArray.set / memory.copy of the tensor, and a tight
 // plain-JS eval loop writing into a preallocated array, and the cost of a new array of
 // the tensor's size filled by TypedArray.set (the floor of every "new output" row: page
-// faults of fresh memory and garbage collection, whoever fills it); then per-call
-// overhead on small shapes in microseconds.
+// faults of fresh memory and garbage collection, whoever fills it); the plain paths'
+// copies alone, with no kernel (lib/boundary.mjs), through unshared memory (where the
+// plain calls run on both builds) and through the threads build's shared memory, which
+// bound what any plain-array path can reach on this machine; then per-call overhead on
+// small shapes in microseconds.
 //   node bench/plain.mjs [--quick]
 import { measure } from "./lib/timing.mjs";
 import { makeData } from "./lib/data.mjs";
 import * as plain from "./lib/plainjs.mjs";
 import { typedArraySet, wasmCopy } from "./lib/copy.mjs";
+import { boundaryCopies } from "./lib/boundary.mjs";
 import { buildLabel as label, createOurEngine, oursContender } from "./lib/ours.mjs";
 
 const QUICK = process.argv.includes("--quick");
@@ -55,6 +59,12 @@ async function compare(spec, ops, withLimits) {
     cases.push({ id: "alloc: new Float32Array + set", fn: () => new Float32Array(n).set(data.x) });
     const d = plain.dimsOf(spec.shape, spec.layout), y = new Float32Array(n);
     cases.push({ id: "plain JS eval", fn: () => plain.evalForward(data.x, y, d, data.weight, data.bias, data.runningMean, data.runningVar, EPS) });
+    // The copies of each plain call alone: unshared memory (the simd build's, where both
+    // builds run plain calls), and the threads build's shared memory.
+    const arrays = { x: data.x, dy: data.dy, y, dx: new Float32Array(n) };
+    for (const [mem, eng] of [["unshared", engines.simd], ["shared", engines["simd-threads"]]]) {
+      for (const op of ["eval", "train", "backward"]) cases.push({ id: `copies alone ${mem} ${op}`, fn: boundaryCopies(eng, d, op, arrays) });
+    }
   }
   const m = await measure(cases.map((c) => ({ ...c, ...PLAN })), {});
   for (const f of frees) f();
@@ -78,6 +88,17 @@ for (const spec of [
       const ev = op === "eval" ? [`${(copy / c).toFixed(2)} (new ${(copy / nw).toFixed(2)})`, `${(t["plain JS eval"] / c).toFixed(2)}x`] : ["", ""];
       console.log(`| ${b} | ${op} | ${r.toFixed(2)} | ${c.toFixed(2)} | ${nw.toFixed(2)} | ${(r / c).toFixed(2)} | ${(r / nw).toFixed(2)} | ${ev.join(" | ")} |`);
     }
+  }
+  // The ceilings: no plain call is faster than its copies, so "copy / resident" cannot
+  // exceed resident / copies-alone (and eval's "of copy", copy limit / copies-alone).
+  console.log(`\nThe plain paths' copies alone (no kernel, the same windows), and the ceilings they set on the ratios above:`);
+  console.log("| op | copies, unshared memory | copies, shared memory | ceiling simd | ceiling simd-threads(2), unshared / shared |");
+  console.log("|---|---|---|---|---|");
+  for (const op of ["eval", "train", "backward"]) {
+    const [u, sh] = ["unshared", "shared"].map((mem) => t[`copies alone ${mem} ${op}`]);
+    const ceil = (b, c) => (op === "eval" ? copy : t[`${b} resident ${op}`]) / c;
+    const th = label("simd-threads");
+    console.log(`| ${op}${op === "eval" ? " (of copy)" : " (copy / resident)"} | ${u.toFixed(2)} | ${sh.toFixed(2)} | ${ceil("simd", u).toFixed(2)} | ${ceil(th, u).toFixed(2)} / ${ceil(th, sh).toFixed(2)} |`);
   }
 }
 console.log("\n## per-call overhead (µs per call), small shapes");
