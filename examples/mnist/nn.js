@@ -44,8 +44,18 @@ export function reuse(prev, length) {
   return prev !== undefined && prev.length === length ? prev : new Float32Array(length);
 }
 
-/** dst[d..d+len) += a * src[s..s+len), unrolled by 4 (V8 does not vectorise). */
-function axpy(dst, d, a, src, s, len) {
+/** dst[d..d+len) += a * src[s..s+len) for len a multiple of 4, unrolled by 4 (V8 does not vectorise). */
+function axpy4(dst, d, a, src, s, len) {
+  for (let j = 0; j < len; j += 4) {
+    dst[d + j] += a * src[s + j];
+    dst[d + j + 1] += a * src[s + j + 1];
+    dst[d + j + 2] += a * src[s + j + 2];
+    dst[d + j + 3] += a * src[s + j + 3];
+  }
+}
+
+/** The same for any len: the 4-wide body, then the last len % 4 one at a time. */
+function axpyAny(dst, d, a, src, s, len) {
   let j = 0;
   for (; j + 4 <= len; j += 4) {
     dst[d + j] += a * src[s + j];
@@ -53,15 +63,18 @@ function axpy(dst, d, a, src, s, len) {
     dst[d + j + 2] += a * src[s + j + 2];
     dst[d + j + 3] += a * src[s + j + 3];
   }
-  // The tail is a function of its own: inline, V8 (Node 20) deoptimised this function at
-  // the tail's loop about 1.5 times a step without discarding the code (1,569 deopts in
-  // 500 steps on each of 2 replicas, `node --trace-deopt`) and kept recompiling it.
-  if (j < len) axpyTail(dst, d, a, src, s, j, len);
-}
-
-function axpyTail(dst, d, a, src, s, j, len) {
   for (; j < len; j++) dst[d + j] += a * src[s + j];
 }
+
+/**
+ * The axpy for rows of `len` values. One function for every layer made V8 (Node 20)
+ * optimise it on the first layer's rows (multiples of 4) before the last layer's (10
+ * values) ever reached the tail, and then deoptimise it there over and over without
+ * discarding the code: ~1.7 deopts a step on each replica (`node --trace-deopt`), with
+ * the tail in a function of its own too. Each layer's calls now always take, or never
+ * take, the tail, so its feedback is complete before V8 optimises.
+ */
+const axpyFor = (len) => (len % 4 === 0 ? axpy4 : axpyAny);
 
 /** y = x W + b, W stored [in][out] so the inner loops run over contiguous memory. */
 export class Dense {
@@ -75,9 +88,10 @@ export class Dense {
     this.b = new Float32Array(outF);
     this.gW = new Float32Array(inF * outF);
     this.gb = new Float32Array(outF);
+    this.axpy = axpyFor(outF);
   }
   forward(x, n) {
-    const { inF, outF, W, b } = this;
+    const { inF, outF, W, b, axpy } = this;
     this.x = x;
     this.n = n;
     const y = (this.y = reuse(this.y, n * outF));
@@ -96,7 +110,7 @@ export class Dense {
   }
   /** Accumulates gW, gb; returns dx (or null for the first layer). */
   backward(dy) {
-    const { inF, outF, W, gW, gb, x, n } = this;
+    const { inF, outF, W, gW, gb, x, n, axpy } = this;
     for (let i = 0; i < n; i++) {
       const xo = i * inF, yo = i * outF;
       for (let j = 0; j < outF; j++) gb[j] += dy[yo + j];
