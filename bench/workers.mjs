@@ -24,7 +24,7 @@ import { init, BatchNorm, BatchNormWorker, ProcessGroup } from "../dist/index.js
 import { mnistBlob } from "../examples/mnist/data-node.js";
 import { startReplicas, trainAll } from "../examples/mnist/group.js";
 import { loadMnist } from "../examples/mnist/data-node.js";
-import { gather, PIXELS } from "../examples/mnist/data.js";
+import { gatherInto, PIXELS } from "../examples/mnist/data.js";
 import { Mlp } from "../examples/mnist/nn.js";
 import { steadyFrom, steadyStepsPerSec } from "./lib/steady.mjs";
 import { threadCpuMs } from "./lib/thread-cpu.mjs";
@@ -172,7 +172,7 @@ if (!onlyMnist) {
     for (const c of cases) {
       const t0 = threadCpuMs();
       for (let i = 0; i < per; i++, c.step++) {
-        gather(data.train, Array.from({ length: c.rows }, (_, r) => (c.step * 64 + r) % data.train.count), c.x, c.y);
+        gatherInto(data.train, Array.from({ length: c.rows }, (_, r) => (c.step * 64 + r) % data.train.count), c.x, c.y);
         await c.m.step(c.x, c.y, c.rows, { lr: 0.1, momentum: 0.9, batch: 64, signals });
       }
       if (b >= warm) c.cpu.push((threadCpuMs() - t0) / per);

@@ -4,7 +4,7 @@
 // same seeded weights, so they differ only in what is compared.
 //   train():  with vs without batch norm at one learning rate.
 //   lrSweep(): both variants at each of several learning rates (the experiment of the README).
-import { gather, PIXELS } from "../mnist/data.js";
+import { gather, gatherInto, PIXELS } from "../mnist/data.js";
 import { Rng } from "../mnist/nn.js";
 import { Cnn } from "./model.js";
 
@@ -46,7 +46,7 @@ async function trainRuns(data, cfg, runs, onEvent, shouldStop, pause) {
         order.shuffle(perm);
         cursor = 0;
       }
-      gather(data.train, perm.slice(cursor, cursor + cfg.batch), xb, yb);
+      gatherInto(data.train, perm.slice(cursor, cursor + cfg.batch), xb, yb);
       cursor += cfg.batch;
       const losses = models.map((m, i) => {
         const s = stats[i];

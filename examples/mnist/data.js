@@ -40,13 +40,25 @@ export function decodeMnist(bytes) {
   return { train: split(0, trainCount), test: split(trainCount, count) };
 }
 
-/** Copies samples `idx` of a split into a float batch in [0, 1] plus labels. */
-export function gather(split, idx, x = new Float32Array(idx.length * PIXELS), y = new Uint8Array(idx.length)) {
+/** Copies samples `idx` of a split into a float batch in [0, 1] plus labels (new arrays). */
+export function gather(split, idx) {
+  const x = new Float32Array(idx.length * PIXELS), y = new Uint8Array(idx.length);
+  gatherInto(split, idx, x, y);
+  return { x, y };
+}
+
+/**
+ * {@link gather} into the caller's `x` and `y` (a training batch's arrays, every step).
+ * It returns nothing on purpose: V8 compiles this loop on-stack during the first, long
+ * call (the test set), before that call has returned, so a return value built here had no
+ * type feedback in that code, and every later call left it there (a deopt a call, ~100
+ * a replica in the first few hundred steps in Chromium, `--js-flags=--trace-deopt`).
+ */
+export function gatherInto(split, idx, x, y) {
   for (let i = 0; i < idx.length; i++) {
     const s = idx[i];
     y[i] = split.labels[s];
     const src = s * PIXELS, dst = i * PIXELS;
     for (let k = 0; k < PIXELS; k++) x[dst + k] = split.pixels[src + k] * (1 / 255);
   }
-  return { x, y };
 }

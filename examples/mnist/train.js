@@ -2,7 +2,7 @@
 // page's workers): one or two MLPs (with and without batch norm) trained in lockstep on
 // the same seeded batches, from the same seeded initial weights. With a communicator this
 // rank takes its slice of every batch (data-parallel); without one, the whole batch.
-import { gather, PIXELS } from "./data.js";
+import { gather, gatherInto, PIXELS } from "./data.js";
 import { Mlp, Rng } from "./nn.js";
 
 export const DEFAULTS = {
@@ -69,7 +69,7 @@ export async function train(data, options = {}, onEvent = () => {}, shouldStop =
         order.shuffle(perm);
         cursor = 0;
       }
-      gather(data.train, perm.slice(cursor + lo, cursor + hi), xb, yb);
+      gatherInto(data.train, perm.slice(cursor + lo, cursor + hi), xb, yb);
       cursor += cfg.batch;
       const results = {};
       const inCollectives = comm?.ms ?? 0;
