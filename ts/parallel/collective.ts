@@ -115,13 +115,13 @@ export function reduceInto(out: CollectiveBuffer, parts: readonly CollectiveBuff
 // (scale 1) has a loop of its own, add2F32, below; sum2F32 is the float32 mean.
 function sum2F32(out: Float32Array, p0: Float32Array, p1: Float32Array, lo: number, hi: number, scale: number): void {
   let i = lo;
-  for (; i + 4 <= hi; i += 4) {
+  for (const rest = lo + ((hi - lo) & 3); i < rest; i++) out[i] = (p0[i] + p1[i]) * scale; // see add2F32
+  for (; i < hi; i += 4) {
     out[i] = (p0[i] + p1[i]) * scale;
     out[i + 1] = (p0[i + 1] + p1[i + 1]) * scale;
     out[i + 2] = (p0[i + 2] + p1[i + 2]) * scale;
     out[i + 3] = (p0[i + 3] + p1[i + 3]) * scale;
   }
-  for (; i < hi; i++) out[i] = (p0[i] + p1[i]) * scale;
 }
 
 // The sum alone (a gradient all-reduce's case): no multiply by 1, unrolled by 8; 55k
@@ -129,9 +129,15 @@ function sum2F32(out: Float32Array, p0: Float32Array, p1: Float32Array, lo: numb
 // bits: the float64 sum of two float32 values, rounded once on the store. One loop for both
 // (sum2F32 unrolled by 8) measured faster alone but slower inside reduceScatter (110k
 // floats, 2 workers: 50-51 against 46-47 us, two A/B runs), so the two stay apart.
+// The last `(hi - lo) % 8` elements go first, not after the unrolled loop: V8 compiles that
+// loop on-stack during a first long call, and code after it that had not run yet had no
+// type feedback there; every later call entered that code and deoptimised on leaving the
+// loop (~100 deopts a replica in the MNIST page's first few hundred steps, Chromium's
+// `--js-flags=--trace-deopt`). Elementwise, so the order changes no bits.
 function add2F32(out: Float32Array, p0: Float32Array, p1: Float32Array, lo: number, hi: number): void {
   let i = lo;
-  for (; i + 8 <= hi; i += 8) {
+  for (const rest = lo + ((hi - lo) & 7); i < rest; i++) out[i] = p0[i] + p1[i];
+  for (; i < hi; i += 8) {
     out[i] = p0[i] + p1[i];
     out[i + 1] = p0[i + 1] + p1[i + 1];
     out[i + 2] = p0[i + 2] + p1[i + 2];
@@ -141,16 +147,15 @@ function add2F32(out: Float32Array, p0: Float32Array, p1: Float32Array, lo: numb
     out[i + 6] = p0[i + 6] + p1[i + 6];
     out[i + 7] = p0[i + 7] + p1[i + 7];
   }
-  for (; i < hi; i++) out[i] = p0[i] + p1[i];
 }
 
 function sum2F64(out: Float64Array, p0: Float64Array, p1: Float64Array, lo: number, hi: number, scale: number): void {
   let i = lo;
-  for (; i + 4 <= hi; i += 4) {
+  for (const rest = lo + ((hi - lo) & 3); i < rest; i++) out[i] = (p0[i] + p1[i]) * scale; // see add2F32
+  for (; i < hi; i += 4) {
     out[i] = (p0[i] + p1[i]) * scale;
     out[i + 1] = (p0[i + 1] + p1[i + 1]) * scale;
     out[i + 2] = (p0[i + 2] + p1[i + 2]) * scale;
     out[i + 3] = (p0[i + 3] + p1[i + 3]) * scale;
   }
-  for (; i < hi; i++) out[i] = (p0[i] + p1[i]) * scale;
 }
