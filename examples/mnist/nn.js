@@ -44,18 +44,8 @@ export function reuse(prev, length) {
   return prev !== undefined && prev.length === length ? prev : new Float32Array(length);
 }
 
-/** dst[d..d+len) += a * src[s..s+len) for len a multiple of 4, unrolled by 4 (V8 does not vectorise). */
-function axpy4(dst, d, a, src, s, len) {
-  for (let j = 0; j < len; j += 4) {
-    dst[d + j] += a * src[s + j];
-    dst[d + j + 1] += a * src[s + j + 1];
-    dst[d + j + 2] += a * src[s + j + 2];
-    dst[d + j + 3] += a * src[s + j + 3];
-  }
-}
-
-/** The same for any len: the 4-wide body, then the last len % 4 one at a time. */
-function axpyAny(dst, d, a, src, s, len) {
+/** dst[d..d+len) += a * src[s..s+len), unrolled by 4 (V8 does not vectorise). */
+function axpy(dst, d, a, src, s, len) {
   let j = 0;
   for (; j + 4 <= len; j += 4) {
     dst[d + j] += a * src[s + j];
@@ -66,15 +56,18 @@ function axpyAny(dst, d, a, src, s, len) {
   for (; j < len; j++) dst[d + j] += a * src[s + j];
 }
 
-/**
- * The axpy for rows of `len` values. One function for every layer made V8 (Node 20)
- * optimise it on the first layer's rows (multiples of 4) before the last layer's (10
- * values) ever reached the tail, and then deoptimise it there over and over without
- * discarding the code: ~1.7 deopts a step on each replica (`node --trace-deopt`), with
- * the tail in a function of its own too. Each layer's calls now always take, or never
- * take, the tail, so its feedback is complete before V8 optimises.
- */
-const axpyFor = (len) => (len % 4 === 0 ? axpy4 : axpyAny);
+// The tail loop above runs only for the last layer (10 outputs), after V8 has already
+// optimised axpy, inlined into the first layer's loops, with no type feedback for it:
+// V8 (Node 20) then deoptimised there ~1.7 times a step on each replica, over and over
+// (3,336 deopts in 1,000 steps on 2 replicas, `node --trace-deopt`; the tail in a function
+// of its own did the same). So it gets its feedback first, on a few calls here. (One axpy
+// per layer width instead made the call sites polymorphic: not inlined, every `a` boxed,
+// ~240 KB of garbage a step.) V8 allocates a function's feedback after a few calls, hence
+// more than one.
+{
+  const t = new Float32Array(5);
+  for (let i = 0; i < 32; i++) axpy(t, 0, 0, t, 0, 5);
+}
 
 /** y = x W + b, W stored [in][out] so the inner loops run over contiguous memory. */
 export class Dense {
@@ -88,10 +81,9 @@ export class Dense {
     this.b = new Float32Array(outF);
     this.gW = new Float32Array(inF * outF);
     this.gb = new Float32Array(outF);
-    this.axpy = axpyFor(outF);
   }
   forward(x, n) {
-    const { inF, outF, W, b, axpy } = this;
+    const { inF, outF, W, b } = this;
     this.x = x;
     this.n = n;
     const y = (this.y = reuse(this.y, n * outF));
@@ -110,7 +102,7 @@ export class Dense {
   }
   /** Accumulates gW, gb; returns dx (or null for the first layer). */
   backward(dy) {
-    const { inF, outF, W, gW, gb, x, n, axpy } = this;
+    const { inF, outF, W, gW, gb, x, n } = this;
     for (let i = 0; i < n; i++) {
       const xo = i * inF, yo = i * outF;
       for (let j = 0; j < outF; j++) gb[j] += dy[yo + j];
