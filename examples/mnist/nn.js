@@ -53,10 +53,8 @@ function axpy(dst, d, a, src, s, len) {
     dst[d + j + 2] += a * src[s + j + 2];
     dst[d + j + 3] += a * src[s + j + 3];
   }
-  // The tail is a function of its own. Inline, V8 (Node 20) deoptimised there about 1.5
-  // times a step without discarding the code (1,569 deopts in 500 steps on each of 2
-  // replicas, `node --trace-deopt`); inline and given its feedback as below, Chromium ran
-  // the page at 0.8x the steps/s (272 against 340, one worker).
+  // The tail is a function of its own: inline, Chromium ran the page at 0.8x the steps/s
+  // (272 against 340, one worker). Its call gets type feedback when the module loads, below.
   if (j < len) axpyTail(dst, d, a, src, s, j, len);
 }
 
@@ -65,12 +63,13 @@ function axpyTail(dst, d, a, src, s, j, len) {
 }
 
 // Only the last layer (10 outputs) has a tail, and V8 optimises axpy, inlined into the
-// first layer's loops, before that layer ever runs: with no type feedback for the call
-// above, Node 20 then deoptimised there ~1.7 times a step on each replica, over and over
-// (3,336 deopts in 1,000 steps on 2 replicas). So the call gets its feedback first, from a
-// few calls here (V8 allocates a function's feedback only after a few calls). One axpy
-// per layer width instead made the call sites polymorphic: V8 stopped inlining it and
-// boxed every `a`, 271 KB of garbage a step against 31 KB.
+// first layer's loops, before that layer ever runs: with no type feedback for the tail's
+// call, Node 20 deoptimised there ~1.7 times a step on each replica, over and over, without
+// discarding the code (3,336 deopts in 1,000 steps on 2 replicas, `node --trace-deopt`).
+// So the call gets its feedback first, from a few calls here (V8 allocates a function's
+// feedback only after a few calls). One axpy per layer width instead made the call sites
+// polymorphic: V8 stopped inlining it and boxed every `a`, 271 KB of garbage a step
+// against 31 KB.
 {
   const t = new Float32Array(5);
   for (let i = 0; i < 32; i++) axpy(t, 0, 0.5, t, 0, 5);
