@@ -203,6 +203,7 @@ describe.each(builds)("build %s", (build: BuildName) => {
   it.each([
     [[4, 8, 64, 64], "NCHW"],
     [[4, 64, 64, 8], "NHWC"],
+    [[2, 16, 24, 128], "NHWC"], // over 96 channels: the row kernels take one row at a time
     [[4096, 24], "NCHW"],
     [[64, 2, 32, 32], "NCHW"], // few channels: each channel's batch is split across tasks
   ] as const)("large tensor %j %s: resident tensors, forward and backward", (shape, layout) => {

@@ -289,6 +289,10 @@ pub fn quad_view(s: &[f32], nq: usize) -> &[[f32; 4]] {
     &s[..4 * nq].as_chunks::<4>().0[..nq]
 }
 
+/// Four per-channel parameter vectors at one channel quad, as zipped in pairs by the
+/// channels-last row loops (`((a, b), (c, d))`).
+pub type ParamQuads<'a> = ((&'a [f32; 4], &'a [f32; 4]), (&'a [f32; 4], &'a [f32; 4]));
+
 /// `s` as its quads (exactly `s.len() / 4` of them) and the `s.len() % 4` elements after.
 #[inline(always)]
 pub fn quad_view_mut(s: &mut [f32]) -> (&mut [[f32; 4]], &mut [f32]) {
