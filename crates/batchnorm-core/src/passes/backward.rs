@@ -566,11 +566,13 @@ fn dx_apply_with<const G: u8, const IP: bool>(
             }
             return;
         }
-        // Without a gate, rows of whole quads go through `dx_rows_ungated` (pairs wherever
+        // Without dz, rows of whole quads go through `dx_rows_zipped` (pairs wherever
         // `rows_together` groups rows).
-        if G == NONE && unit.is_multiple_of(4) {
+        if dzs.is_none() && unit.is_multiple_of(4) {
             let r = first * unit..first * unit + out.len();
-            dx_rows_ungated(&dy[r.clone()], &x[r], out, unit, p, rows_together(unit, out.len()) >= 2);
+            let w = if G == BITS { &bits[first * wpu..(first + out.len() / unit) * wpu] } else { &[] };
+            let g = if G == OUT { &gate[r.clone()] } else { &x[r.clone()] };
+            dx_rows_zipped::<G>(&dy[r.clone()], &x[r], g, w, wpu, out, unit, p, rows_together(unit, out.len()) >= 2);
             return;
         }
         // Rows in groups where that pays (`rows_together`): each coefficient load serves
@@ -587,42 +589,75 @@ fn dx_apply_with<const G: u8, const IP: bool>(
     });
 }
 
-/// The channels-last dx pass without a gate (a plain batch norm's backward) over rows of
-/// `ch` channels, `ch % 4 == 0`: two rows a step (`pairs`) or one, every stream a zipped
-/// view of quads, so that the loop holds one index and its bases and nothing else (no
-/// per-row views, no mask words). `dx_rows`, which also serves the ReLU's gates and `dz`,
-/// ran these rows 1.05-1.3x slower (V8 reloaded its row pointers from the stack every
+/// The channels-last dx pass without `dz` over rows of `ch` channels (`ch % 4 == 0`), with
+/// the ReLU's gate of mode `G` (from `gate`, the output, or from `bits`, `wpu` words a row):
+/// two rows a step (`pairs`) or one, every stream a zipped view of quads, so that the loop
+/// holds one index and its bases (and the rows' mask words). `dx_rows`, which also writes
+/// `dz`, ran these rows 1.05-1.3x slower (V8 reloaded its row pointers from the stack every
 /// step). The same operations as `dx_rows`, so the same bits.
 #[inline(never)]
-fn dx_rows_ungated(dy: &[f32], x: &[f32], dx: &mut [f32], ch: usize, p: Coef, pairs: bool) {
+#[allow(clippy::too_many_arguments)]
+fn dx_rows_zipped<const G: u8>(dy: &[f32], x: &[f32], gate: &[f32], bits: &[u32], wpu: usize, dx: &mut [f32], ch: usize, p: Coef, pairs: bool) {
     let nq = ch / 4;
     let params = quad_view(p.k, nq).iter().zip(quad_view(p.mean, nq)).zip(quad_view(p.b, nq).iter().zip(quad_view(p.c0, nq)));
-    let step = |d: &[f32; 4], v: &[f32; 4], ((k, m), (b, c)): ParamQuads| {
-        F32x4::load(d).mul(F32x4::load(k)).add(F32x4::load(v).sub(F32x4::load(m)).mul(F32x4::load(b))).add(F32x4::load(c))
-    };
+    let step = |e: F32x4, v: &[f32; 4], ((k, m), (b, c)): ParamQuads| e.mul(F32x4::load(k)).add(F32x4::load(v).sub(F32x4::load(m)).mul(F32x4::load(b))).add(F32x4::load(c));
+    // Row `r`'s mask words (none without the bits).
+    let words = |r: usize| if G == BITS { &bits[r * wpu..(r + 1) * wpu] } else { &[] };
+    // Each row's mask word is splatted once for its eight quads and expanded in the vector
+    // unit (`MaskWord`), as in `dx_rows`.
+    let mask_at = |k: usize, mw: MaskWord, w: &[u32]| if k.is_multiple_of(8) { MaskWord::splat(w[k / 8]) } else { mw.next() };
     let rows = if pairs { 2 } else { 1 };
     let whole = dx.len() / (rows * ch) * (rows * ch);
     let (dxw, last) = dx.split_at_mut(whole);
-    for (o, (d, v)) in dxw.chunks_exact_mut(rows * ch).zip(dy.chunks_exact(rows * ch).zip(x.chunks_exact(rows * ch))) {
+    let groups = dy.chunks_exact(rows * ch).zip(x.chunks_exact(rows * ch)).zip(gate.chunks_exact(rows * ch));
+    for (j, (o, ((d, v), g))) in dxw.chunks_exact_mut(rows * ch).zip(groups).enumerate() {
         if pairs {
             let (o0, o1) = quad_view_mut(o).0.split_at_mut(nq);
             let (d0, d1) = quad_view(d, 2 * nq).split_at(nq);
             let (v0, v1) = quad_view(v, 2 * nq).split_at(nq);
-            for ((((o0, o1), (d0, d1)), (v0, v1)), p) in o0.iter_mut().zip(o1).zip(d0.iter().zip(d1)).zip(v0.iter().zip(v1)).zip(params.clone()) {
-                let (r0, r1) = (step(d0, v0, p), step(d1, v1, p));
+            let (g0, g1) = quad_view(g, 2 * nq).split_at(nq);
+            let (w0, w1) = (words(2 * j), words(2 * j + 1));
+            let mut mw = [MaskWord::splat(0); 2];
+            let quads = o0.iter_mut().zip(o1).zip(d0.iter().zip(d1)).zip(v0.iter().zip(v1)).zip(g0.iter().zip(g1)).zip(params.clone());
+            for (k, (((((o0, o1), (d0, d1)), (v0, v1)), (g0, g1)), p)) in quads.enumerate() {
+                if G == BITS {
+                    mw = [mask_at(k, mw[0], w0), mask_at(k, mw[1], w1)];
+                }
+                let (e0, e1) = (gate_word::<G>(F32x4::load(d0), g0, mw[0]), gate_word::<G>(F32x4::load(d1), g1, mw[1]));
+                let (r0, r1) = (step(e0, v0, p), step(e1, v1, p));
                 r0.store(o0);
                 r1.store(o1);
             }
         } else {
-            for ((o, (d, v)), p) in quad_view_mut(o).0.iter_mut().zip(quad_view(d, nq).iter().zip(quad_view(v, nq))).zip(params.clone()) {
-                step(d, v, p).store(o);
-            }
+            dx_row_zipped::<G>(quad_view_mut(o).0, quad_view(d, nq), quad_view(v, nq), quad_view(g, nq), words(j), params.clone(), &step, &mask_at);
         }
     }
     // An odd last row.
-    let (d, v) = (&dy[whole..], &x[whole..]);
-    for ((o, (d, v)), p) in quad_view_mut(last).0.iter_mut().zip(quad_view(d, d.len() / 4).iter().zip(quad_view(v, v.len() / 4))).zip(params.clone()) {
-        step(d, v, p).store(o);
+    if !last.is_empty() {
+        let (d, v, g) = (&dy[whole..], &x[whole..], &gate[whole..]);
+        dx_row_zipped::<G>(quad_view_mut(last).0, quad_view(d, nq), quad_view(v, nq), quad_view(g, nq), words(whole / ch), params, &step, &mask_at);
+    }
+}
+
+/// One row of [`dx_rows_zipped`].
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+fn dx_row_zipped<'a, const G: u8>(
+    o: &mut [[f32; 4]],
+    d: &[[f32; 4]],
+    v: &[[f32; 4]],
+    g: &[[f32; 4]],
+    w: &[u32],
+    params: impl Iterator<Item = ParamQuads<'a>>,
+    step: &impl Fn(F32x4, &[f32; 4], ParamQuads<'a>) -> F32x4,
+    mask_at: &impl Fn(usize, MaskWord, &[u32]) -> MaskWord,
+) {
+    let mut mw = MaskWord::splat(0);
+    for (k, ((o, ((d, v), g)), p)) in o.iter_mut().zip(d.iter().zip(v).zip(g)).zip(params).enumerate() {
+        if G == BITS {
+            mw = mask_at(k, mw, w);
+        }
+        step(gate_word::<G>(F32x4::load(d), g, mw), v, p).store(o);
     }
 }
 
