@@ -148,7 +148,7 @@ fn run<const F: u8>(
             }
             // Rows in groups where that pays (`rows_together`): each parameter load serves
             // the group.
-            match rows_together(ch, ys.len()) {
+            match together {
                 4 => rows_task::<F, 4>(task, ys, ms, wpu, shift, lo, scale, offset),
                 2 => rows_task::<F, 2>(task, ys, ms, wpu, shift, lo, scale, offset),
                 // Single rows with a mask measured faster compiled into this loop (called,
@@ -176,6 +176,11 @@ fn rows_x_only<const F: u8>(x: &[f32], y: &mut [f32], ch: usize, shift: &[f32], 
     let nq = ch / 4;
     let params = quad_view(shift, nq).iter().zip(quad_view(lo, nq)).zip(quad_view(scale, nq).iter().zip(quad_view(offset, nq)));
     let step = |v: &[f32; 4], ((s, l), (a, b)): ParamQuads| lanes::<F>(v, v, v, F32x4::load(s), F32x4::load(l), F32x4::load(a), F32x4::load(b));
+    let one_row = |y: &mut [f32], x: &[f32]| {
+        for ((y0, x0), p) in quad_view_mut(y).0.iter_mut().zip(quad_view(x, nq)).zip(params.clone()) {
+            step(x0, p).store(y0);
+        }
+    };
     let rows = if pairs { 2 } else { 1 };
     let whole = y.len() / (rows * ch) * (rows * ch);
     let (yw, ylast) = y.split_at_mut(whole);
@@ -189,15 +194,12 @@ fn rows_x_only<const F: u8>(x: &[f32], y: &mut [f32], ch: usize, shift: &[f32], 
                 r1.store(y1);
             }
         } else {
-            for ((y0, x0), p) in quad_view_mut(yg).0.iter_mut().zip(quad_view(xg, nq)).zip(params.clone()) {
-                step(x0, p).store(y0);
-            }
+            one_row(yg, xg);
         }
     }
     // An odd last row.
-    let xl = &x[whole..];
-    for ((y0, x0), p) in quad_view_mut(ylast).0.iter_mut().zip(quad_view(xl, xl.len() / 4)).zip(params.clone()) {
-        step(x0, p).store(y0);
+    if !ylast.is_empty() {
+        one_row(ylast, &x[whole..]);
     }
 }
 

@@ -29,6 +29,10 @@ pub mod running;
 /// L2-resident windows of the plain-array path none of this holds: pairs are faster than
 /// single rows at 128-256 channels too (single rows: eval 1.07-1.17x, train forward 1.22x
 /// the time), and four rows faster than pairs (see `bench/` notes in docs/performance.md).
+/// The loops over zipped row views (`affine::rows_x_only`, `backward::dx_rows_zipped`)
+/// take pairs wherever this says 2 or 4: with one index for all their streams, pairs
+/// measured faster than the grouped loops' four rows in the windows too (but in the scalar
+/// build's forward).
 pub(crate) fn rows_together(channels: usize, elems: usize) -> usize {
     if elems <= CACHED_ELEMS {
         4
