@@ -566,13 +566,17 @@ fn dx_apply_with<const G: u8, const IP: bool>(
             }
             return;
         }
-        // Without dz, rows of whole quads go through `dx_rows_zipped` (pairs wherever
-        // `rows_together` groups rows).
-        if dzs.is_none() && unit.is_multiple_of(4) {
+        // But for dz written over dy, rows of whole quads go through `dx_rows_zipped` (pairs
+        // wherever `rows_together` groups rows).
+        if !IP && unit.is_multiple_of(4) {
             let r = first * unit..first * unit + out.len();
             let w = if G == BITS { &bits[first * wpu..(first + out.len() / unit) * wpu] } else { &[] };
             let g = if G == OUT { &gate[r.clone()] } else { &x[r.clone()] };
-            dx_rows_zipped::<G>(&dy[r.clone()], &x[r], g, w, wpu, out, unit, p, rows_together(unit, out.len()) >= 2);
+            let pairs = rows_together(unit, out.len()) >= 2;
+            match dzs {
+                Some(z) => dx_rows_zipped::<G, true>(&dy[r.clone()], &x[r], g, w, wpu, out, z, unit, p, pairs),
+                None => dx_rows_zipped::<G, false>(&dy[r.clone()], &x[r], g, w, wpu, out, &mut [], unit, p, pairs),
+            }
             return;
         }
         // Rows in groups where that pays (`rows_together`): each coefficient load serves
@@ -589,15 +593,16 @@ fn dx_apply_with<const G: u8, const IP: bool>(
     });
 }
 
-/// The channels-last dx pass without `dz` over rows of `ch` channels (`ch % 4 == 0`), with
-/// the ReLU's gate of mode `G` (from `gate`, the output, or from `bits`, `wpu` words a row):
-/// two rows a step (`pairs`) or one, every stream a zipped view of quads, so that the loop
-/// holds one index and its bases (and the rows' mask words). `dx_rows`, which also writes
-/// `dz`, ran these rows 1.05-1.3x slower (V8 reloaded its row pointers from the stack every
-/// step). The same operations as `dx_rows`, so the same bits.
+/// The channels-last dx pass over rows of `ch` channels (`ch % 4 == 0`), with the ReLU's
+/// gate of mode `G` (from `gate`, the output, or from `bits`, `wpu` words a row) and, with
+/// `DZ`, the gated `dy` written to `dz` (not over `dy`): two rows a step (`pairs`) or one,
+/// every stream a zipped view of quads, so that the loop holds one index and its bases (and
+/// the rows' mask words). `dx_rows`, which also writes `dz` over `dy`, ran these rows
+/// 1.05-1.3x slower (V8 reloaded its row pointers from the stack every step). The same
+/// operations as `dx_rows`, so the same bits.
 #[inline(never)]
 #[allow(clippy::too_many_arguments)]
-fn dx_rows_zipped<const G: u8>(dy: &[f32], x: &[f32], gate: &[f32], bits: &[u32], wpu: usize, dx: &mut [f32], ch: usize, p: Coef, pairs: bool) {
+fn dx_rows_zipped<const G: u8, const DZ: bool>(dy: &[f32], x: &[f32], gate: &[f32], bits: &[u32], wpu: usize, dx: &mut [f32], dz: &mut [f32], ch: usize, p: Coef, pairs: bool) {
     let nq = ch / 4;
     let params = quad_view(p.k, nq).iter().zip(quad_view(p.mean, nq)).zip(quad_view(p.b, nq).iter().zip(quad_view(p.c0, nq)));
     let step = |e: F32x4, v: &[f32; 4], ((k, m), (b, c)): ParamQuads| e.mul(F32x4::load(k)).add(F32x4::load(v).sub(F32x4::load(m)).mul(F32x4::load(b))).add(F32x4::load(c));
@@ -609,8 +614,12 @@ fn dx_rows_zipped<const G: u8>(dy: &[f32], x: &[f32], gate: &[f32], bits: &[u32]
     let rows = if pairs { 2 } else { 1 };
     let whole = dx.len() / (rows * ch) * (rows * ch);
     let (dxw, last) = dx.split_at_mut(whole);
+    // Without DZ there is no dz: an empty slice, and `dz_rows` hands out empty ones.
+    let (dzw, dz_last) = if DZ { dz.split_at_mut(whole) } else { (&mut [][..], &mut [][..]) };
+    let mut dz_rows = dzw.chunks_exact_mut((rows * ch).max(1));
     let groups = dy.chunks_exact(rows * ch).zip(x.chunks_exact(rows * ch)).zip(gate.chunks_exact(rows * ch));
     for (j, (o, ((d, v), g))) in dxw.chunks_exact_mut(rows * ch).zip(groups).enumerate() {
+        let z = if DZ { dz_rows.next().unwrap() } else { &mut [][..] };
         if pairs {
             let (o0, o1) = quad_view_mut(o).0.split_at_mut(nq);
             let (d0, d1) = quad_view(d, 2 * nq).split_at(nq);
@@ -619,31 +628,48 @@ fn dx_rows_zipped<const G: u8>(dy: &[f32], x: &[f32], gate: &[f32], bits: &[u32]
             let (w0, w1) = (words(2 * j), words(2 * j + 1));
             let mut mw = [MaskWord::splat(0); 2];
             let quads = o0.iter_mut().zip(o1).zip(d0.iter().zip(d1)).zip(v0.iter().zip(v1)).zip(g0.iter().zip(g1)).zip(params.clone());
-            for (k, (((((o0, o1), (d0, d1)), (v0, v1)), (g0, g1)), p)) in quads.enumerate() {
-                if G == BITS {
-                    mw = [mask_at(k, mw[0], w0), mask_at(k, mw[1], w1)];
+            if DZ {
+                let (z0, z1) = quad_view_mut(z).0.split_at_mut(nq);
+                for (k, ((((((o0, o1), (d0, d1)), (v0, v1)), (g0, g1)), p), (z0, z1))) in quads.zip(z0.iter_mut().zip(z1)).enumerate() {
+                    if G == BITS {
+                        mw = [mask_at(k, mw[0], w0), mask_at(k, mw[1], w1)];
+                    }
+                    let (e0, e1) = (gate_word::<G>(F32x4::load(d0), g0, mw[0]), gate_word::<G>(F32x4::load(d1), g1, mw[1]));
+                    let (r0, r1) = (step(e0, v0, p), step(e1, v1, p));
+                    // The dx stores first, then dz's (as `dx_rows`).
+                    r0.store(o0);
+                    r1.store(o1);
+                    e0.store(z0);
+                    e1.store(z1);
                 }
-                let (e0, e1) = (gate_word::<G>(F32x4::load(d0), g0, mw[0]), gate_word::<G>(F32x4::load(d1), g1, mw[1]));
-                let (r0, r1) = (step(e0, v0, p), step(e1, v1, p));
-                r0.store(o0);
-                r1.store(o1);
+            } else {
+                for (k, (((((o0, o1), (d0, d1)), (v0, v1)), (g0, g1)), p)) in quads.enumerate() {
+                    if G == BITS {
+                        mw = [mask_at(k, mw[0], w0), mask_at(k, mw[1], w1)];
+                    }
+                    let (e0, e1) = (gate_word::<G>(F32x4::load(d0), g0, mw[0]), gate_word::<G>(F32x4::load(d1), g1, mw[1]));
+                    let (r0, r1) = (step(e0, v0, p), step(e1, v1, p));
+                    r0.store(o0);
+                    r1.store(o1);
+                }
             }
         } else {
-            dx_row_zipped::<G>(quad_view_mut(o).0, quad_view(d, nq), quad_view(v, nq), quad_view(g, nq), words(j), params.clone(), &step, &mask_at);
+            dx_row_zipped::<G, DZ>(quad_view_mut(o).0, quad_view_mut(z).0, quad_view(d, nq), quad_view(v, nq), quad_view(g, nq), words(j), params.clone(), &step, &mask_at);
         }
     }
     // An odd last row.
     if !last.is_empty() {
         let (d, v, g) = (&dy[whole..], &x[whole..], &gate[whole..]);
-        dx_row_zipped::<G>(quad_view_mut(last).0, quad_view(d, nq), quad_view(v, nq), quad_view(g, nq), words(whole / ch), params, &step, &mask_at);
+        dx_row_zipped::<G, DZ>(quad_view_mut(last).0, quad_view_mut(dz_last).0, quad_view(d, nq), quad_view(v, nq), quad_view(g, nq), words(whole / ch), params, &step, &mask_at);
     }
 }
 
 /// One row of [`dx_rows_zipped`].
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
-fn dx_row_zipped<'a, const G: u8>(
+fn dx_row_zipped<'a, const G: u8, const DZ: bool>(
     o: &mut [[f32; 4]],
+    z: &mut [[f32; 4]],
     d: &[[f32; 4]],
     v: &[[f32; 4]],
     g: &[[f32; 4]],
@@ -653,11 +679,23 @@ fn dx_row_zipped<'a, const G: u8>(
     mask_at: &impl Fn(usize, MaskWord, &[u32]) -> MaskWord,
 ) {
     let mut mw = MaskWord::splat(0);
-    for (k, ((o, ((d, v), g)), p)) in o.iter_mut().zip(d.iter().zip(v).zip(g)).zip(params).enumerate() {
-        if G == BITS {
-            mw = mask_at(k, mw, w);
+    let quads = o.iter_mut().zip(d.iter().zip(v).zip(g)).zip(params);
+    if DZ {
+        for (k, (((o, ((d, v), g)), p), z)) in quads.zip(z.iter_mut()).enumerate() {
+            if G == BITS {
+                mw = mask_at(k, mw, w);
+            }
+            let e = gate_word::<G>(F32x4::load(d), g, mw);
+            step(e, v, p).store(o);
+            e.store(z);
         }
-        step(gate_word::<G>(F32x4::load(d), g, mw), v, p).store(o);
+    } else {
+        for (k, ((o, ((d, v), g)), p)) in quads.enumerate() {
+            if G == BITS {
+                mw = mask_at(k, mw, w);
+            }
+            step(gate_word::<G>(F32x4::load(d), g, mw), v, p).store(o);
+        }
     }
 }
 
