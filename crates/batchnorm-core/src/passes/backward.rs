@@ -627,30 +627,30 @@ fn dx_rows_zipped<const G: u8, const DZ: bool>(dy: &[f32], x: &[f32], gate: &[f3
             let (g0, g1) = quad_view(g, 2 * nq).split_at(nq);
             let (w0, w1) = (words(2 * j), words(2 * j + 1));
             let mut mw = [MaskWord::splat(0); 2];
+            // Quad `k` of both rows: the gated dy (dz) and dx.
+            let mut quad = |k: usize, d: [&[f32; 4]; 2], v: [&[f32; 4]; 2], g: [&[f32; 4]; 2], p: ParamQuads| {
+                if G == BITS {
+                    mw = [mask_at(k, mw[0], w0), mask_at(k, mw[1], w1)];
+                }
+                let e = [0, 1].map(|r| gate_word::<G>(F32x4::load(d[r]), g[r], mw[r]));
+                (e, [step(e[0], v[0], p), step(e[1], v[1], p)])
+            };
             let quads = o0.iter_mut().zip(o1).zip(d0.iter().zip(d1)).zip(v0.iter().zip(v1)).zip(g0.iter().zip(g1)).zip(params.clone());
             if DZ {
                 let (z0, z1) = quad_view_mut(z).0.split_at_mut(nq);
                 for (k, ((((((o0, o1), (d0, d1)), (v0, v1)), (g0, g1)), p), (z0, z1))) in quads.zip(z0.iter_mut().zip(z1)).enumerate() {
-                    if G == BITS {
-                        mw = [mask_at(k, mw[0], w0), mask_at(k, mw[1], w1)];
-                    }
-                    let (e0, e1) = (gate_word::<G>(F32x4::load(d0), g0, mw[0]), gate_word::<G>(F32x4::load(d1), g1, mw[1]));
-                    let (r0, r1) = (step(e0, v0, p), step(e1, v1, p));
+                    let (e, r) = quad(k, [d0, d1], [v0, v1], [g0, g1], p);
                     // The dx stores first, then dz's (as `dx_rows`).
-                    r0.store(o0);
-                    r1.store(o1);
-                    e0.store(z0);
-                    e1.store(z1);
+                    r[0].store(o0);
+                    r[1].store(o1);
+                    e[0].store(z0);
+                    e[1].store(z1);
                 }
             } else {
                 for (k, (((((o0, o1), (d0, d1)), (v0, v1)), (g0, g1)), p)) in quads.enumerate() {
-                    if G == BITS {
-                        mw = [mask_at(k, mw[0], w0), mask_at(k, mw[1], w1)];
-                    }
-                    let (e0, e1) = (gate_word::<G>(F32x4::load(d0), g0, mw[0]), gate_word::<G>(F32x4::load(d1), g1, mw[1]));
-                    let (r0, r1) = (step(e0, v0, p), step(e1, v1, p));
-                    r0.store(o0);
-                    r1.store(o1);
+                    let (_, r) = quad(k, [d0, d1], [v0, v1], [g0, g1], p);
+                    r[0].store(o0);
+                    r[1].store(o1);
                 }
             }
         } else {
