@@ -183,10 +183,12 @@ describe.each(builds)("build %s", (build: BuildName) => {
   // Channels-last data from main memory (each task above the crate's CACHED_ELEMS, 2^16):
   // rows two at a time up to 96 channels and one at a time above, whose mask bits are
   // packed four quads at a time; channel counts that end in part of such a step, in part
-  // of a mask word, in single channels (20, 36, 100, 130), and in whole words (64).
-  it.each([20, 36, 64, 100, 130])("channels-last (rows, %i) beyond the cache size: fused = unfused, and the mask", (C) => {
+  // of a mask word, in single channels (20, 36, 100, 130), and in whole words (64, 96, 128:
+  // a mask word per octet of quads, in pairs with an odd last row at 96, one row at a time
+  // at 128; both with the residual).
+  it.each([20, 36, 64, 96, 100, 128, 130])("channels-last (rows, %i) beyond the cache size: fused = unfused, and the mask", (C) => {
     const rows = Math.ceil((10 << 16) / C);
-    check({ shape: [rows, C], layout: "NHWC", residual: C % 3 === 0, affine: true, seed: C });
+    check({ shape: [rows, C], layout: "NHWC", residual: C % 3 === 0 || C === 128, affine: true, seed: C });
   });
 
   it.each([
