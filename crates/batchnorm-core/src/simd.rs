@@ -289,6 +289,36 @@ pub fn quad_view(s: &[f32], nq: usize) -> &[[f32; 4]] {
     &s[..4 * nq].as_chunks::<4>().0[..nq]
 }
 
+/// The first `no` octets (32 values: eight quads, one mask word's worth) of `s`, a view
+/// exactly `no` long (see [`quad_view`]).
+#[inline(always)]
+pub fn octet_view(s: &[f32], no: usize) -> &[[f32; 32]] {
+    &s[..32 * no].as_chunks::<32>().0[..no]
+}
+
+/// `s` as its whole octets (its length is a multiple of 32 where this is used).
+#[inline(always)]
+pub fn octets_mut(s: &mut [f32]) -> &mut [[f32; 32]] {
+    s.as_chunks_mut::<32>().0
+}
+
+/// An octet as its eight quads.
+#[inline(always)]
+pub fn quads8(o: &[f32; 32]) -> &[[f32; 4]; 8] {
+    // SAFETY: [[f32; 4]; 8] has the size and alignment of [f32; 32].
+    unsafe { &*(o as *const [f32; 32] as *const [[f32; 4]; 8]) }
+}
+
+/// [`quads8`], mutable.
+#[inline(always)]
+pub fn quads8_mut(o: &mut [f32; 32]) -> &mut [[f32; 4]; 8] {
+    // SAFETY: as `quads8`.
+    unsafe { &mut *(o as *mut [f32; 32] as *mut [[f32; 4]; 8]) }
+}
+
+/// Four per-channel parameter octets, as zipped by the masked channels-last row loops.
+pub type OctetParams<'a> = ((&'a [f32; 32], &'a [f32; 32]), (&'a [f32; 32], &'a [f32; 32]));
+
 /// Four per-channel parameter vectors at one channel quad, as zipped in pairs by the
 /// channels-last row loops (`((a, b), (c, d))`).
 pub type ParamQuads<'a> = ((&'a [f32; 4], &'a [f32; 4]), (&'a [f32; 4], &'a [f32; 4]));
