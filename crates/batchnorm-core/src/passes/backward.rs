@@ -22,7 +22,7 @@ use crate::moments::{planar_segments, rows_per_block, segment_len, segment_rows}
 use crate::parallel;
 use crate::passes::mask::{self, bit, quad_bits};
 use crate::passes::rows_together;
-use crate::simd::{q, q_mut, quad_view, quad_view_mut, quads4_mut, where_pos, F32x4, MaskWord, ParamQuads};
+use crate::simd::{octet_view, octets_mut, q, q_mut, quad_view, quad_view_mut, quads4_mut, quads8, quads8_mut, where_pos, F32x4, MaskWord, OctetParams, ParamQuads};
 
 /// Where a fused ReLU passes the gradient.
 #[derive(Debug, Clone, Copy)]
@@ -573,6 +573,14 @@ fn dx_apply_with<const G: u8, const IP: bool>(
             let w = if G == BITS { &bits[first * wpu..(first + out.len() / unit) * wpu] } else { &[] };
             let g = if G == OUT { &gate[r.clone()] } else { &x[r.clone()] };
             let pairs = rows_together(unit, out.len()) >= 2;
+            // With the mask and whole mask words a row, an octet of quads (a word) a step.
+            if G == BITS && unit.is_multiple_of(32) {
+                match dzs {
+                    Some(z) => dx_rows_bits_octets::<true>(&dy[r.clone()], &x[r], w, out, z, unit, p, pairs),
+                    None => dx_rows_bits_octets::<false>(&dy[r.clone()], &x[r], w, out, &mut [], unit, p, pairs),
+                }
+                return;
+            }
             match dzs {
                 Some(z) => dx_rows_zipped::<G, true>(&dy[r.clone()], &x[r], g, w, wpu, out, z, unit, p, pairs),
                 None => dx_rows_zipped::<G, false>(&dy[r.clone()], &x[r], g, w, wpu, out, &mut [], unit, p, pairs),
@@ -661,6 +669,99 @@ fn dx_rows_zipped<const G: u8, const DZ: bool>(dy: &[f32], x: &[f32], gate: &[f3
     if !last.is_empty() {
         let (d, v, g) = (&dy[whole..], &x[whole..], &gate[whole..]);
         dx_row_zipped::<G, DZ>(quad_view_mut(last).0, quad_view_mut(dz_last).0, quad_view(d, nq), quad_view(v, nq), quad_view(g, nq), words(whole / ch), params, &step, &mask_at);
+    }
+}
+
+/// [`dx_rows_zipped`] for the ReLU's bit mask on rows of whole mask words (`ch % 32 ==
+/// 0`, `ch / 32` words a row): a word per octet of eight quads, splatted once and its
+/// quads unrolled, instead of a quad a step that asks whether a new word starts. The same
+/// operations, so the same bits.
+#[inline(never)]
+#[allow(clippy::too_many_arguments)]
+fn dx_rows_bits_octets<const DZ: bool>(dy: &[f32], x: &[f32], bits: &[u32], dx: &mut [f32], dz: &mut [f32], ch: usize, p: Coef, pairs: bool) {
+    let no = ch / 32;
+    let params = octet_view(p.k, no).iter().zip(octet_view(p.mean, no)).zip(octet_view(p.b, no).iter().zip(octet_view(p.c0, no)));
+    // Quad `j` of an octet: the gated dy `e`, then dx.
+    let step = |e: F32x4, v: &[f32; 32], ((k, m), (b, c)): OctetParams, j: usize| {
+        let q = |s: &[f32; 32]| F32x4::load(&quads8(s)[j]);
+        e.mul(q(k)).add(q(v).sub(q(m)).mul(q(b))).add(q(c))
+    };
+    let gated = |d: &[f32; 32], mw: MaskWord, j: usize| mw.keep(F32x4::load(&quads8(d)[j]));
+    let rows = if pairs { 2 } else { 1 };
+    let whole = dx.len() / (rows * ch) * (rows * ch);
+    let (dxw, last) = dx.split_at_mut(whole);
+    // Without DZ there is no dz: an empty slice, and `dz_rows` hands out empty ones.
+    let (dzw, dz_last) = if DZ { dz.split_at_mut(whole) } else { (&mut [][..], &mut [][..]) };
+    let mut dz_rows = dzw.chunks_exact_mut((rows * ch).max(1));
+    // One octet of one row (and its dz): the word splatted once, its eight quads unrolled.
+    let octet = |o: &mut [f32; 32], z: Option<&mut [f32; 32]>, d: &[f32; 32], v: &[f32; 32], w: u32, p: OctetParams| {
+        let mut mw = MaskWord::splat(w);
+        let mut z = z;
+        for j in 0..8 {
+            let e = gated(d, mw, j);
+            step(e, v, p, j).store(&mut quads8_mut(o)[j]);
+            if let Some(z) = z.as_deref_mut() {
+                e.store(&mut quads8_mut(z)[j]);
+            }
+            mw = mw.next();
+        }
+    };
+    // Both rows' octet: each step's quads of the two rows together (shared parameters).
+    let octet_pair = |o: [&mut [f32; 32]; 2], z: Option<[&mut [f32; 32]; 2]>, d: [&[f32; 32]; 2], v: [&[f32; 32]; 2], w: [u32; 2], p: OctetParams| {
+        let [o0, o1] = o;
+        let mut m = w.map(MaskWord::splat);
+        let mut z = z;
+        for j in 0..8 {
+            let e = [0, 1].map(|r| gated(d[r], m[r], j));
+            // The dx stores first, then dz's (as `dx_rows`).
+            step(e[0], v[0], p, j).store(&mut quads8_mut(o0)[j]);
+            step(e[1], v[1], p, j).store(&mut quads8_mut(o1)[j]);
+            if let Some([z0, z1]) = z.as_mut() {
+                e[0].store(&mut quads8_mut(z0)[j]);
+                e[1].store(&mut quads8_mut(z1)[j]);
+            }
+            m = m.map(|m| m.next());
+        }
+    };
+    let one_row = |o: &mut [f32], z: &mut [f32], d: &[f32], v: &[f32], w: &[u32]| {
+        let octs = octets_mut(o).iter_mut().zip(octet_view(d, no).iter().zip(octet_view(v, no))).zip(w).zip(params.clone());
+        if DZ {
+            for ((((o, (d, v)), &w), p), z) in octs.zip(octets_mut(z)) {
+                octet(o, Some(z), d, v, w, p);
+            }
+        } else {
+            for (((o, (d, v)), &w), p) in octs {
+                octet(o, None, d, v, w, p);
+            }
+        }
+    };
+    let groups = dy.chunks_exact(rows * ch).zip(x.chunks_exact(rows * ch)).zip(bits.chunks_exact(rows * no));
+    for (o, ((d, v), w)) in dxw.chunks_exact_mut(rows * ch).zip(groups) {
+        let z = if DZ { dz_rows.next().unwrap() } else { &mut [][..] };
+        if !pairs {
+            one_row(o, z, d, v, w);
+            continue;
+        }
+        let (o0, o1) = octets_mut(o).split_at_mut(no);
+        let (d0, d1) = octet_view(d, 2 * no).split_at(no);
+        let (v0, v1) = octet_view(v, 2 * no).split_at(no);
+        let (w0, w1) = w.split_at(no);
+        let octs = o0.iter_mut().zip(o1).zip(d0.iter().zip(d1)).zip(v0.iter().zip(v1)).zip(w0.iter().zip(w1)).zip(params.clone());
+        if DZ {
+            let (z0, z1) = octets_mut(z).split_at_mut(no);
+            for ((((((o0, o1), (d0, d1)), (v0, v1)), (&w0, &w1)), p), (z0, z1)) in octs.zip(z0.iter_mut().zip(z1)) {
+                octet_pair([o0, o1], Some([z0, z1]), [d0, d1], [v0, v1], [w0, w1], p);
+            }
+        } else {
+            for (((((o0, o1), (d0, d1)), (v0, v1)), (&w0, &w1)), p) in octs {
+                octet_pair([o0, o1], None, [d0, d1], [v0, v1], [w0, w1], p);
+            }
+        }
+    }
+    // An odd last row.
+    if !last.is_empty() {
+        let n = last.len();
+        one_row(last, dz_last, &dy[whole..whole + n], &x[whole..whole + n], &bits[whole / 32..]);
     }
 }
 
