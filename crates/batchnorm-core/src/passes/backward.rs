@@ -566,21 +566,24 @@ fn dx_apply_with<const G: u8, const IP: bool>(
             }
             return;
         }
+        let r = first * unit..first * unit + out.len();
+        let pairs = rows_together(unit, out.len()) >= 2;
+        // With the mask and whole mask words a row (dz over dy too), an octet of quads (a
+        // word) a step.
+        if G == BITS && unit.is_multiple_of(32) {
+            let w = &bits[first * wpu..(first + out.len() / unit) * wpu];
+            match dzs {
+                Some(z) if IP => dx_rows_bits_octets::<true, true>(&dy[r.clone()], &x[r], w, out, z, unit, p, pairs),
+                Some(z) => dx_rows_bits_octets::<true, false>(&dy[r.clone()], &x[r], w, out, z, unit, p, pairs),
+                None => dx_rows_bits_octets::<false, false>(&dy[r.clone()], &x[r], w, out, &mut [], unit, p, pairs),
+            }
+            return;
+        }
         // But for dz written over dy, rows of whole quads go through `dx_rows_zipped` (pairs
         // wherever `rows_together` groups rows).
         if !IP && unit.is_multiple_of(4) {
-            let r = first * unit..first * unit + out.len();
             let w = if G == BITS { &bits[first * wpu..(first + out.len() / unit) * wpu] } else { &[] };
             let g = if G == OUT { &gate[r.clone()] } else { &x[r.clone()] };
-            let pairs = rows_together(unit, out.len()) >= 2;
-            // With the mask and whole mask words a row, an octet of quads (a word) a step.
-            if G == BITS && unit.is_multiple_of(32) {
-                match dzs {
-                    Some(z) => dx_rows_bits_octets::<true>(&dy[r.clone()], &x[r], w, out, z, unit, p, pairs),
-                    None => dx_rows_bits_octets::<false>(&dy[r.clone()], &x[r], w, out, &mut [], unit, p, pairs),
-                }
-                return;
-            }
             match dzs {
                 Some(z) => dx_rows_zipped::<G, true>(&dy[r.clone()], &x[r], g, w, wpu, out, z, unit, p, pairs),
                 None => dx_rows_zipped::<G, false>(&dy[r.clone()], &x[r], g, w, wpu, out, &mut [], unit, p, pairs),
@@ -674,11 +677,12 @@ fn dx_rows_zipped<const G: u8, const DZ: bool>(dy: &[f32], x: &[f32], gate: &[f3
 
 /// [`dx_rows_zipped`] for the ReLU's bit mask on rows of whole mask words (`ch % 32 ==
 /// 0`, `ch / 32` words a row): a word per octet of eight quads, splatted once and its
-/// quads unrolled, instead of a quad a step that asks whether a new word starts. The same
-/// operations, so the same bits.
+/// quads unrolled, instead of a quad a step that asks whether a new word starts; with
+/// `IP` (and `DZ`), `dy` is read from `dz` and overwritten there (`dy` is then unread).
+/// The same operations, so the same bits.
 #[inline(never)]
 #[allow(clippy::too_many_arguments)]
-fn dx_rows_bits_octets<const DZ: bool>(dy: &[f32], x: &[f32], bits: &[u32], dx: &mut [f32], dz: &mut [f32], ch: usize, p: Coef, pairs: bool) {
+fn dx_rows_bits_octets<const DZ: bool, const IP: bool>(dy: &[f32], x: &[f32], bits: &[u32], dx: &mut [f32], dz: &mut [f32], ch: usize, p: Coef, pairs: bool) {
     let no = ch / 32;
     let params = octet_view(p.k, no).iter().zip(octet_view(p.mean, no)).zip(octet_view(p.b, no).iter().zip(octet_view(p.c0, no)));
     // Quad `j` of an octet: the gated dy `e`, then dx.
@@ -686,7 +690,11 @@ fn dx_rows_bits_octets<const DZ: bool>(dy: &[f32], x: &[f32], bits: &[u32], dx: 
         let q = |s: &[f32; 32]| F32x4::load(&quads8(s)[j]);
         e.mul(q(k)).add(q(v).sub(q(m)).mul(q(b))).add(q(c))
     };
-    let gated = |d: &[f32; 32], mw: MaskWord, j: usize| mw.keep(F32x4::load(&quads8(d)[j]));
+    // Quad `j` of dy (from `dz` with IP), gated by the mask word's current quad.
+    let gated = |d: &[f32; 32], z: Option<&[f32; 32]>, mw: MaskWord, j: usize| {
+        let src = if IP { z.unwrap_or(d) } else { d };
+        mw.keep(F32x4::load(&quads8(src)[j]))
+    };
     let rows = if pairs { 2 } else { 1 };
     let whole = dx.len() / (rows * ch) * (rows * ch);
     let (dxw, last) = dx.split_at_mut(whole);
@@ -698,7 +706,7 @@ fn dx_rows_bits_octets<const DZ: bool>(dy: &[f32], x: &[f32], bits: &[u32], dx: 
         let mut mw = MaskWord::splat(w);
         let mut z = z;
         for j in 0..8 {
-            let e = gated(d, mw, j);
+            let e = gated(d, z.as_deref(), mw, j);
             step(e, v, p, j).store(&mut quads8_mut(o)[j]);
             if let Some(z) = z.as_deref_mut() {
                 e.store(&mut quads8_mut(z)[j]);
@@ -712,7 +720,10 @@ fn dx_rows_bits_octets<const DZ: bool>(dy: &[f32], x: &[f32], bits: &[u32], dx: 
         let mut m = w.map(MaskWord::splat);
         let mut z = z;
         for j in 0..8 {
-            let e = [0, 1].map(|r| gated(d[r], m[r], j));
+            let e = match z.as_ref() {
+                Some([z0, z1]) => [gated(d[0], Some(z0), m[0], j), gated(d[1], Some(z1), m[1], j)],
+                None => [gated(d[0], None, m[0], j), gated(d[1], None, m[1], j)],
+            };
             // The dx stores first, then dz's (as `dx_rows`).
             step(e[0], v[0], p, j).store(&mut quads8_mut(o0)[j]);
             step(e[1], v[1], p, j).store(&mut quads8_mut(o1)[j]);
