@@ -316,6 +316,25 @@ pub fn quads8_mut(o: &mut [f32; 32]) -> &mut [[f32; 4]; 8] {
     unsafe { &mut *(o as *mut [f32; 32] as *mut [[f32; 4]; 8]) }
 }
 
+/// The `tq` quads after a row's `no` octets (its tail).
+#[inline(always)]
+pub fn row_tail(r: &[f32], no: usize, tq: usize) -> &[[f32; 4]] {
+    quad_view(&r[32 * no..], tq)
+}
+
+/// A row of `32 no + 4 tq` values as its octets and its tail's quads.
+#[inline(always)]
+pub fn row_split(r: &[f32], no: usize, tq: usize) -> (&[[f32; 32]], &[[f32; 4]]) {
+    (octet_view(r, no), row_tail(r, no, tq))
+}
+
+/// [`row_split`], mutable.
+#[inline(always)]
+pub fn row_split_mut(r: &mut [f32], no: usize, tq: usize) -> (&mut [[f32; 32]], &mut [[f32; 4]]) {
+    let (o, t) = r[..32 * no + 4 * tq].split_at_mut(32 * no);
+    (octets_mut(o), quad_view_mut(t).0)
+}
+
 /// Four per-channel parameter octets, as zipped by the masked channels-last row loops.
 pub type OctetParams<'a> = ((&'a [f32; 32], &'a [f32; 32]), (&'a [f32; 32], &'a [f32; 32]));
 

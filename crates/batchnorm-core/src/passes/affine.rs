@@ -25,7 +25,7 @@
 use crate::dims::Dims;
 use crate::parallel;
 use crate::passes::{mask, rows_together};
-use crate::simd::{octet_view, octets_mut, q, q_mut, quad_view, quad_view_mut, quads4_mut, quads8, quads8_mut, relu, where_pos, F32x4, OctetParams, ParamQuads};
+use crate::simd::{octet_view, q, q_mut, quad_view, quad_view_mut, quads4_mut, quads8, quads8_mut, relu, row_split, row_split_mut, row_tail, where_pos, F32x4, OctetParams, ParamQuads};
 
 /// Subtract `shift_lo` after `shift`.
 const LO: u8 = 1;
@@ -143,10 +143,9 @@ fn run<const F: u8>(
             // `rows_together` groups rows), but the scalar build's cache-resident windows,
             // which run 1.06-1.11x slower that way than four rows at a time.
             let together = rows_together(ch, ys.len());
-            // Rows with the ReLU mask whose words are whole (32 channels each): a word per
-            // octet of quads, as `rows_x_only` (the scalar build's cache-resident windows
-            // excepted, as there).
-            if F & MASK != 0 && ch.is_multiple_of(32) {
+            // Rows of whole quads with the ReLU mask: a word per octet of quads (and the
+            // last, partial word for the rest), each stream a zipped view as in `rows_x_only`.
+            if F & MASK != 0 && ch.is_multiple_of(4) {
                 if let Some(ms) = ms {
                     return rows_masked_octets::<F>(task.x, task.z, ys, ms, ch, shift, lo, scale, offset, together >= 2);
                 }
@@ -211,12 +210,13 @@ fn rows_x_only<const F: u8>(x: &[f32], y: &mut [f32], ch: usize, shift: &[f32], 
     }
 }
 
-/// Channels-last rows writing the ReLU mask, `ch % 32 == 0` (so a row's mask is
-/// `ch / 32` whole words, one per octet of eight quads): two rows a step (`pairs`) or
-/// one, every stream a zipped view of octets and each octet's eight quads unrolled, so
-/// that the loop holds one index and its bases, the bits of an octet gather with constant
-/// shifts and each word is stored once, with no branch. No gate (MASK never comes with
-/// GATE). The same operations as [`rows`], so the same bits.
+/// Channels-last rows writing the ReLU mask, `ch % 4 == 0`: a row's mask is `ch / 32`
+/// whole words, one per octet of eight quads, and a last partial word for its last
+/// `(ch % 32) / 4` quads (its tail). Two rows a step (`pairs`) or one, every stream a
+/// zipped view of octets (then of the tail's quads), each octet's eight quads unrolled,
+/// so that the loop holds one index and its bases, the bits of an octet gather with
+/// constant shifts and each word is stored once, with no branch. No gate (MASK never comes
+/// with GATE). The same operations as [`rows`], so the same bits.
 #[inline(never)]
 #[allow(clippy::too_many_arguments)]
 fn rows_masked_octets<const F: u8>(
@@ -233,19 +233,24 @@ fn rows_masked_octets<const F: u8>(
     pairs: bool,
 ) {
     let no = ch / 32;
+    let tq = (ch % 32) / 4;
+    let wpu = mask_words_per_row(ch);
     let params = octet_view(shift, no).iter().zip(octet_view(lo, no)).zip(octet_view(scale, no).iter().zip(octet_view(offset, no)));
+    let tail_params = row_tail(shift, no, tq).iter().zip(row_tail(lo, no, tq)).zip(row_tail(scale, no, tq).iter().zip(row_tail(offset, no, tq)));
     // Quad `j` of an octet: its parameters, then `(x - s - l) * a + b (+ z) (relu)`.
     let param = |((s, l), (a, b)): OctetParams, j: usize| [s, l, a, b].map(|v| F32x4::load(&quads8(v)[j]));
     let step = |x: &[f32; 32], z: &[f32; 32], [s, l, a, b]: [F32x4; 4], j: usize| {
         lanes::<F>(&quads8(x)[j], &quads8(x)[j], &quads8(z)[j], s, l, a, b)
     };
+    let tail_param = |((s, l), (a, b)): ParamQuads| [s, l, a, b].map(F32x4::load);
     let rows = if pairs { 2 } else { 1 };
     let whole = y.len() / (rows * ch) * (rows * ch);
     let (yw, ylast) = y.split_at_mut(whole);
-    let (ww, wlast) = words.split_at_mut(whole / 32);
-    // One row: an octet a step, the word stored after its eight quads.
+    let (ww, wlast) = words.split_at_mut(whole / ch * wpu);
+    // One row: an octet a step, each word stored after its eight quads, then the tail.
     let one_row = |y: &mut [f32], x: &[f32], z: &[f32], w: &mut [u32]| {
-        let octs = octets_mut(y).iter_mut().zip(octet_view(x, no)).zip(octet_view(z, no)).zip(w.iter_mut()).zip(params.clone());
+        let ((yo, yt), (xo, xt), (zo, zt)) = (row_split_mut(y, no, tq), row_split(x, no, tq), row_split(z, no, tq));
+        let octs = yo.iter_mut().zip(xo).zip(zo).zip(w.iter_mut()).zip(params.clone());
         for ((((yo, xo), zo), w), p) in octs {
             let mut bits = 0;
             for j in 0..8 {
@@ -255,37 +260,67 @@ fn rows_masked_octets<const F: u8>(
             }
             *w = bits;
         }
+        if tq > 0 {
+            let mut bits = 0;
+            for (j, (((y, x), z), p)) in yt.iter_mut().zip(xt).zip(zt).zip(tail_params.clone()).enumerate() {
+                let [s, l, a, b] = tail_param(p);
+                let r = lanes::<F>(x, x, z, s, l, a, b);
+                r.store(y);
+                bits |= r.pos_bits() << (4 * j);
+            }
+            w[no] = bits;
+        }
     };
-    for (g, (yg, wg)) in yw.chunks_exact_mut(rows * ch).zip(ww.chunks_exact_mut(rows * no)).enumerate() {
+    for (g, (yg, wg)) in yw.chunks_exact_mut(rows * ch).zip(ww.chunks_exact_mut(rows * wpu)).enumerate() {
         let r = g * rows * ch..(g + 1) * rows * ch;
         let (xg, zg) = (&x[r.clone()], &z[r]);
-        if pairs {
-            let (y0, y1) = octets_mut(yg).split_at_mut(no);
-            let (x0, x1) = octet_view(xg, 2 * no).split_at(no);
-            let (z0, z1) = octet_view(zg, 2 * no).split_at(no);
-            let (w0, w1) = wg.split_at_mut(no);
-            let octs = y0.iter_mut().zip(y1).zip(x0.iter().zip(x1)).zip(z0.iter().zip(z1)).zip(w0.iter_mut().zip(w1)).zip(params.clone());
-            for (((((y0, y1), (x0, x1)), (z0, z1)), (w0, w1)), p) in octs {
-                let (mut b0, mut b1) = (0, 0);
-                for j in 0..8 {
-                    let pj = param(p, j);
-                    let (r0, r1) = (step(x0, z0, pj, j), step(x1, z1, pj, j));
-                    r0.store(&mut quads8_mut(y0)[j]);
-                    r1.store(&mut quads8_mut(y1)[j]);
-                    b0 |= r0.pos_bits() << (4 * j);
-                    b1 |= r1.pos_bits() << (4 * j);
-                }
-                *w0 = b0;
-                *w1 = b1;
-            }
-        } else {
+        if !pairs {
             one_row(yg, xg, zg, wg);
+            continue;
+        }
+        let (y0, y1) = yg.split_at_mut(ch);
+        let ((y0, y0t), (y1, y1t)) = (row_split_mut(y0, no, tq), row_split_mut(y1, no, tq));
+        let ((x0, x0t), (x1, x1t)) = (row_split(&xg[..ch], no, tq), row_split(&xg[ch..], no, tq));
+        let ((z0, z0t), (z1, z1t)) = (row_split(&zg[..ch], no, tq), row_split(&zg[ch..], no, tq));
+        let (w0, w1) = wg.split_at_mut(wpu);
+        let octs = y0.iter_mut().zip(y1.iter_mut()).zip(x0.iter().zip(x1)).zip(z0.iter().zip(z1)).zip(w0.iter_mut().zip(w1.iter_mut())).zip(params.clone());
+        for (((((y0, y1), (x0, x1)), (z0, z1)), (w0, w1)), p) in octs {
+            let (mut b0, mut b1) = (0, 0);
+            for j in 0..8 {
+                let pj = param(p, j);
+                let (r0, r1) = (step(x0, z0, pj, j), step(x1, z1, pj, j));
+                r0.store(&mut quads8_mut(y0)[j]);
+                r1.store(&mut quads8_mut(y1)[j]);
+                b0 |= r0.pos_bits() << (4 * j);
+                b1 |= r1.pos_bits() << (4 * j);
+            }
+            *w0 = b0;
+            *w1 = b1;
+        }
+        if tq > 0 {
+            let (mut b0, mut b1) = (0, 0);
+            let quads = y0t.iter_mut().zip(y1t.iter_mut()).zip(x0t.iter().zip(x1t)).zip(z0t.iter().zip(z1t)).zip(tail_params.clone());
+            for (j, ((((y0, y1), (x0, x1)), (z0, z1)), p)) in quads.enumerate() {
+                let [s, l, a, b] = tail_param(p);
+                let (r0, r1) = (lanes::<F>(x0, x0, z0, s, l, a, b), lanes::<F>(x1, x1, z1, s, l, a, b));
+                r0.store(y0);
+                r1.store(y1);
+                b0 |= r0.pos_bits() << (4 * j);
+                b1 |= r1.pos_bits() << (4 * j);
+            }
+            w0[no] = b0;
+            w1[no] = b1;
         }
     }
     // An odd last row.
     if !ylast.is_empty() {
         one_row(ylast, &x[whole..], &z[whole..], wlast);
     }
+}
+
+/// Mask words of a channels-last row of `ch` channels (see [`crate::passes::mask`]).
+fn mask_words_per_row(ch: usize) -> usize {
+    ch.div_ceil(32)
 }
 
 /// A task's channels-last rows (`ys`, and their mask words `ms`), `R` at a time
