@@ -185,10 +185,10 @@ describe.each(builds)("build %s", (build: BuildName) => {
   // packed four quads at a time; channel counts that end in part of such a step, in part
   // of a mask word, in single channels (20, 36, 100, 130), and in whole words (64, 96, 128:
   // a mask word per octet of quads, in pairs with an odd last row at 96, one row at a time
-  // at 128; both with the residual).
+  // at 128). All but 20 and 64 with the residual (and dz over dy).
   it.each([20, 36, 64, 96, 100, 128, 130])("channels-last (rows, %i) beyond the cache size: fused = unfused, and the mask", (C) => {
     const rows = Math.ceil((10 << 16) / C);
-    check({ shape: [rows, C], layout: "NHWC", residual: C % 3 === 0 || C === 128, affine: true, seed: C });
+    check({ shape: [rows, C], layout: "NHWC", residual: C !== 20 && C !== 64, affine: true, seed: C });
   });
 
   it.each([
