@@ -324,15 +324,33 @@ pub fn row_tail(r: &[f32], no: usize, tq: usize) -> &[[f32; 4]] {
 
 /// A row of `32 no + 4 tq` values as its octets and its tail's quads.
 #[inline(always)]
-pub fn row_split(r: &[f32], no: usize, tq: usize) -> (&[[f32; 32]], &[[f32; 4]]) {
+pub fn row_split(r: &[f32], no: usize, tq: usize) -> RowParts<'_> {
     (octet_view(r, no), row_tail(r, no, tq))
 }
 
 /// [`row_split`], mutable.
 #[inline(always)]
-pub fn row_split_mut(r: &mut [f32], no: usize, tq: usize) -> (&mut [[f32; 32]], &mut [[f32; 4]]) {
+pub fn row_split_mut(r: &mut [f32], no: usize, tq: usize) -> RowPartsMut<'_> {
     let (o, t) = r[..32 * no + 4 * tq].split_at_mut(32 * no);
     (octets_mut(o), quad_view_mut(t).0)
+}
+
+/// A row as its octets and its tail (see [`row_split`]).
+pub type RowParts<'a> = (&'a [[f32; 32]], &'a [[f32; 4]]);
+/// [`RowParts`], mutable.
+pub type RowPartsMut<'a> = (&'a mut [[f32; 32]], &'a mut [[f32; 4]]);
+
+/// Two consecutive rows of `ch = 32 no + 4 tq` values, each as its octets and its tail.
+#[inline(always)]
+pub fn row_pair(g: &[f32], ch: usize, no: usize, tq: usize) -> [RowParts<'_>; 2] {
+    [row_split(&g[..ch], no, tq), row_split(&g[ch..], no, tq)]
+}
+
+/// [`row_pair`], mutable.
+#[inline(always)]
+pub fn row_pair_mut(g: &mut [f32], ch: usize, no: usize, tq: usize) -> [RowPartsMut<'_>; 2] {
+    let (r0, r1) = g.split_at_mut(ch);
+    [row_split_mut(r0, no, tq), row_split_mut(r1, no, tq)]
 }
 
 /// Four per-channel parameter octets, as zipped by the masked channels-last row loops.

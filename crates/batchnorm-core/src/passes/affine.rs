@@ -25,7 +25,7 @@
 use crate::dims::Dims;
 use crate::parallel;
 use crate::passes::{mask, rows_together};
-use crate::simd::{octet_view, q, q_mut, quad_view, quad_view_mut, quads4_mut, quads8, quads8_mut, relu, row_split, row_split_mut, row_tail, where_pos, F32x4, OctetParams, ParamQuads};
+use crate::simd::{octet_view, q, q_mut, quad_view, quad_view_mut, quads4_mut, quads8, quads8_mut, relu, row_pair, row_pair_mut, row_split, row_split_mut, row_tail, where_pos, F32x4, OctetParams, ParamQuads};
 
 /// Subtract `shift_lo` after `shift`.
 const LO: u8 = 1;
@@ -278,10 +278,9 @@ fn rows_masked_octets<const F: u8>(
             one_row(yg, xg, zg, wg);
             continue;
         }
-        let (y0, y1) = yg.split_at_mut(ch);
-        let ((y0, y0t), (y1, y1t)) = (row_split_mut(y0, no, tq), row_split_mut(y1, no, tq));
-        let ((x0, x0t), (x1, x1t)) = (row_split(&xg[..ch], no, tq), row_split(&xg[ch..], no, tq));
-        let ((z0, z0t), (z1, z1t)) = (row_split(&zg[..ch], no, tq), row_split(&zg[ch..], no, tq));
+        let [(y0, y0t), (y1, y1t)] = row_pair_mut(yg, ch, no, tq);
+        let [(x0, x0t), (x1, x1t)] = row_pair(xg, ch, no, tq);
+        let [(z0, z0t), (z1, z1t)] = row_pair(zg, ch, no, tq);
         let (w0, w1) = wg.split_at_mut(wpu);
         let octs = y0.iter_mut().zip(y1.iter_mut()).zip(x0.iter().zip(x1)).zip(z0.iter().zip(z1)).zip(w0.iter_mut().zip(w1.iter_mut())).zip(params.clone());
         for (((((y0, y1), (x0, x1)), (z0, z1)), (w0, w1)), p) in octs {

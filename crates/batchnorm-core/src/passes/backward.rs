@@ -22,7 +22,7 @@ use crate::moments::{planar_segments, rows_per_block, segment_len, segment_rows}
 use crate::parallel;
 use crate::passes::mask::{self, bit, quad_bits};
 use crate::passes::rows_together;
-use crate::simd::{octet_view, q, q_mut, quad_view, quad_view_mut, quads4_mut, quads8, quads8_mut, row_split, row_split_mut, row_tail, where_pos, F32x4, MaskWord, OctetParams, ParamQuads};
+use crate::simd::{octet_view, q, q_mut, quad_view, quad_view_mut, quads4_mut, quads8, quads8_mut, row_pair, row_pair_mut, row_split, row_split_mut, row_tail, where_pos, F32x4, MaskWord, OctetParams, ParamQuads, RowPartsMut};
 
 /// Where a fused ReLU passes the gradient.
 #[derive(Debug, Clone, Copy)]
@@ -785,13 +785,11 @@ fn dx_rows_bits_octets<const DZ: bool, const IP: bool>(dy: &[f32], x: &[f32], bi
             one_row(o, z, d, v, w);
             continue;
         }
-        let (o0, o1) = o.split_at_mut(ch);
-        let ((o0, o0t), (o1, o1t)) = (row_split_mut(o0, no, tq), row_split_mut(o1, no, tq));
-        let ((d0, d0t), (d1, d1t)) = (row_split(&d[..ch], no, tq), row_split(&d[ch..], no, tq));
-        let ((v0, v0t), (v1, v1t)) = (row_split(&v[..ch], no, tq), row_split(&v[ch..], no, tq));
+        let [(o0, o0t), (o1, o1t)] = row_pair_mut(o, ch, no, tq);
+        let [(d0, d0t), (d1, d1t)] = row_pair(d, ch, no, tq);
+        let [(v0, v0t), (v1, v1t)] = row_pair(v, ch, no, tq);
         let (w0, w1) = w.split_at(wpu);
-        let (z0, z1) = z.split_at_mut(if DZ { ch } else { 0 });
-        let ((z0, z0t), (z1, z1t)) = (dz_split::<DZ>(z0, no, tq), dz_split::<DZ>(z1, no, tq));
+        let [(z0, z0t), (z1, z1t)] = if DZ { row_pair_mut(z, ch, no, tq) } else { [(&mut [][..], &mut [][..]), (&mut [][..], &mut [][..])] };
         let octs = o0.iter_mut().zip(o1.iter_mut()).zip(d0.iter().zip(d1)).zip(v0.iter().zip(v1)).zip(w0.iter().zip(w1)).zip(params.clone());
         if DZ {
             for ((((((o0, o1), (d0, d1)), (v0, v1)), (&w0, &w1)), p), (z0, z1)) in octs.zip(z0.iter_mut().zip(z1.iter_mut())) {
@@ -816,7 +814,7 @@ fn dx_rows_bits_octets<const DZ: bool, const IP: bool>(dy: &[f32], x: &[f32], bi
 
 /// A row's dz split as its dx is (octets, tail), or empty without DZ (no dz).
 #[inline(always)]
-fn dz_split<const DZ: bool>(z: &mut [f32], no: usize, tq: usize) -> (&mut [[f32; 32]], &mut [[f32; 4]]) {
+fn dz_split<const DZ: bool>(z: &mut [f32], no: usize, tq: usize) -> RowPartsMut<'_> {
     if DZ {
         row_split_mut(z, no, tq)
     } else {
