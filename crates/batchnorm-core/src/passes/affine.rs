@@ -139,22 +139,24 @@ fn run<const F: u8>(
             }
         } else {
             let task = src.range::<F>(t * per_task * ch, ys.len());
-            // Rows of whole quads that read x alone go through `rows_x_only` (pairs wherever
-            // `rows_together` groups rows), but the scalar build's cache-resident windows,
-            // which run 1.06-1.11x slower that way than four rows at a time.
             let together = rows_together(ch, ys.len());
             // Rows of whole quads with the ReLU mask: a word per octet of quads (and the
-            // last, partial word for the rest), each stream a zipped view as in `rows_x_only`.
+            // last, partial word for the rest), each stream a zipped view (pairs wherever
+            // `rows_together` groups rows).
             if F & MASK != 0 && ch.is_multiple_of(4) {
                 if let Some(ms) = ms {
                     return rows_masked_octets::<F>(task.x, task.z, ys, ms, ch, shift, lo, scale, offset, together >= 2);
                 }
             }
+            // Rows of whole quads that read x alone go through `rows_x_only` (pairs likewise),
+            // but the scalar build's cache-resident windows, which run 1.06-1.11x slower that
+            // way than four rows at a time.
             if F & (GATE | ADD | MASK) == 0 && ch.is_multiple_of(4) && (together <= 2 || cfg!(target_feature = "simd128")) {
                 return rows_x_only::<F>(task.x, ys, ch, shift, lo, scale, offset, together >= 2);
             }
-            // Rows in groups where that pays (`rows_together`): each parameter load serves
-            // the group.
+            // The rest (gated, residual without a mask, or a channel count that is not a
+            // multiple of 4): rows in groups where that pays (`rows_together`), each
+            // parameter load serving the group.
             match together {
                 4 => rows_task::<F, 4>(task, ys, ms, wpu, shift, lo, scale, offset),
                 2 => rows_task::<F, 2>(task, ys, ms, wpu, shift, lo, scale, offset),
@@ -234,7 +236,7 @@ fn rows_masked_octets<const F: u8>(
 ) {
     let no = ch / 32;
     let tq = (ch % 32) / 4;
-    let wpu = mask_words_per_row(ch);
+    let wpu = mask::words_per_row(ch);
     let params = octet_view(shift, no).iter().zip(octet_view(lo, no)).zip(octet_view(scale, no).iter().zip(octet_view(offset, no)));
     let tail_params = row_tail(shift, no, tq).iter().zip(row_tail(lo, no, tq)).zip(row_tail(scale, no, tq).iter().zip(row_tail(offset, no, tq)));
     // Quad `j` of an octet: its parameters, then `(x - s - l) * a + b (+ z) (relu)`.
@@ -315,11 +317,6 @@ fn rows_masked_octets<const F: u8>(
     if !ylast.is_empty() {
         one_row(ylast, &x[whole..], &z[whole..], wlast);
     }
-}
-
-/// Mask words of a channels-last row of `ch` channels (see [`crate::passes::mask`]).
-fn mask_words_per_row(ch: usize) -> usize {
-    ch.div_ceil(32)
 }
 
 /// A task's channels-last rows (`ys`, and their mask words `ms`), `R` at a time

@@ -688,7 +688,7 @@ fn dx_rows_zipped<const G: u8, const DZ: bool>(dy: &[f32], x: &[f32], gate: &[f3
 fn dx_rows_bits_octets<const DZ: bool, const IP: bool>(dy: &[f32], x: &[f32], bits: &[u32], dx: &mut [f32], dz: &mut [f32], ch: usize, p: Coef, pairs: bool) {
     let no = ch / 32;
     let tq = (ch % 32) / 4;
-    let wpu = ch.div_ceil(32);
+    let wpu = mask::words_per_row(ch);
     let params = octet_view(p.k, no).iter().zip(octet_view(p.mean, no)).zip(octet_view(p.b, no).iter().zip(octet_view(p.c0, no)));
     let tail_params = row_tail(p.k, no, tq).iter().zip(row_tail(p.mean, no, tq)).zip(row_tail(p.b, no, tq).iter().zip(row_tail(p.c0, no, tq)));
     // Quad `j` of an octet: the gated dy `e`, then dx.

@@ -22,7 +22,12 @@ pub fn unit_len(dims: Dims) -> usize {
 
 /// Words of one unit's mask.
 pub fn words_per_unit(dims: Dims) -> usize {
-    unit_len(dims).div_ceil(32)
+    words_per_row(unit_len(dims))
+}
+
+/// Words of the mask of one unit of `len` elements (a channels-last row of `len` channels).
+pub fn words_per_row(len: usize) -> usize {
+    len.div_ceil(32)
 }
 
 /// Words of the whole mask of a tensor laid out as `dims`.
