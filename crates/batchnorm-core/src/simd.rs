@@ -353,6 +353,25 @@ pub fn row_pair_mut(g: &mut [f32], ch: usize, no: usize, tq: usize) -> [RowParts
     [row_split_mut(r0, no, tq), row_split_mut(r1, no, tq)]
 }
 
+/// Four views zipped as `((a, b), (c, d))`: the per-channel parameter streams of the
+/// channels-last row loops (quads, octets, or a row's tail).
+#[inline(always)]
+pub fn zip4<'a, T>(a: &'a [T], b: &'a [T], c: &'a [T], d: &'a [T]) -> impl Iterator<Item = ((&'a T, &'a T), (&'a T, &'a T))> + Clone {
+    a.iter().zip(b).zip(c.iter().zip(d))
+}
+
+/// Quad `j` of four parameter octets.
+#[inline(always)]
+pub fn octet_quad(((a, b), (c, d)): OctetParams<'_>, j: usize) -> ParamQuads<'_> {
+    ((&quads8(a)[j], &quads8(b)[j]), (&quads8(c)[j], &quads8(d)[j]))
+}
+
+/// Four per-channel parameter quads loaded, in their order.
+#[inline(always)]
+pub fn load4(((a, b), (c, d)): ParamQuads<'_>) -> [F32x4; 4] {
+    [a, b, c, d].map(F32x4::load)
+}
+
 /// Four per-channel parameter octets, as zipped by the masked channels-last row loops.
 pub type OctetParams<'a> = ((&'a [f32; 32], &'a [f32; 32]), (&'a [f32; 32], &'a [f32; 32]));
 

@@ -25,7 +25,7 @@
 use crate::dims::Dims;
 use crate::parallel;
 use crate::passes::{mask, rows_together};
-use crate::simd::{octet_view, q, q_mut, quad_view, quad_view_mut, quads4_mut, quads8, quads8_mut, relu, row_pair, row_pair_mut, row_split, row_split_mut, row_tail, where_pos, F32x4, OctetParams, ParamQuads};
+use crate::simd::{load4, octet_quad, octet_view, q, q_mut, quad_view, quad_view_mut, quads4_mut, quads8, quads8_mut, relu, row_pair, row_pair_mut, row_split, row_split_mut, row_tail, where_pos, zip4, F32x4, ParamQuads};
 
 /// Subtract `shift_lo` after `shift`.
 const LO: u8 = 1;
@@ -161,8 +161,9 @@ fn run<const F: u8>(
                 4 => rows_task::<F, 4>(task, ys, ms, wpu, shift, lo, scale, offset),
                 2 => rows_task::<F, 2>(task, ys, ms, wpu, shift, lo, scale, offset),
                 // Single rows with a mask measured faster compiled into this loop (called,
-                // 1.07-1.16x the time at 128-256 channels); without a mask, faster called
-                // (eval 0.77-0.88x at 128-1024 channels).
+                // 1.07-1.16x the time at 128-256 channels, which now take
+                // `rows_masked_octets`); without a mask, faster called (eval 0.77-0.88x at
+                // 128-1024 channels).
                 _ if F & MASK != 0 => rows_body::<F, 1>(task, ys, ms, wpu, shift, lo, scale, offset),
                 _ => rows_task::<F, 1>(task, ys, ms, wpu, shift, lo, scale, offset),
             }
@@ -183,8 +184,11 @@ fn run<const F: u8>(
 #[allow(clippy::too_many_arguments)]
 fn rows_x_only<const F: u8>(x: &[f32], y: &mut [f32], ch: usize, shift: &[f32], lo: &[f32], scale: &[f32], offset: &[f32], pairs: bool) {
     let nq = ch / 4;
-    let params = quad_view(shift, nq).iter().zip(quad_view(lo, nq)).zip(quad_view(scale, nq).iter().zip(quad_view(offset, nq)));
-    let step = |v: &[f32; 4], ((s, l), (a, b)): ParamQuads| lanes::<F>(v, v, v, F32x4::load(s), F32x4::load(l), F32x4::load(a), F32x4::load(b));
+    let params = zip4(quad_view(shift, nq), quad_view(lo, nq), quad_view(scale, nq), quad_view(offset, nq));
+    let step = |v: &[f32; 4], p: ParamQuads| {
+        let [s, l, a, b] = load4(p);
+        lanes::<F>(v, v, v, s, l, a, b)
+    };
     let one_row = |y: &mut [f32], x: &[f32]| {
         for ((y0, x0), p) in quad_view_mut(y).0.iter_mut().zip(quad_view(x, nq)).zip(params.clone()) {
             step(x0, p).store(y0);
@@ -237,14 +241,12 @@ fn rows_masked_octets<const F: u8>(
     let no = ch / 32;
     let tq = (ch % 32) / 4;
     let wpu = mask::words_per_row(ch);
-    let params = octet_view(shift, no).iter().zip(octet_view(lo, no)).zip(octet_view(scale, no).iter().zip(octet_view(offset, no)));
-    let tail_params = row_tail(shift, no, tq).iter().zip(row_tail(lo, no, tq)).zip(row_tail(scale, no, tq).iter().zip(row_tail(offset, no, tq)));
-    // Quad `j` of an octet: its parameters, then `(x - s - l) * a + b (+ z) (relu)`.
-    let param = |((s, l), (a, b)): OctetParams, j: usize| [s, l, a, b].map(|v| F32x4::load(&quads8(v)[j]));
-    let step = |x: &[f32; 32], z: &[f32; 32], [s, l, a, b]: [F32x4; 4], j: usize| {
-        lanes::<F>(&quads8(x)[j], &quads8(x)[j], &quads8(z)[j], s, l, a, b)
-    };
-    let tail_param = |((s, l), (a, b)): ParamQuads| [s, l, a, b].map(F32x4::load);
+    let params = zip4(octet_view(shift, no), octet_view(lo, no), octet_view(scale, no), octet_view(offset, no));
+    let tail_params = zip4(row_tail(shift, no, tq), row_tail(lo, no, tq), row_tail(scale, no, tq), row_tail(offset, no, tq));
+    // One quad: `(x - s - l) * a + b (+ z) (relu)` with its loaded parameters.
+    let quad = |x: &[f32; 4], z: &[f32; 4], [s, l, a, b]: [F32x4; 4]| lanes::<F>(x, x, z, s, l, a, b);
+    // Quad `j` of an octet.
+    let step = |x: &[f32; 32], z: &[f32; 32], p: [F32x4; 4], j: usize| quad(&quads8(x)[j], &quads8(z)[j], p);
     let rows = if pairs { 2 } else { 1 };
     let whole = y.len() / (rows * ch) * (rows * ch);
     let (yw, ylast) = y.split_at_mut(whole);
@@ -256,7 +258,7 @@ fn rows_masked_octets<const F: u8>(
         for ((((yo, xo), zo), w), p) in octs {
             let mut bits = 0;
             for j in 0..8 {
-                let r = step(xo, zo, param(p, j), j);
+                let r = step(xo, zo, load4(octet_quad(p, j)), j);
                 r.store(&mut quads8_mut(yo)[j]);
                 bits |= r.pos_bits() << (4 * j);
             }
@@ -265,8 +267,7 @@ fn rows_masked_octets<const F: u8>(
         if tq > 0 {
             let mut bits = 0;
             for (j, (((y, x), z), p)) in yt.iter_mut().zip(xt).zip(zt).zip(tail_params.clone()).enumerate() {
-                let [s, l, a, b] = tail_param(p);
-                let r = lanes::<F>(x, x, z, s, l, a, b);
+                let r = quad(x, z, load4(p));
                 r.store(y);
                 bits |= r.pos_bits() << (4 * j);
             }
@@ -288,7 +289,7 @@ fn rows_masked_octets<const F: u8>(
         for (((((y0, y1), (x0, x1)), (z0, z1)), (w0, w1)), p) in octs {
             let (mut b0, mut b1) = (0, 0);
             for j in 0..8 {
-                let pj = param(p, j);
+                let pj = load4(octet_quad(p, j));
                 let (r0, r1) = (step(x0, z0, pj, j), step(x1, z1, pj, j));
                 r0.store(&mut quads8_mut(y0)[j]);
                 r1.store(&mut quads8_mut(y1)[j]);
@@ -302,8 +303,8 @@ fn rows_masked_octets<const F: u8>(
             let (mut b0, mut b1) = (0, 0);
             let quads = y0t.iter_mut().zip(y1t.iter_mut()).zip(x0t.iter().zip(x1t)).zip(z0t.iter().zip(z1t)).zip(tail_params.clone());
             for (j, ((((y0, y1), (x0, x1)), (z0, z1)), p)) in quads.enumerate() {
-                let [s, l, a, b] = tail_param(p);
-                let (r0, r1) = (lanes::<F>(x0, x0, z0, s, l, a, b), lanes::<F>(x1, x1, z1, s, l, a, b));
+                let pj = load4(p);
+                let (r0, r1) = (quad(x0, z0, pj), quad(x1, z1, pj));
                 r0.store(y0);
                 r1.store(y1);
                 b0 |= r0.pos_bits() << (4 * j);

@@ -22,7 +22,7 @@ use crate::moments::{planar_segments, rows_per_block, segment_len, segment_rows}
 use crate::parallel;
 use crate::passes::mask::{self, bit, quad_bits};
 use crate::passes::rows_together;
-use crate::simd::{octet_view, q, q_mut, quad_view, quad_view_mut, quads4_mut, quads8, quads8_mut, row_pair, row_pair_mut, row_split, row_split_mut, row_tail, where_pos, F32x4, MaskWord, OctetParams, ParamQuads, RowPartsMut};
+use crate::simd::{octet_quad, octet_view, q, q_mut, quad_view, quad_view_mut, quads4_mut, quads8, quads8_mut, row_pair, row_pair_mut, row_split, row_split_mut, row_tail, where_pos, zip4, F32x4, MaskWord, OctetParams, ParamQuads, RowPartsMut};
 
 /// Where a fused ReLU passes the gradient.
 #[derive(Debug, Clone, Copy)]
@@ -568,12 +568,13 @@ fn dx_apply_with<const G: u8, const IP: bool>(
         }
         let r = first * unit..first * unit + out.len();
         let pairs = rows_together(unit, out.len()) >= 2;
+        // The task's mask words (none without the bits).
+        let w = if G == BITS { &bits[first * wpu..(first + out.len() / unit) * wpu] } else { &[] };
         // With the mask: an octet of quads (a word) a step, then the row's tail. For rows
         // of whole words, and for dz over dy on rows of whole quads (which otherwise take
         // `dx_rows`); the other rows with a tail ran 1.04-1.14x slower this way than in
         // `dx_rows_zipped` at 12-24 channels.
         if G == BITS && (unit.is_multiple_of(32) || IP && unit.is_multiple_of(4)) {
-            let w = &bits[first * wpu..(first + out.len() / unit) * wpu];
             match dzs {
                 Some(z) if IP => dx_rows_bits_octets::<true, true>(&dy[r.clone()], &x[r], w, out, z, unit, p, pairs),
                 Some(z) => dx_rows_bits_octets::<true, false>(&dy[r.clone()], &x[r], w, out, z, unit, p, pairs),
@@ -584,7 +585,6 @@ fn dx_apply_with<const G: u8, const IP: bool>(
         // But for dz written over dy, rows of whole quads go through `dx_rows_zipped` (pairs
         // wherever `rows_together` groups rows).
         if !IP && unit.is_multiple_of(4) {
-            let w = if G == BITS { &bits[first * wpu..(first + out.len() / unit) * wpu] } else { &[] };
             let g = if G == OUT { &gate[r.clone()] } else { &x[r.clone()] };
             match dzs {
                 Some(z) => dx_rows_zipped::<G, true>(&dy[r.clone()], &x[r], g, w, wpu, out, z, unit, p, pairs),
@@ -617,8 +617,8 @@ fn dx_apply_with<const G: u8, const IP: bool>(
 #[allow(clippy::too_many_arguments)]
 fn dx_rows_zipped<const G: u8, const DZ: bool>(dy: &[f32], x: &[f32], gate: &[f32], bits: &[u32], wpu: usize, dx: &mut [f32], dz: &mut [f32], ch: usize, p: Coef, pairs: bool) {
     let nq = ch / 4;
-    let params = quad_view(p.k, nq).iter().zip(quad_view(p.mean, nq)).zip(quad_view(p.b, nq).iter().zip(quad_view(p.c0, nq)));
-    let step = |e: F32x4, v: &[f32; 4], ((k, m), (b, c)): ParamQuads| e.mul(F32x4::load(k)).add(F32x4::load(v).sub(F32x4::load(m)).mul(F32x4::load(b))).add(F32x4::load(c));
+    let params = zip4(quad_view(p.k, nq), quad_view(p.mean, nq), quad_view(p.b, nq), quad_view(p.c0, nq));
+    let step = dx_quad;
     // Row `r`'s mask words (none without the bits).
     let words = |r: usize| if G == BITS { &bits[r * wpu..(r + 1) * wpu] } else { &[] };
     // Each row's mask word is splatted once for its eight quads and expanded in the vector
@@ -689,17 +689,10 @@ fn dx_rows_bits_octets<const DZ: bool, const IP: bool>(dy: &[f32], x: &[f32], bi
     let no = ch / 32;
     let tq = (ch % 32) / 4;
     let wpu = mask::words_per_row(ch);
-    let params = octet_view(p.k, no).iter().zip(octet_view(p.mean, no)).zip(octet_view(p.b, no).iter().zip(octet_view(p.c0, no)));
-    let tail_params = row_tail(p.k, no, tq).iter().zip(row_tail(p.mean, no, tq)).zip(row_tail(p.b, no, tq).iter().zip(row_tail(p.c0, no, tq)));
-    // Quad `j` of an octet: the gated dy `e`, then dx.
-    let step = |e: F32x4, v: &[f32; 32], ((k, m), (b, c)): OctetParams, j: usize| {
-        let q = |s: &[f32; 32]| F32x4::load(&quads8(s)[j]);
-        e.mul(q(k)).add(q(v).sub(q(m)).mul(q(b))).add(q(c))
-    };
-    // The same for a quad of the tail.
-    let tail_step = |e: F32x4, v: &[f32; 4], ((k, m), (b, c)): ParamQuads| {
-        e.mul(F32x4::load(k)).add(F32x4::load(v).sub(F32x4::load(m)).mul(F32x4::load(b))).add(F32x4::load(c))
-    };
+    let params = zip4(octet_view(p.k, no), octet_view(p.mean, no), octet_view(p.b, no), octet_view(p.c0, no));
+    let tail_params = zip4(row_tail(p.k, no, tq), row_tail(p.mean, no, tq), row_tail(p.b, no, tq), row_tail(p.c0, no, tq));
+    // Quad `j` of an octet: dx from the gated dy `e`.
+    let step = |e: F32x4, v: &[f32; 32], p: OctetParams, j: usize| dx_quad(e, &quads8(v)[j], octet_quad(p, j));
     // Quad `j` of dy (from `dz` with IP), gated by the mask word's current quad.
     let gated = |d: &[f32; 32], z: Option<&[f32; 32]>, mw: MaskWord, j: usize| {
         let src = if IP { z.unwrap_or(d) } else { d };
@@ -751,13 +744,13 @@ fn dx_rows_bits_octets<const DZ: bool, const IP: bool>(dy: &[f32], x: &[f32], bi
         if DZ {
             for (((o, (d, v)), p), z) in quads.zip(z.iter_mut()) {
                 let e = mw.keep(F32x4::load(if IP { &*z } else { d }));
-                tail_step(e, v, p).store(o);
+                dx_quad(e, v, p).store(o);
                 e.store(z);
                 mw = mw.next();
             }
         } else {
             for ((o, (d, v)), p) in quads {
-                tail_step(mw.keep(F32x4::load(d)), v, p).store(o);
+                dx_quad(mw.keep(F32x4::load(d)), v, p).store(o);
                 mw = mw.next();
             }
         }
@@ -810,6 +803,13 @@ fn dx_rows_bits_octets<const DZ: bool, const IP: bool>(dy: &[f32], x: &[f32], bi
         let n = last.len();
         one_row(last, dz_last, &dy[whole..whole + n], &x[whole..whole + n], &bits[whole / ch * wpu..]);
     }
+}
+
+/// One quad of the dx pass: `e * k + (x - mean) * b + c0` from the gated dy `e`, `x` and the
+/// quad's coefficients (the channels-last row loops).
+#[inline(always)]
+fn dx_quad(e: F32x4, v: &[f32; 4], ((k, m), (b, c)): ParamQuads) -> F32x4 {
+    e.mul(F32x4::load(k)).add(F32x4::load(v).sub(F32x4::load(m)).mul(F32x4::load(b))).add(F32x4::load(c))
 }
 
 /// A row's dz split as its dx is (octets, tail), or empty without DZ (no dz).
