@@ -36,7 +36,11 @@ describe.each(BROWSERS)("in $name", (spec) => {
       const payload = cases.map(({ expected: _e, ...c }) => c);
       const result = await page.evaluate(([fn, cs]) => (window as unknown as Record<string, (c: unknown) => unknown>)[fn](cs), [where, payload] as const);
       expect(page.errors).toEqual([]);
-      return result as { info: { build: string; threads: number }; outputs: { y: number[]; mean?: number[]; var?: number[] }[]; bigMean: number[] };
+      const r = result as { info: { build: string; threads: number }; outputs: { y: number[]; mean?: number[]; var?: number[] }[]; bigMean: number[]; tries?: string[][] };
+      // A worker start that needed a fresh worker passes (that is what startWithDeadlines is
+      // for) but is worth seeing, with how far each try got.
+      if (r.tries && r.tries.length > 1) console.log(`${spec.name}: the worker started on try ${r.tries.length}; stages: ${JSON.stringify(r.tries)}`);
+      return r;
     } finally {
       await page.close();
       await server.close();

@@ -2,8 +2,10 @@
 // would, runs the given cases, returns plain arrays for the test to check in Node.
 import { init, batchNormTrain, batchNormEval, WasmTensor, setParallelThreshold } from "/dist/index.js";
 
-export async function runCases(cases) {
+export async function runCases(cases, stage = () => {}) {
+  stage("init started");
   const info = await init({ threads: 2 });
+  stage(`init done (${info.build})`);
   const outputs = cases.map((c) => {
     const f = (a) => Float32Array.from(a);
     if (c.training) {
