@@ -14,8 +14,11 @@
 // builds only: a call's CPU time is its own), and the statistic is the median over rounds of
 // the per-round ratio, so the load level cancels within each round.
 // Cases: "ln" = LayerNorm (4096, 768); "gn" = GroupNorm(32, 256) on (16, 256, 28, 28);
+// "gnl" = the same channels-last, (16, 28, 28, 256); "gnl64" = GroupNorm(8, 64) on
+// channels-last (32, 56, 56, 64); "inl" = InstanceNorm channels-last on (16, 28, 28, 256);
 // "rowsD" = LayerNorm over D features, 2^22 / D rows. "ofCopy" counts minimal traffic
-// (forward 8 B/elem, backward 12 B/elem) against memory.copy's 8 B/elem.
+// (forward 8 B/elem, backward 12 B/elem) against memory.copy's 8 B/elem. Before timing, each
+// case's output (y or dx) from both builds is compared bit for bit ("sameBits").
 import fs from "node:fs";
 import path from "node:path";
 import { wasmCopy } from "./lib/copy.mjs";
@@ -54,25 +57,34 @@ function contender(eng, c) {
   const T = (a) => WasmTensor.from(a, eng);
   const [kind, dir] = c.split(" ");
   const bytes = dir === "bwd" ? 12 : 8;
-  if (kind === "gn") {
-    const shape = [16, 256, 28, 28], n = 16 * 256 * 784;
-    const [X, DY, W, B] = [rand(n), rand(n), rand(256), rand(256)].map(T);
+  const GROUPS = {
+    gn: { shape: [16, 256, 28, 28], groups: 32, layout: "NCHW" },
+    gnl: { shape: [16, 28, 28, 256], groups: 32, layout: "NHWC" },
+    gnl64: { shape: [32, 56, 56, 64], groups: 8, layout: "NHWC" },
+    inl: { shape: [16, 28, 28, 256], groups: 256, layout: "NHWC" },
+  };
+  if (GROUPS[kind]) {
+    const { shape, groups, layout } = GROUPS[kind];
+    const n = shape.reduce((a, b) => a * b), C = layout === "NHWC" ? shape[3] : shape[1];
+    seed = 1; // the same data on both builds
+    const [X, DY, W, B] = [rand(n), rand(n), rand(C), rand(C)].map(T);
     const Y = T(new Float32Array(n)), DX = T(new Float32Array(n));
-    const f = groupNorm(X, shape, 32, { weight: W, bias: B, out: Y, engine: eng });
+    const f = groupNorm(X, shape, groups, { weight: W, bias: B, layout, out: Y, engine: eng });
     const saved = { mean: T(f.mean), invStd: T(f.invStd) };
-    const fwd = () => groupNorm(X, shape, 32, { weight: W, bias: B, out: Y, engine: eng });
-    const bwd = () => groupNormBackward(DY, X, shape, 32, { weight: W, ...saved, out: DX, engine: eng });
-    return { n, bytes, fn: dir === "fwd" ? fwd : bwd };
+    const fwd = () => groupNorm(X, shape, groups, { weight: W, bias: B, layout, out: Y, engine: eng });
+    const bwd = () => groupNormBackward(DY, X, shape, groups, { weight: W, ...saved, layout, out: DX, engine: eng });
+    return { n, bytes, fn: dir === "fwd" ? fwd : bwd, out: dir === "fwd" ? Y : DX };
   }
   const d = kind === "ln" ? 768 : Number(kind.slice(4));
   const rows = kind === "ln" ? 4096 : Math.floor((1 << 22) / d), n = rows * d;
+  seed = 1;
   const [X, DY, W, B] = [rand(n), rand(n), rand(d), rand(d)].map(T);
   const Y = T(new Float32Array(n)), DX = T(new Float32Array(n));
   const f = layerNorm(X, [rows, d], d, { weight: W, bias: B, out: Y, engine: eng });
   const saved = { mean: T(f.mean), invStd: T(f.invStd) };
   const fwd = () => layerNorm(X, [rows, d], d, { weight: W, bias: B, out: Y, engine: eng });
   const bwd = () => layerNormBackward(DY, X, [rows, d], d, { weight: W, ...saved, out: DX, engine: eng });
-  return { n, bytes, fn: dir === "fwd" ? fwd : bwd };
+  return { n, bytes, fn: dir === "fwd" ? fwd : bwd, out: dir === "fwd" ? Y : DX };
 }
 
 const median = (v) => [...v].sort((p, q) => p - q)[v.length >> 1];
@@ -88,6 +100,8 @@ const mine = await createOurEngine("simd");
 for (const c of CASES) {
   const a = contender(base, c), b = contender(mine, c), copy = wasmCopy(a.n).fn;
   for (let i = 0; i < 30; i++) { copy(); a.fn(); b.fn(); }
+  const [ba, bb] = [a.out.toArray(), b.out.toArray()].map((v) => new Uint32Array(v.buffer));
+  const sameBits = ba.length === bb.length && ba.every((v, i) => v === bb[i]);
   const t = { copy: [], base: [], new: [] }, newOverBase = [], baseOfCopy = [], newOfCopy = [];
   for (let r = 0; r < ROUNDS; r++) {
     const tc = cpuMs(copy), ta = cpuMs(a.fn), tb = cpuMs(b.fn);
@@ -97,7 +111,7 @@ for (const c of CASES) {
     newOfCopy.push(((b.bytes / 8) * tc) / tb);
   }
   console.log(JSON.stringify({
-    case: c, elems: a.n, rounds: ROUNDS,
+    case: c, elems: a.n, rounds: ROUNDS, sameBits,
     newOverBase: +median(newOverBase).toFixed(3),
     ofCopy: { base: +median(baseOfCopy).toFixed(2), new: +median(newOfCopy).toFixed(2) },
     cpuMs: { copy: +median(t.copy).toFixed(3), base: +median(t.base).toFixed(3), new: +median(t.new).toFixed(3) },
