@@ -303,8 +303,16 @@ fn channels_last_blocks_with_a_drifting_mean() {
     // data (no fallback), a mean that jumps every block (always the fallback: the shift
     // is 100 standard deviations off), a slow trend, and jumps so far that the f32 squares
     // about the borrowed shift overflow (the fallback must still be taken), all against
-    // f64 per channel.
-    let (rows, ch) = (256 * 10 + 37, 8);
+    // f64 per channel. Each channel has a mean of its own. 8 channels: rows in pairs;
+    // 130 channels (32 quads and two more): rows beyond the cache size one at a time,
+    // whose centered pass goes strip by strip of channels (moments::centered_strips).
+    for ch in [8, 130] {
+        drifting_mean_case(ch);
+    }
+}
+
+fn drifting_mean_case(ch: usize) {
+    let rows = 256 * 10 + 37;
     let sh = Shape::cl(&[rows, ch]);
     // (name, the mean of row r)
     type Case = (&'static str, fn(usize) -> f64);
@@ -316,11 +324,11 @@ fn channels_last_blocks_with_a_drifting_mean() {
     ];
     for (name, mean_of_row) in cases {
         let mut rng = Rng::new(12);
-        let x: Vec<f32> = (0..rows * ch).map(|i| (mean_of_row(i / ch) + 0.01 * rng.normal()) as f32).collect();
+        let x: Vec<f32> = (0..rows * ch).map(|i| (mean_of_row(i / ch) + 0.5 * (i % ch) as f64 + 0.01 * rng.normal()) as f32).collect();
         let got = moments::moments(&x, sh.bn_dims());
         for c in 0..ch {
             let v: Vec<f64> = (0..rows).map(|r| x[r * ch + c] as f64).collect();
-            assert_moments(&format!("{name} channel {c}"), got[c], exact(&v), 1e-5);
+            assert_moments(&format!("{name}, {ch} channels: channel {c}"), got[c], exact(&v), 1e-5);
         }
     }
 }
