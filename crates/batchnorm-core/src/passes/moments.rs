@@ -427,9 +427,10 @@ fn centered_block<const R: usize>(s1: &mut [f32], s2: &mut [f32], blk: &[f32], s
 /// block's rows: the strip's sums stay in registers for the whole block, where a row at a
 /// time loads and stores every channel's two sums for every row (ten operations a quad
 /// against five). Each channel still adds its rows in row order: the same bits as rows
-/// taken in any grouping. Wide rows from memory (`R` = 1) took 0.80-0.86x the time this
-/// way (BatchNorm's channels-last training forward at 128-512 channels, GroupNorm at 256);
-/// rows of 24 or 64 channels, which the row loops take in pairs, 1.0-1.06x, so they stay.
+/// taken in any grouping. Wide rows from memory (`R` = 1) took 0.81-0.94x the time this
+/// way (BatchNorm's channels-last training forward at 100-1024 channels, GroupNorm at
+/// 256; docs/performance.md, session 15); rows of 24 or 64 channels, which the row loops
+/// take in pairs, 1.0-1.06x, so they stay.
 fn centered_strips(s1: &mut [f32], s2: &mut [f32], blk: &[f32], shift: &[f32]) {
     let channels = shift.len();
     let nq = channels / 4;
