@@ -85,11 +85,14 @@ pub(crate) const PLANE_BLOCK: usize = 2048;
 /// Target elements per block of channels-last rows; at least `MIN_BLOCK_ROWS` rows so the
 /// f64 merge (a dozen flops per channel, [`merge_block`]) stays a small fraction of the
 /// work (with 16-row blocks it was still about as much as the block's own sums for rows
-/// of 256-1024 channels: 32 rows ran their training forward in about 0.6-0.7x the time), and at most
+/// of 256-1024 channels: 32 rows ran their training forward in about 0.6-0.7x the time;
+/// since the centered pass of wide rows goes strip by strip with its sums in registers,
+/// the merge and the shift test are a larger share again, and 64 rows took 0.85-0.98x
+/// the time of 32 at 100-2048 channels, 128 rows 0.93-1.02x that of 64), and at most
 /// `MAX_BLOCK_ROWS` so no f32 lane sums more than 256 values (with few channels a block
 /// of 4096 rows left ~2e-5 relative error in the variance; 256 leaves ~1e-6).
 const ROW_BLOCK_ELEMS: usize = 4096;
-const MIN_BLOCK_ROWS: usize = 32;
+const MIN_BLOCK_ROWS: usize = 64;
 const MAX_BLOCK_ROWS: usize = 256;
 
 /// Rows per moments block of channels-last data with `channels` channels.
