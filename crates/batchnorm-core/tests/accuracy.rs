@@ -303,9 +303,11 @@ fn channels_last_blocks_with_a_drifting_mean() {
     // data (no fallback), a mean that jumps every block (always the fallback: the shift
     // is 100 standard deviations off), a slow trend, and jumps so far that the f32 squares
     // about the borrowed shift overflow (the fallback must still be taken), all against
-    // f64 per channel. Each channel has a mean of its own. 8 channels: rows in pairs;
-    // 130 channels (32 quads and two more): rows beyond the cache size one at a time,
-    // whose centered pass goes strip by strip of channels (moments::centered_strips).
+    // f64 per channel. Each channel has a mean of its own. 8 channels (cache-sized): four
+    // rows at a time, blocks of 256 rows (the jumps' period); 130 channels (32 quads and
+    // two more): rows beyond the cache size one at a time, whose centered pass goes strip
+    // by strip of channels (moments::centered_strips), in blocks of 64 rows (a jump every
+    // fourth block).
     for ch in [8, 130] {
         drifting_mean_case(ch);
     }
