@@ -52,21 +52,23 @@ function rand(n) {
   return a;
 }
 
-/** `{ n, bytes, fn }` for a case on an engine. */
+/** The GroupNorm / InstanceNorm cases. */
+const GROUPS = {
+  gn: { shape: [16, 256, 28, 28], groups: 32, layout: "NCHW" },
+  gnl: { shape: [16, 28, 28, 256], groups: 32, layout: "NHWC" },
+  gnl64: { shape: [32, 56, 56, 64], groups: 8, layout: "NHWC" },
+  inl: { shape: [16, 28, 28, 256], groups: 256, layout: "NHWC" },
+};
+
+/** `{ n, bytes, fn, out }` for a case on an engine (`out`: the tensor it writes). */
 function contender(eng, c) {
   const T = (a) => WasmTensor.from(a, eng);
   const [kind, dir] = c.split(" ");
   const bytes = dir === "bwd" ? 12 : 8;
-  const GROUPS = {
-    gn: { shape: [16, 256, 28, 28], groups: 32, layout: "NCHW" },
-    gnl: { shape: [16, 28, 28, 256], groups: 32, layout: "NHWC" },
-    gnl64: { shape: [32, 56, 56, 64], groups: 8, layout: "NHWC" },
-    inl: { shape: [16, 28, 28, 256], groups: 256, layout: "NHWC" },
-  };
+  seed = 1; // the same data on both builds
   if (GROUPS[kind]) {
     const { shape, groups, layout } = GROUPS[kind];
     const n = shape.reduce((a, b) => a * b), C = layout === "NHWC" ? shape[3] : shape[1];
-    seed = 1; // the same data on both builds
     const [X, DY, W, B] = [rand(n), rand(n), rand(C), rand(C)].map(T);
     const Y = T(new Float32Array(n)), DX = T(new Float32Array(n));
     const f = groupNorm(X, shape, groups, { weight: W, bias: B, layout, out: Y, engine: eng });
@@ -77,7 +79,6 @@ function contender(eng, c) {
   }
   const d = kind === "ln" ? 768 : Number(kind.slice(4));
   const rows = kind === "ln" ? 4096 : Math.floor((1 << 22) / d), n = rows * d;
-  seed = 1;
   const [X, DY, W, B] = [rand(n), rand(n), rand(d), rand(d)].map(T);
   const Y = T(new Float32Array(n)), DX = T(new Float32Array(n));
   const f = layerNorm(X, [rows, d], d, { weight: W, bias: B, out: Y, engine: eng });
