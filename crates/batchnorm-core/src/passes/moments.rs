@@ -36,6 +36,14 @@ impl Moments {
         Moments { count: n, mean: shift as f64 + s1 / n, m2: (s2 - s1 * s1 / n).max(0.0) }
     }
 
+    /// [`Moments::from_shifted`] for `r.len` values, multiplying by the reciprocal.
+    #[inline]
+    pub(crate) fn from_shifted_recip(r: Recip, shift: f32, sum_d: f32, sum_d2: f32) -> Moments {
+        let (s1, s2) = (sum_d as f64, sum_d2 as f64);
+        let q = s1 * r.inv;
+        Moments { count: r.len as f64, mean: shift as f64 + q, m2: (s2 - s1 * q).max(0.0) }
+    }
+
     /// Chan, Golub & LeVeque's pairwise combination: exact in exact arithmetic for any
     /// split, including uneven ones.
     #[inline]
@@ -237,6 +245,48 @@ pub(crate) fn row_moments(xs: &[f32]) -> Moments {
     m
 }
 
+/// `1 / n` for the rows of one call, formed once: [`row_mean_var`] and the rows' backward
+/// multiply by it where [`Moments`] divides. On rows of 64 values the divisions (the f32
+/// shift `sum / n`, then `S1^2 / n` and `M2 / n` in f64) sat on each row's critical path to
+/// its normalise loop and held about a fifth of the forward's time (perf); in f64 a
+/// product by the reciprocal is as accurate as the quotient to a few units in 1e-16.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Recip {
+    len: usize,
+    inv: f64,
+    inv32: f32,
+}
+
+impl Recip {
+    /// Through `black_box`, so the wasm module reads the reciprocals from memory: V8
+    /// places a pure computation such as `1 / n` next to its uses, and inside a row loop
+    /// whose uses sit in branches it computed the division again on every row (twice a
+    /// row in one version; perf). A load from memory stays where it is.
+    pub(crate) fn new(len: usize) -> Recip {
+        core::hint::black_box(Recip { len, inv: 1.0 / len as f64, inv32: 1.0 / len as f32 })
+    }
+
+    /// `1 / n` in f64.
+    pub(crate) fn inv(&self) -> f64 {
+        self.inv
+    }
+}
+
+/// The mean and biased variance (`M2 / n`) of one row of `r.len` values. A row of at most
+/// [`PLANE_BLOCK`] values is one block: [`block_moments`] with the reciprocal (the shift
+/// `sum * (1/n)` in f32, then `mean = s + S1/n` and `M2 = S2 - S1^2/n` with products). A
+/// longer row goes through [`row_moments`], whose divisions are a few per 2,048 values.
+#[inline]
+pub(crate) fn row_mean_var(xs: &[f32], r: Recip) -> (f64, f64) {
+    debug_assert_eq!(xs.len(), r.len);
+    if r.len > PLANE_BLOCK {
+        let m = row_moments(xs);
+        return (m.mean, m.biased_var());
+    }
+    let m = block_moments_recip(xs, r);
+    (m.mean, m.m2 * r.inv)
+}
+
 /// Whether a borrowed shift serves a block of `n = 1 / inv_n` values whose sums about it are
 /// `s1 = sum(x - shift)`, `s2 = sum((x - shift)^2)`: within a standard deviation of the
 /// block's mean (`s1^2 / n <= s2 / 2`, i.e. `s2 <= 2 M2`: at most one bit lost to
@@ -253,6 +303,15 @@ pub(crate) fn block_moments(xs: &[f32]) -> Moments {
     let shift = sum(xs) / xs.len() as f32;
     let (sum_d, sum_d2) = centered_sums(xs, shift);
     Moments::from_shifted(xs.len(), shift, sum_d, sum_d2)
+}
+
+/// [`block_moments`] of `r.len` values, with the reciprocal: the shift `sum * (1/n)` in
+/// f32, then [`Moments::from_shifted_recip`].
+#[inline]
+fn block_moments_recip(xs: &[f32], r: Recip) -> Moments {
+    let shift = sum(xs) * r.inv32;
+    let (s1, s2) = centered_sums(xs, shift);
+    Moments::from_shifted_recip(r, shift, s1, s2)
 }
 
 /// Sum in four independent f32x4 accumulators (16 elements a step) for instruction-level

@@ -20,7 +20,7 @@
 //! quads a step.
 
 use crate::inv_std;
-use crate::moments::{row_moments, PLANE_BLOCK};
+use crate::moments::{row_mean_var, Recip, PLANE_BLOCK};
 use crate::parallel;
 use crate::simd::{q, q_mut, F32x4};
 
@@ -69,16 +69,17 @@ pub enum Stat {
 /// `1/sqrt(var + eps)`. `gamma` / `beta` have `len` values (ones / zeros when absent).
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn forward(x: &[f32], y: &mut [f32], r: Rows, gamma: &[f32], beta: &[f32], eps: f32, stat: Stat, mean: &mut [f32], invstd: &mut [f32]) {
+    let recip = Recip::new(r.len);
     let par = parallel::worth_it(x.len());
     let per_task = parallel::units_per_task(r.rows, r.len, par);
     parallel::for_each_chunk_mut3(y, per_task * r.len, mean, per_task, invstd, per_task, par, |t, ys, ms, iss| {
         let first = t * per_task;
         let xs = &x[first * r.len..first * r.len + ys.len()];
         for (k, (xr, yr)) in xs.chunks_exact(r.len).zip(ys.chunks_exact_mut(r.len)).enumerate() {
-            let m = row_moments(xr);
+            let (m, v) = row_mean_var(xr, recip);
             let (mu, var) = match stat {
-                Stat::Centered => (m.mean, m.biased_var()),
-                Stat::MeanSquare => (0.0, m.mean_square()),
+                Stat::Centered => (m, v),
+                Stat::MeanSquare => (0.0, v + m * m),
             };
             let is = inv_std(var, eps);
             let hi = mu as f32;
@@ -177,7 +178,8 @@ pub(crate) fn backward(
     // Tasks cut by the shape alone: the column sums combine per task.
     let per_task = parallel::units_per_reduction_task(r.len);
     let len = r.len;
-    let n = len as f64;
+    // Products by `1 / len` instead of quotients: see `moments::Recip`.
+    let inv_n = Recip::new(len).inv();
     let sums = parallel::map_reduce_chunks_mut(
         dx,
         per_task * len,
@@ -201,9 +203,9 @@ pub(crate) fn backward(
                     None => row_sums::<false>(dyr, xr, g, mu, is, &mut [], &mut []),
                 };
                 let isf = is as f64;
-                let b = (-isf * isf * isf * s_gx / n) as f32;
+                let b = (-isf * isf * isf * s_gx * inv_n) as f32;
                 let c0 = match stat {
-                    Stat::Centered => (-isf * s_g / n) as f32,
+                    Stat::Centered => (-isf * s_g * inv_n) as f32,
                     Stat::MeanSquare => 0.0,
                 };
                 dx_row(dyr, xr, dxr, g, is, mu, b, c0);
@@ -328,7 +330,8 @@ fn dx_row(dy: &[f32], x: &[f32], dx: &mut [f32], g: &[f32], invstd: f32, mean: f
 #[allow(clippy::too_many_arguments)]
 fn planes_backward(dy: &[f32], x: &[f32], dx: &mut [f32], first: usize, r: Rows, gamma: &[f32], mean: &[f32], invstd: &[f32], stat: Stat, mut cols: Option<&mut ColAcc>) {
     let (len, inner, planes) = (r.len, r.inner, r.params_per_row());
-    let n = len as f64;
+    // Products by `1 / len` instead of quotients: see `moments::Recip`.
+    let inv_n = Recip::new(len).inv();
     let rows = dx.len() / len;
     let span = |k: usize| (first + k) * len..(first + k + 1) * len;
     // Per plane `(sum(dy), sum(dy * (x - mean)))` of the current row and of the next.
@@ -354,9 +357,9 @@ fn planes_backward(dy: &[f32], x: &[f32], dx: &mut [f32], first: usize, r: Rows,
             }
         }
         let isf = is as f64;
-        let b = (-isf * isf * isf * s2 / n) as f32;
+        let b = (-isf * isf * isf * s2 * inv_n) as f32;
         let c0 = match stat {
-            Stat::Centered => (-isf * s1 / n) as f32,
+            Stat::Centered => (-isf * s1 * inv_n) as f32,
             Stat::MeanSquare => 0.0,
         };
         let (dyr, xr) = (&dy[span(k)], &x[span(k)]);
