@@ -334,3 +334,49 @@ fn drifting_mean_case(ch: usize) {
         }
     }
 }
+
+#[test]
+fn planes_with_a_drifting_mean() {
+    // Channels-first planes of up to 2,048 values take the mean so far as the shift of
+    // each plane after a channel's first and fall back to the plane's own two-pass shift
+    // when it is too far off (moments::merge_plane): the same four kinds of data as
+    // above, the mean now a function of the sample, on planes of 4, 49 (7x7) and 300
+    // values, against f64 per channel. With the fallback removed, the overflowing jumps
+    // give an infinite M2 (the others stay within 1e-5: a borrowed shift's f32 rounding
+    // grows with its distance squared, as the spread between planes it then adds does).
+    // Also through `accumulate` in pieces of a few samples, which must give the one-call
+    // result bit for bit (values near 1e4 are coarse enough that every sum is exact, so
+    // a mean of 3.7 is there to make the order of operations show in the bits).
+    type Case = (&'static str, fn(usize) -> f64);
+    let cases: [Case; 5] = [
+        ("stationary", |_| 1e4),
+        ("stationary, mean 3.7", |_| 3.7),
+        ("jumps", |n| 1e4 + ((n / 4) % 2) as f64),
+        ("trend", |n| 1e4 + n as f64 * 1e-3),
+        ("overflowing jumps", |n| ((n / 4) % 2) as f64 * 1e20),
+    ];
+    let (batch, ch) = (41, 3);
+    for plane in [4, 49, 300] {
+        let sh = Shape::cf(&[batch, ch, plane]);
+        for (name, mean_of_sample) in cases {
+            let mut rng = Rng::new(13);
+            let x: Vec<f32> = (0..batch * ch * plane)
+                .map(|i| (mean_of_sample(i / (ch * plane)) + 0.5 * ((i / plane) % ch) as f64 + 0.01 * rng.normal()) as f32)
+                .collect();
+            let dims = sh.bn_dims();
+            let got = moments::moments(&x, dims);
+            for c in 0..ch {
+                let v: Vec<f64> = sh.channel_offsets(c).iter().map(|&o| x[o] as f64).collect();
+                assert_moments(&format!("{name}, planes of {plane}: channel {c}"), got[c], exact(&v), 1e-5);
+            }
+            // The stream's pieces: 5 samples each, one segment (41 samples fit in one).
+            assert_eq!(moments::segment_len(dims), batch, "one reduction segment");
+            let mut acc = vec![Moments::EMPTY; ch];
+            for piece in x.chunks(5 * ch * plane) {
+                let n = piece.len() / (ch * plane);
+                moments::accumulate(piece, Dims { outer: n, ..dims }, &mut acc);
+            }
+            assert_eq!(acc, got, "{name}, planes of {plane}: accumulate in pieces");
+        }
+    }
+}
