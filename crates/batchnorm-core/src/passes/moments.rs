@@ -272,10 +272,11 @@ pub(crate) fn row_moments(xs: &[f32]) -> Moments {
 }
 
 /// `1 / n` for the rows (or planes) of one call, formed once: [`row_mean_var`], the rows'
-/// backward and [`merge_plane`] multiply by it where [`Moments`] divides. On rows of 64 values the divisions (the f32
-/// shift `sum / n`, then `S1^2 / n` and `M2 / n` in f64) sat on each row's critical path to
-/// its normalise loop and held about a fifth of the forward's time (perf); in f64 a
-/// product by the reciprocal is as accurate as the quotient to a few units in 1e-16.
+/// backward and [`merge_plane`] multiply by it where [`Moments`] divides. On rows of 64
+/// values the divisions (the f32 shift `sum / n`, then `S1^2 / n` and `M2 / n` in f64) sat
+/// on each row's critical path to its normalise loop and held about a fifth of the
+/// forward's time (perf); in f64 a product by the reciprocal is as accurate as the
+/// quotient to a few units in 1e-16.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Recip {
     len: usize,
