@@ -16,14 +16,17 @@
 // Cases: "ln" = LayerNorm (4096, 768); "gn" = GroupNorm(32, 256) on (16, 256, 28, 28);
 // "gnl" = the same channels-last, (16, 28, 28, 256); "gnl64" = GroupNorm(8, 64) on
 // channels-last (32, 56, 56, 64); "inl" = InstanceNorm channels-last on (16, 28, 28, 256);
-// "rowsD" = LayerNorm over D features, 2^22 / D rows. "ofCopy" counts minimal traffic
+// "rowsD" = LayerNorm over D features, 2^22 / D rows; "bnS" = BatchNorm channels-first
+// training forward ("fwd") or backward ("bwd") on planes of S x S (bn4 (64, 64, 4, 4), bn7
+// (32, 512, 7, 7), bn14 (32, 128, 14, 14), bn28 (32, 64, 28, 28), bn56 (32, 64, 56, 56)):
+// the per-plane costs of small planes. "ofCopy" counts minimal traffic
 // (forward 8 B/elem, backward 12 B/elem) against memory.copy's 8 B/elem. Before timing, each
 // case's output (y or dx) from both builds is compared bit for bit ("sameBits").
 import fs from "node:fs";
 import path from "node:path";
 import { wasmCopy } from "./lib/copy.mjs";
 import { createOurEngine } from "./lib/ours.mjs";
-import { layerNorm, layerNormBackward, groupNorm, groupNormBackward, WasmTensor } from "../dist/index.js";
+import { layerNorm, layerNormBackward, groupNorm, groupNormBackward, batchNormTrainOn, batchNormBackwardOn, WasmTensor } from "../dist/index.js";
 
 const args = process.argv.slice(2);
 const opt = (k, d) => args.find((a) => a.startsWith(`--${k}=`))?.slice(k.length + 3) ?? d;
@@ -60,6 +63,15 @@ const GROUPS = {
   inl: { shape: [16, 28, 28, 256], groups: 256, layout: "NHWC" },
 };
 
+/** The BatchNorm channels-first cases (NCHW). */
+const PLANES = {
+  bn4: [64, 64, 4, 4],
+  bn7: [32, 512, 7, 7],
+  bn14: [32, 128, 14, 14],
+  bn28: [32, 64, 28, 28],
+  bn56: [32, 64, 56, 56],
+};
+
 /** `{ n, bytes, fn, out }` for a case on an engine (`out`: the tensor it writes). */
 function contender(eng, c) {
   const T = (a) => WasmTensor.from(a, eng);
@@ -75,6 +87,15 @@ function contender(eng, c) {
     const saved = { mean: T(f.mean), invStd: T(f.invStd) };
     const fwd = () => groupNorm(X, shape, groups, { weight: W, bias: B, layout, out: Y, engine: eng });
     const bwd = () => groupNormBackward(DY, X, shape, groups, { weight: W, ...saved, layout, out: DX, engine: eng });
+    return { n, bytes, fn: dir === "fwd" ? fwd : bwd, out: dir === "fwd" ? Y : DX };
+  }
+  if (PLANES[kind]) {
+    const shape = PLANES[kind], n = shape.reduce((a, b) => a * b), C = shape[1];
+    const [X, DY, W, B] = [rand(n), rand(n), rand(C), rand(C)].map(T);
+    const Y = T(new Float32Array(n)), DX = T(new Float32Array(n));
+    const f = batchNormTrainOn(eng, X, shape, { weight: W, bias: B, out: Y });
+    const fwd = () => batchNormTrainOn(eng, X, shape, { weight: W, bias: B, out: Y });
+    const bwd = () => batchNormBackwardOn(eng, DY, X, shape, { weight: W, mean: f.mean, invStd: f.invStd, out: DX });
     return { n, bytes, fn: dir === "fwd" ? fwd : bwd, out: dir === "fwd" ? Y : DX };
   }
   const d = kind === "ln" ? 768 : Number(kind.slice(4));
