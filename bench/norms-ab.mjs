@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-// A/B of two builds of the norm kernels in one process: LayerNorm and GroupNorm forward /
+// A/B of two builds of the norm kernels in one process: LayerNorm, GroupNorm and BatchNorm (channels-first training) forward /
 // backward (bench/norms.mjs's shapes, resident WasmTensors) on a base build (e.g. main's
 // pkg/simd copied aside) against this checkout's pkg/simd, with memory.copy of the same
 // elements as the yardstick.
