@@ -337,16 +337,17 @@ fn drifting_mean_case(ch: usize) {
 
 #[test]
 fn planes_with_a_drifting_mean() {
-    // Channels-first planes of up to 2,048 values take the mean so far as the shift of
-    // each plane after a channel's first and fall back to the plane's own two-pass shift
-    // when it is too far off (moments::merge_plane): the same four kinds of data as
-    // above, the mean now a function of the sample, on planes of 4, 49 (7x7) and 300
-    // values, against f64 per channel. With the fallback removed, the overflowing jumps
-    // give an infinite M2 (the others stay within 1e-5: a borrowed shift's f32 rounding
-    // grows with its distance squared, as the spread between planes it then adds does).
-    // Also through `accumulate` in pieces of a few samples, which must give the one-call
-    // result bit for bit (values near 1e4 are coarse enough that every sum is exact, so
-    // a mean of 3.7 is there to make the order of operations show in the bits).
+    // Channels-first planes take the mean so far as the shift of each block after a
+    // channel's first and fall back to the block's own two-pass shift when it is too far
+    // off (moments::merge_run): the kinds of data of the test above, the mean now a
+    // function of the sample, on planes of 4, 49 (7x7), 300 and 2,500 values (a block of
+    // 2,048 and one of 452), against f64 per channel. With the fallback removed, the
+    // overflowing jumps give an infinite M2 (the others stay within 1e-5: a borrowed
+    // shift's f32 rounding grows with its distance squared, as the spread between planes
+    // it then adds does). Also the stream's way (`accumulate` in pieces), which must give
+    // the one-call result bit for bit (values near 1e4 are coarse enough that every sum
+    // is exact, so a mean of 3.7 is there to make the order of operations show in the
+    // bits).
     type Case = (&'static str, fn(usize) -> f64);
     let cases: [Case; 5] = [
         ("stationary", |_| 1e4),
@@ -356,7 +357,7 @@ fn planes_with_a_drifting_mean() {
         ("overflowing jumps", |n| ((n / 4) % 2) as f64 * 1e20),
     ];
     let (batch, ch) = (41, 3);
-    for plane in [4, 49, 300] {
+    for plane in [4, 49, 300, 2500] {
         let sh = Shape::cf(&[batch, ch, plane]);
         for (name, mean_of_sample) in cases {
             let mut rng = Rng::new(13);
@@ -369,14 +370,18 @@ fn planes_with_a_drifting_mean() {
                 let v: Vec<f64> = sh.channel_offsets(c).iter().map(|&o| x[o] as f64).collect();
                 assert_moments(&format!("{name}, planes of {plane}: channel {c}"), got[c], exact(&v), 1e-5);
             }
-            // The stream's pieces: 5 samples each, one segment (41 samples fit in one).
-            assert_eq!(moments::segment_len(dims), batch, "one reduction segment");
-            let mut acc = vec![Moments::EMPTY; ch];
-            for piece in x.chunks(5 * ch * plane) {
-                let n = piece.len() / (ch * plane);
-                moments::accumulate(piece, Dims { outer: n, ..dims }, &mut acc);
+            // The stream's way: each reduction segment in pieces of up to 5 samples into
+            // fresh moments, the segments merged in order.
+            let (per, unit) = (moments::segment_len(dims), ch * plane);
+            let mut total = vec![Moments::EMPTY; ch];
+            for seg in (0..batch).step_by(per) {
+                let mut acc = vec![Moments::EMPTY; ch];
+                for piece in x[seg * unit..(seg + per).min(batch) * unit].chunks(5 * unit) {
+                    moments::accumulate(piece, Dims { outer: piece.len() / unit, ..dims }, &mut acc);
+                }
+                total = merge_all(total, acc);
             }
-            assert_eq!(acc, got, "{name}, planes of {plane}: accumulate in pieces");
+            assert_eq!(total, got, "{name}, planes of {plane}: accumulate in pieces");
         }
     }
 }

@@ -190,7 +190,7 @@ fn layer_norm_and_rms_norm_match_f64_reference() {
 
 /// The per-row statistics are corrected two-pass moments per 2048-value cache block,
 /// merged in f64; blocks after a row's first take the row's mean so far as their shift
-/// and skip their own first pass (`moments::row_moments`), unless that shift turns out
+/// and skip their own first pass (`moments::merge_run`), unless that shift turns out
 /// more than a standard deviation from the block's mean, when the block is redone with its
 /// own. Rows with a mean far above the spread, with spikes, and rows whose blocks step or
 /// drift away from the earlier blocks' mean (by 0.3, 10 and 1e3 standard deviations a

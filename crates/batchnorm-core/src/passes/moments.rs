@@ -116,10 +116,10 @@ pub fn moments(x: &[f32], dims: Dims) -> Vec<Moments> {
     let par = parallel::worth_it(x.len());
     if dims.is_planar() {
         // Each channel's planes of a segment merged in batch order, from empty (each
-        // plane after the first about the mean so far: `merge_plane`); the segments
+        // plane after the first about the mean so far: `merge_run`); the segments
         // merged in order.
         let recip = Recip::new(dims.inner);
-        let feed = |m: &mut Moments, plane| *m = merge_plane(*m, &x[plane], recip);
+        let feed = |m: &mut Moments, plane| *m = merge_run(*m, &x[plane], recip);
         planar_segments(dims, par, |_| Moments::EMPTY, feed, |m| m, Moments::EMPTY, Moments::merge)
     } else {
         let ch = dims.channels;
@@ -222,61 +222,12 @@ where
     (0..ch).map(|c| parts[c..].iter().step_by(ch).fold(zero, |a, &b| combine(a, b))).collect()
 }
 
-/// Moments of one contiguous run of any length: cache-sized blocks, merged in f64.
-#[inline]
-pub(crate) fn run_moments(xs: &[f32]) -> Moments {
-    xs.chunks(PLANE_BLOCK).fold(Moments::EMPTY, |m, blk| m.merge(block_moments(blk)))
-}
-
-/// `m` with the plane `xs` of `r.len` values merged in. A plane of at most [`PLANE_BLOCK`]
-/// values after a channel's first takes the mean so far as its shift and skips pass 1,
-/// as [`row_moments`]' later blocks do (and, like them, is redone with its own pass 1
-/// when that shift is more than a standard deviation off: [`shift_is_near`]), with `1/n`
-/// from `r`. Small planes pay per plane, not per value: a 7x7 plane's pass 1, its
-/// horizontal sum and its divisions were most of the statistics' time, and without them
-/// the training forward on (32, 64, 7, 7) and (32, 512, 7, 7) took 0.73-0.77x the time
-/// (4x4 planes 0.75x, 14x14 0.88x, 28x28 0.90x; simd). Consecutive planes in memory are
-/// different channels, so the dependence of a plane's shift on the previous one's merge
-/// does not hold the loop up.
-#[inline(always)]
-fn merge_plane(m: Moments, xs: &[f32], r: Recip) -> Moments {
-    if r.len > PLANE_BLOCK {
-        return m.merge(run_moments(xs));
-    }
-    if m.count == 0.0 {
-        return block_moments_recip(xs, r);
-    }
-    let shift = m.mean as f32;
-    let (s1, s2) = centered_sums(xs, shift);
-    let b = if shift_is_near(s1, s2, r.inv) { Moments::from_shifted_recip(r, shift, s1, s2) } else { block_moments_recip(xs, r) };
-    m.merge(b)
-}
-
-/// [`run_moments`] for a row that is taken whole (LayerNorm, GroupNorm's rows of planes):
-/// blocks after the first take the mean so far as their shift and skip pass 1, as
-/// [`rows_range`] does for channels-last rows, and a block whose shift turns out farther
-/// than one standard deviation from its own mean (`S1^2 / n > S2 / 2`; NaN and an
-/// overflowed `S2` too) is redone with its own pass 1 while it is in cache.
-#[inline]
-pub(crate) fn row_moments(xs: &[f32]) -> Moments {
-    let mut blocks = xs.chunks(PLANE_BLOCK);
-    let Some(first) = blocks.next() else { return Moments::EMPTY };
-    let mut m = block_moments(first);
-    for blk in blocks {
-        let shift = m.mean as f32;
-        let (s1, s2) = centered_sums(blk, shift);
-        let b = if shift_is_near(s1, s2, 1.0 / blk.len() as f64) { Moments::from_shifted(blk.len(), shift, s1, s2) } else { block_moments(blk) };
-        m = m.merge(b);
-    }
-    m
-}
-
-/// `1 / n` for the rows (or planes) of one call, formed once: [`row_mean_var`], the rows'
-/// backward and [`merge_plane`] multiply by it where [`Moments`] divides. On rows of 64
-/// values the divisions (the f32 shift `sum / n`, then `S1^2 / n` and `M2 / n` in f64) sat
-/// on each row's critical path to its normalise loop and held about a fifth of the
-/// forward's time (perf); in f64 a product by the reciprocal is as accurate as the
-/// quotient to a few units in 1e-16.
+/// `1 / n` for the rows (or planes) of one call, formed once: [`merge_run`] and the rows'
+/// backward multiply by it where [`Moments`] divides. On rows of 64 values the divisions
+/// (the f32 shift `sum / n`, then `S1^2 / n` and `M2 / n` in f64) sat on each row's
+/// critical path to its normalise loop and held about a fifth of the forward's time
+/// (perf); in f64 a product by the reciprocal is as accurate as the quotient to a few
+/// units in 1e-16.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Recip {
     len: usize,
@@ -299,18 +250,48 @@ impl Recip {
     }
 }
 
-/// The mean and biased variance (`M2 / n`) of one row of `r.len` values. A row of at most
-/// [`PLANE_BLOCK`] values is one block: [`block_moments`] with the reciprocal (the shift
-/// `sum * (1/n)` in f32, then `mean = s + S1/n` and `M2 = S2 - S1^2/n` with products). A
-/// longer row goes through [`row_moments`], whose divisions are a few per 2,048 values.
+/// `m` with the contiguous run `xs` of `r.len` values merged in: a channel's plane, or a
+/// LayerNorm / GroupNorm row (into empty moments). In blocks of at most [`PLANE_BLOCK`]
+/// values, which stay in cache for their second look: a block gets its own corrected
+/// two-pass moments when `m` is empty (pass 1 takes the block mean as the shift), and
+/// otherwise is summed once about `m`'s mean, the mean of everything merged so far, without
+/// a pass 1; a block whose shift turns out more than a standard deviation off its own mean
+/// ([`shift_is_near`]; NaN and overflowed squares too) is redone with its own pass 1 while
+/// it is in cache. So stationary data skips pass 1 everywhere but at the start, and data
+/// whose mean drifts gets the two-pass treatment where it needs it.
+///
+/// Why: on small planes the per-plane work (pass 1, its horizontal sum, the divisions)
+/// was most of the statistics' time. With the mean so far as the shift and `1/n` formed
+/// once per call (`r`), the training forward on (32, 64, 7, 7) and (32, 512, 7, 7) took
+/// 0.73-0.77x the time (4x4 planes 0.75x, 14x14 0.88x, 28x28 0.90x; simd), and with long
+/// planes' blocks taking the mean so far across planes too, (32, 64, 56, 56) 0.95x and
+/// (16, 64, 112, 112) 0.87x. Consecutive planes in memory are different channels, so a
+/// plane's dependence on the previous merge of its channel does not hold the loop up.
+#[inline(always)]
+pub(crate) fn merge_run(m: Moments, xs: &[f32], r: Recip) -> Moments {
+    debug_assert_eq!(xs.len(), r.len);
+    if r.len <= PLANE_BLOCK {
+        return merge_run_block(m, xs, r);
+    }
+    xs.chunks(PLANE_BLOCK).fold(m, |m, blk| merge_run_block(m, blk, Recip::new(blk.len())))
+}
+
+/// [`merge_run`] of one block of `r.len` values.
+#[inline(always)]
+fn merge_run_block(m: Moments, blk: &[f32], r: Recip) -> Moments {
+    if m.count == 0.0 {
+        return block_moments(blk, r);
+    }
+    let shift = m.mean as f32;
+    let (s1, s2) = centered_sums(blk, shift);
+    let b = if shift_is_near(s1, s2, r.inv) { Moments::from_shifted_recip(r, shift, s1, s2) } else { block_moments(blk, r) };
+    m.merge(b)
+}
+
+/// The mean and biased variance (`M2 / n`) of one row of `r.len` values ([`merge_run`]).
 #[inline]
 pub(crate) fn row_mean_var(xs: &[f32], r: Recip) -> (f64, f64) {
-    debug_assert_eq!(xs.len(), r.len);
-    if r.len > PLANE_BLOCK {
-        let m = row_moments(xs);
-        return (m.mean, m.biased_var());
-    }
-    let m = block_moments_recip(xs, r);
+    let m = merge_run(Moments::EMPTY, xs, r);
     (m.mean, m.m2 * r.inv)
 }
 
@@ -324,18 +305,10 @@ fn shift_is_near(s1: f32, s2: f32, inv_n: f64) -> bool {
     s2.is_finite() && (s1 as f64) * (s1 as f64) * inv_n <= 0.5 * s2 as f64
 }
 
-/// Corrected two-pass moments of one cache-resident contiguous block.
-#[inline]
-pub(crate) fn block_moments(xs: &[f32]) -> Moments {
-    let shift = sum(xs) / xs.len() as f32;
-    let (sum_d, sum_d2) = centered_sums(xs, shift);
-    Moments::from_shifted(xs.len(), shift, sum_d, sum_d2)
-}
-
-/// [`block_moments`] of `r.len` values, with the reciprocal: the shift `sum * (1/n)` in
-/// f32, then [`Moments::from_shifted_recip`].
+/// Corrected two-pass moments of one cache-resident contiguous block of `r.len` values:
+/// the shift `sum * (1/n)` in f32, then [`Moments::from_shifted_recip`].
 #[inline(always)]
-fn block_moments_recip(xs: &[f32], r: Recip) -> Moments {
+fn block_moments(xs: &[f32], r: Recip) -> Moments {
     let shift = sum(xs) * r.inv32;
     let (s1, s2) = centered_sums(xs, shift);
     Moments::from_shifted_recip(r, shift, s1, s2)
@@ -640,7 +613,7 @@ pub fn accumulate(x: &[f32], dims: Dims, acc: &mut [Moments]) {
         let recip = Recip::new(dims.inner);
         for (p, plane) in x[..dims.len()].chunks_exact(dims.inner).enumerate() {
             let c = p % ch;
-            acc[c] = merge_plane(acc[c], plane, recip);
+            acc[c] = merge_run(acc[c], plane, recip);
         }
     } else {
         // The piece's blocks merged into acc in order, each shifted by the mean so far:

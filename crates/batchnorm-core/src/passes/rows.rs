@@ -8,10 +8,10 @@
 //!
 //! Each row is handled whole while it sits in cache: statistics, then the normalise loop,
 //! so the forward reads `x` once and writes `y` once. The statistics are batch norm's
-//! corrected two-pass blocks (`moments::row_mean_var`: a row of up to 2,048 values is one
-//! block, with `1/n` formed once per call; longer rows go through `moments::row_moments`, f64
-//! merge across blocks, and blocks after a row's first borrow the mean so far as their
-//! shift and skip their first pass): a one-pass
+//! corrected two-pass blocks (`moments::row_mean_var`, through `moments::merge_run`: blocks
+//! of up to 2,048 values, f64 merge across blocks, `1/n` formed once per call, and blocks
+//! after a row's first borrow the mean so far as their shift and skip their first pass): a
+//! one-pass
 //! variant about a shift sampled from 16 values was ~20% faster but its mean was up to 3x
 //! less accurate (the f32 sum of `x - s` grows with `|mean - s|`; see docs/norms.md), so it
 //! is not used. The backward does the same per row:
