@@ -8,9 +8,12 @@
 //! channels-last), and each block gets the *corrected two-pass* algorithm (Chan, Golub &
 //! LeVeque 1983): pass 1 takes the block mean `s` in f32, pass 2 sums `d = x - s` and `d^2`
 //! in f32 SIMD lanes, then `mean = s + sum(d)/n` and `M2 = sum(d^2) - sum(d)^2/n` are formed
-//! in f64. The second pass hits cache, not memory, so the cost is arithmetic only. Blocks
-//! are then combined in f64 with Chan et al.'s parallel formula, which is also what merges
-//! per-thread partials and, later, per-worker partials (SyncBN).
+//! in f64. The second pass hits cache, not memory, so the cost is arithmetic only. Every
+//! block after a channel's (or a row's) first takes the mean so far as its shift instead
+//! of a pass 1 of its own, and gets one only when that shift turns out more than a standard
+//! deviation off ([`merge_run`] for contiguous runs, [`rows_range`] for channels-last rows).
+//! Blocks are then combined in f64 with Chan et al.'s parallel formula, which is also what
+//! merges per-thread partials and, later, per-worker partials (SyncBN).
 
 use crate::dims::Dims;
 use crate::parallel;
