@@ -11,7 +11,7 @@
 //! in f64. The second pass hits cache, not memory, so the cost is arithmetic only. Every
 //! block after a channel's (or a row's) first takes the mean so far as its shift instead
 //! of a pass 1 of its own, and gets one only when that shift turns out more than a standard
-//! deviation off ([`merge_run`] for contiguous runs, [`rows_range`] for channels-last rows).
+//! deviation off (`merge_run` for contiguous runs, `rows_range` for channels-last rows).
 //! Blocks are then combined in f64 with Chan et al.'s parallel formula, which is also what
 //! merges per-thread partials and, later, per-worker partials (SyncBN).
 
