@@ -56,6 +56,17 @@ const groupArb = (maxN: number, maxSpatial: number) =>
     scale: fc.constantFrom(1, 0.1, 20),
   });
 
+/**
+ * The saved mean's absolute tolerance. The kernels sum `x - shift` in f32, and each of those
+ * differences rounds at about 2^-24 of its size, which is the data's spread (`scale`): with
+ * scale 20 (values out to +-60 and more) the mean carries errors of 1-2e-6 whatever the
+ * order of the sums: a row of six such values (fast-check seed 1383615350) was 1.6e-6 off,
+ * 1.1x the bound of 1e-6 this had before, with the statistics of both before and after
+ * session 16's change to them. So the bound has a term in `scale` (2^-22 of it), as it has
+ * one in the offset for the shift's own rounding at large means.
+ */
+const meanTol = (c: { offset: number; scale: number }) => 1e-6 * Math.max(1, Math.abs(c.offset)) + 2 ** -22 * c.scale;
+
 function checkRows(engine: Engine, c: RowCase): void {
   const shape = [...c.lead, ...c.ns];
   const size = prod(shape);
@@ -70,7 +81,7 @@ function checkRows(engine: Engine, c: RowCase): void {
   const want = refNorm(x, geo, weight, bias, c.eps, c.rms);
   const wScale = weight ? maxAbs(weight) : 1;
   expectClose("y", f.y as Float32Array, want.y, 1e-5 * Math.max(1, wScale) + (bias ? 1e-5 : 0), 1e-4);
-  expectClose("mean", f.mean, want.mean, 1e-6 * Math.max(1, Math.abs(c.offset)), 1e-6);
+  expectClose("mean", f.mean, want.mean, meanTol(c), 1e-6);
   expectClose("invStd", f.invStd, want.invStd, 0, 1e-4);
   const g = c.rms
     ? rmsNormBackward(dy, x, shape, c.ns, { weight, invStd: f.invStd, engine })
@@ -112,7 +123,7 @@ function checkGroups(engine: Engine, c: GroupCase, instance = false): void {
   const want = refNorm(x, geo, weight, bias, c.eps);
   const wScale = weight ? maxAbs(weight) : 1;
   expectClose("y", f.y as Float32Array, want.y, 1e-5 * Math.max(1, wScale) + (bias ? 1e-5 : 0), 1e-4);
-  expectClose("mean", f.mean, want.mean, 1e-6 * Math.max(1, Math.abs(c.offset)), 1e-6);
+  expectClose("mean", f.mean, want.mean, meanTol(c), 1e-6);
   expectClose("invStd", f.invStd, want.invStd, 0, 1e-4);
   if (track) {
     // PyTorch: each channel's instance means and unbiased variances averaged over the batch.
