@@ -31,17 +31,10 @@ pub struct Moments {
 impl Moments {
     pub const EMPTY: Moments = Moments { count: 0.0, mean: 0.0, m2: 0.0 };
 
-    /// Moments of a block from its shift `s` and the sums of `d = x - s` and `d^2`.
+    /// Moments of a block of `r.len` values from its shift `s` and the sums of `d = x - s`
+    /// and `d^2`: `mean = s + S1/n`, `M2 = S2 - S1^2/n`, with products by `1/n`.
     #[inline]
-    pub fn from_shifted(count: usize, shift: f32, sum_d: f32, sum_d2: f32) -> Moments {
-        let n = count as f64;
-        let (s1, s2) = (sum_d as f64, sum_d2 as f64);
-        Moments { count: n, mean: shift as f64 + s1 / n, m2: (s2 - s1 * s1 / n).max(0.0) }
-    }
-
-    /// [`Moments::from_shifted`] for `r.len` values, multiplying by the reciprocal.
-    #[inline]
-    pub(crate) fn from_shifted_recip(r: Recip, shift: f32, sum_d: f32, sum_d2: f32) -> Moments {
+    pub(crate) fn from_shifted(r: Recip, shift: f32, sum_d: f32, sum_d2: f32) -> Moments {
         let (s1, s2) = (sum_d as f64, sum_d2 as f64);
         let q = s1 * r.inv;
         Moments { count: r.len as f64, mean: shift as f64 + q, m2: (s2 - s1 * q).max(0.0) }
@@ -69,12 +62,6 @@ impl Moments {
     /// Population (biased) variance: what normalisation uses.
     pub fn biased_var(&self) -> f64 {
         self.m2 / self.count
-    }
-
-    /// Mean of the squares, `M2 / n + mean^2` (RMSNorm's statistic): the corrected
-    /// two-pass moments give it without a separate sum of squares.
-    pub fn mean_square(&self) -> f64 {
-        self.m2 / self.count + self.mean * self.mean
     }
 
     /// Sample (unbiased) variance: what PyTorch's running variance tracks.
@@ -287,7 +274,7 @@ fn merge_run_block(m: Moments, blk: &[f32], r: Recip) -> Moments {
     }
     let shift = m.mean as f32;
     let (s1, s2) = centered_sums(blk, shift);
-    let b = if shift_is_near(s1, s2, r.inv) { Moments::from_shifted_recip(r, shift, s1, s2) } else { block_moments(blk, r) };
+    let b = if shift_is_near(s1, s2, r.inv) { Moments::from_shifted(r, shift, s1, s2) } else { block_moments(blk, r) };
     m.merge(b)
 }
 
@@ -309,12 +296,12 @@ fn shift_is_near(s1: f32, s2: f32, inv_n: f64) -> bool {
 }
 
 /// Corrected two-pass moments of one cache-resident contiguous block of `r.len` values:
-/// the shift `sum * (1/n)` in f32, then [`Moments::from_shifted_recip`].
+/// the shift `sum * (1/n)` in f32, then [`Moments::from_shifted`].
 #[inline(always)]
 fn block_moments(xs: &[f32], r: Recip) -> Moments {
     let shift = sum(xs) * r.inv32;
     let (s1, s2) = centered_sums(xs, shift);
-    Moments::from_shifted_recip(r, shift, s1, s2)
+    Moments::from_shifted(r, shift, s1, s2)
 }
 
 /// Sum in four independent f32x4 accumulators (16 elements a step) for instruction-level
@@ -417,9 +404,9 @@ fn rows_range_in<const R: usize>(x: &[f32], channels: usize, block_rows: usize, 
 
 /// Merges a block of `n` rows, given per channel as its shift and the f32 sums about it,
 /// into `out` (Chan et al., as [`Moments::from_shifted`] then [`Moments::merge`], but
-/// multiplying by `1/n` where they divide by `n`: the same to f64 rounding), and
+/// multiplying by reciprocals where `merge` divides: the same to f64 rounding), and
 /// sets each channel's shift to its mean so far (f64, rounded once) for the next block.
-/// Every channel has counted the same rows, so the divisions of those two functions are
+/// Every channel has counted the same rows, so those reciprocals and weights are
 /// formed once per block here, not per channel: with 16-row blocks of wide rows (>= 256
 /// channels) the per-channel f64 work, five divisions among it, took most of the
 /// statistics pass's time.

@@ -81,6 +81,8 @@ pub(crate) fn forward(x: &[f32], y: &mut [f32], r: Rows, gamma: &[f32], beta: &[
             let (m, v) = row_mean_var(xr, recip);
             let (mu, var) = match stat {
                 Stat::Centered => (m, v),
+                // RMSNorm's mean of the squares, `M2 / n + mean^2`: the corrected
+                // two-pass moments give it without a separate sum of squares.
                 Stat::MeanSquare => (0.0, v + m * m),
             };
             let is = inv_std(var, eps);
