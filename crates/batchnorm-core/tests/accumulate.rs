@@ -3,9 +3,9 @@
 //! segment (`moments::segment_len` outer units) is fed in order into fresh moments and the
 //! segments are merged in order: planes (whole samples per piece, and runs of planes
 //! within a sample) and channels-last rows (whole blocks per piece, a segment's last piece
-//! short). The (300, 300) rows also check that pairs of rows and single rows give the
-//! same bits: its pieces fit in L2 and go in pairs, the whole tensor goes a row at a time
-//! (`passes::rows_together`). The same for `grad_sums_accumulate`. Every tensor here is
+//! short). The (1000, 300) rows also check that grouped rows and single rows give the
+//! same bits: its pieces fit in cache and go four rows at a time, the whole tensor (above
+//! `CACHED_ELEMS`) goes a row at a time (`passes::rows_together`). The same for `grad_sums_accumulate`. Every tensor here is
 //! below the default parallel threshold; `parallel.rs` checks that the pool's results are
 //! the same bits as one thread's.
 
@@ -71,7 +71,7 @@ fn planes_piece_by_piece_equal_the_whole() {
 fn rows_by_whole_blocks_equal_the_whole() {
     let mut rng = Rng::new(12);
     // (30000, 8) and (70000, 3) are two and three segments.
-    for &(rows, c, blocks_per_piece) in &[(5003, 13, 3), (1000, 64, 1), (300, 300, 2), (37, 5, 1), (30000, 8, 5), (70000, 3, 7)] {
+    for &(rows, c, blocks_per_piece) in &[(5003, 13, 3), (1000, 64, 1), (1000, 300, 2), (37, 5, 1), (30000, 8, 5), (70000, 3, 7)] {
         let d = Dims::new(&[rows, c], Layout::ChannelsLast).unwrap();
         let x = rng.normal_vec(d.len(), -2e2, 3.0);
         let want = moments(&x, d);
@@ -146,7 +146,7 @@ mod grad {
     #[test]
     fn rows_by_whole_blocks_equal_the_whole() {
         let mut rng = Rng::new(22);
-        for &(rows, c, blocks) in &[(5003, 13, 3), (1000, 64, 1), (300, 300, 2), (30000, 8, 5)] {
+        for &(rows, c, blocks) in &[(5003, 13, 3), (1000, 64, 1), (1000, 300, 2), (30000, 8, 5)] {
             let d = Dims::new(&[rows, c], Layout::ChannelsLast).unwrap();
             let (dy, x, gate) = data(&mut rng, d.len());
             let mean: Vec<f32> = rng.normal_vec(c, 3.0, 0.1);

@@ -558,6 +558,10 @@ pub fn large_shapes() -> Vec<Shape> {
         Shape::cl(&[2, 9, 9, 9, 61]),  // 88,938: rank 5
         Shape::cl(&[100003, 1]),       // 100,003: one channel
         Shape::cl(&[5, 2731, 5]),      // 68,275
-        Shape::cl(&[7, 9, 11, 131]),   // 90,783: rows one at a time (> 96 channels)
+        Shape::cl(&[7, 9, 11, 131]),   // 90,783
+        // Above `CACHED_ELEMS` (main-memory data, `rows_together`): rows in pairs (<= 96
+        // channels), and one at a time (> 96 channels).
+        Shape::cl(&[4, 61, 67, 17]),   // 277,916
+        Shape::cl(&[5, 19, 23, 131]),  // 286,235
     ]
 }
