@@ -60,7 +60,7 @@ describe.each(builds)("build %s", (build: BuildName) => {
   });
 
   it("a call that cannot stage its Float32Arrays: OutOfMemoryError, nothing written; after freeing memory it runs", () => {
-    const shape = [2 ** 16, 8]; // 2 MiB per staged array, more than fill() leaves
+    const shape = [2 ** 18, 8]; // 8 MiB per staged array, more than fill() leaves
     const n = shape[0] * shape[1];
     const rm = WasmTensor.from(new Float32Array(8).fill(0.25), engine);
     const rv = WasmTensor.from(new Float32Array(8).fill(4), engine);
@@ -74,17 +74,26 @@ describe.each(builds)("build %s", (build: BuildName) => {
       expect(Array.from(rm.view)).toEqual(new Array(8).fill(0.25));
       expect(Array.from(rv.view)).toEqual(new Array(8).fill(4));
       expect(out.view.every((v) => v === 0)).toBe(true);
-      // With 1-2 MiB free, still less than x, a plain-array output streams x through
-      // 128 KiB windows instead of staging it whole: it runs.
-      held.pop()!.free();
-      for (;;) { // refill with 1 MiB pieces, so that the last one held is 1 MiB
+      // With 3-4 MiB free, still less than x, a plain-array output streams x through
+      // 1 MiB windows (one for x, one for y) instead of staging it whole: it runs.
+      // Free the pieces up to the last one of 16 MiB or more (fill() may have left fewer
+      // than three of 1 MiB after it), refill with 1 MiB pieces, and free three of those.
+      for (let big = false; !big; ) {
+        const t = held.pop()!;
+        big = t.length >= (16 * MiB) / 4;
+        t.free();
+      }
+      const fine: WasmTensor[] = [];
+      for (;;) {
         try {
-          held.push(WasmTensor.alloc(MiB / 4, engine));
+          fine.push(WasmTensor.alloc(MiB / 4, engine));
         } catch {
           break;
         }
       }
-      held.pop()!.free();
+      expect(fine.length).toBeGreaterThanOrEqual(16);
+      for (let i = 0; i < 3; i++) fine.pop()!.free();
+      held.push(...fine);
       const { y } = batchNormTrainOn(engine, x, shape, {});
       expectClose("y streamed in a nearly full memory", y as Float32Array, want.y, 1e-4, 1e-4);
       expect(() => batchNormTrainOn(engine, x, shape, { out })).toThrow(OutOfMemoryError);

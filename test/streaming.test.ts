@@ -24,16 +24,25 @@ function expectBits(what: string, got: Float32Array, want: Float32Array) {
 }
 
 const W = STREAM_WINDOW;
+// Sized for a window of 256 Ki values (the test below checks that all but the tiny ones
+// span more than one window, i.e. stream).
 const shapes: [number[], Layout, string][] = [
   [[2, 3], "NCHW", "tiny"],
   [[3, 5, 7], "NHWC", "tiny channels-last"],
-  [[9, 4, 33, 31], "NCHW", "several samples per window, last chunk short"],
-  [[3, 7, 97, 101], "NCHW", "a sample larger than the window: runs of planes"],
-  [[2, 3, 200, 199], "NCHW", "a plane larger than the window"],
-  [[5003, 13], "NHWC", "rows not dividing the window"],
-  [[2, 70001], "NHWC", "one row larger than the window"],
-  [[4, 66, 130, 5], "NHWC", "channels-last rank 4"],
+  [[70, 4, 33, 31], "NCHW", "several samples per window, last chunk short"],
+  [[3, 29, 97, 101], "NCHW", "a sample larger than the window: runs of planes"],
+  [[2, 3, 520, 509], "NCHW", "a plane larger than the window"],
+  [[21001, 13], "NHWC", "rows not dividing the window"],
+  [[2, 270001], "NHWC", "one row larger than the window"],
+  [[8, 66, 130, 5], "NHWC", "channels-last rank 4"],
 ];
+
+it("every test shape but the tiny ones spans more than one window", () => {
+  for (const [shape, , what] of shapes) {
+    const size = shape.reduce((a, b) => a * b, 1);
+    expect(size > W, `${JSON.stringify(shape)} (${what}): ${size} values against a window of ${W}`).toBe(!what.startsWith("tiny"));
+  }
+});
 
 describe("chunksOf", () => {
   it.each(shapes)("%j %s (%s): chunks tile the tensor in order, each a valid tensor", (shape, layout) => {
@@ -83,7 +92,7 @@ describe("streamElementwise", () => {
     // A kernel that allocates (as one that needs scratch may) can grow the memory mid-way:
     // a non-shared memory then detaches its old buffer, so views made before are empty.
     const engine = await createEngine(build, 2);
-    const d = { outer: 5, channels: 3, inner: W / 2 + 7 }; // planes of more than half a window: one per chunk
+    const d = { outer: 2, channels: 2, inner: W / 2 + 7 }; // planes of more than half a window: one per chunk
     const size = d.outer * d.channels * d.inner;
     const x = rng(5).normals(size), y = new Float32Array(size).fill(NaN);
     const s = new Staging(engine);
@@ -235,8 +244,8 @@ describe.each(builds)("build %s", (build: BuildName) => {
   });
 
   it.each([
-    [[6, 5, 70, 70], "NCHW"],
-    [[9000, 13], "NHWC"],
+    [[12, 5, 70, 70], "NCHW"],
+    [[21000, 13], "NHWC"],
   ] as const)("a module fed plain arrays %j %s = one fed WasmTensors: outputs, gradients, running stats (ReLU + z, eval)", (shape, layout) => {
     // On simd-threads the plain-array module runs on the unshared companion; the bits must
     // not tell.

@@ -118,11 +118,18 @@ export class Staging {
 }
 
 /**
- * Elements per staging window of the streaming path: 32 Ki f32 = 128 KiB, so an input
- * window, an output window (and a residual's) stay in a 1 MiB L2 cache between the copy
- * in, the kernel and the copy out.
+ * Elements per staging window of the streaming path: 256 Ki f32 = 1 MiB. The windows
+ * were 128 KiB (so that an input, an output and a residual's window stayed in a 1 MiB L2
+ * between the copy in, the kernel and the copy out), but the copies, not the kernels,
+ * are most of a plain-array call, and fewer, larger copies are the cheaper: on the 2-core
+ * AMD EPYC (glibc's `memmove` with `rep movsb`) copying a 25.7 MB tensor out of
+ * 128 KiB windows into a JavaScript array took 2.7 ms against 1.4-1.7 ms out of 1 MiB
+ * ones, and the kernels on windows in L2/L3 add less than that saves. Measured through
+ * the library (paired, one process): plain eval, training forward and backward 0.7-0.9x
+ * the time on 8-128 MB tensors, and 0.6-0.9x on 0.5-1 MB tensors, which now take the
+ * one-call path (docs/performance.md, session 17).
  */
-export const STREAM_WINDOW = 1 << 15;
+export const STREAM_WINDOW = 1 << 18;
 
 /** One piece of a tensor as the kernels see it: its element range and its own dims. */
 export interface Chunk {
