@@ -204,8 +204,9 @@ export function* chunksOf(d: { outer: number; channels: number; inner: number },
  * reduction streams the same way, with no outputs (and `unitMultiple` and `segment` as
  * in {@link chunksOf}: it works in blocks of rows, and in segments).
  *
- * The loop is lean on purpose: at memory speed a window of 128 KiB takes a few
- * microseconds, so per-window JavaScript (views, arrays, closures) shows. The window
+ * The loop is lean on purpose: at memory speed a window takes tens of microseconds (it
+ * was a few, with the 128 KiB windows this was written for), so per-window JavaScript
+ * (views, arrays, closures) shows. The window
  * views are made once and remade only if the memory was replaced (a grown non-shared
  * memory detaches its old buffer), and `kernel` gets the same two pointer arrays every
  * time, rewritten in place.
