@@ -124,9 +124,11 @@ export interface Engine {
   /**
    * `simd-threads` only: the `simd` build, which runs the calls that take and return plain
    * arrays only and reduce nothing (eval) in unshared memory. V8 copies into and out of
-   * shared memory several times slower than unshared (a 25 MB tensor through 128 KiB
-   * windows, measured in 2026-11: 1.5 against 0.64 ms in, 1.24 against 0.28 ms out), and those copies are most
-   * of such a call. Elementwise results are the same bits on both builds.
+   * shared memory several times slower than unshared (a 25 MB tensor through the 128 KiB
+   * windows of the time, on an earlier VM: 1.5 against 0.64 ms in, 1.24 against 0.28 ms
+   * out), and those copies are most of such a call. (With today's 1 MiB windows the
+   * project's current VM copies into shared memory as fast: docs/performance.md, session
+   * 17.) Elementwise results are the same bits on both builds.
    * @internal
    */
   unshared?: Engine;

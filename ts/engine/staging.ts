@@ -125,8 +125,8 @@ export class Staging {
  * AMD EPYC (glibc's `memmove` with `rep movsb`) copying a 25.7 MB tensor out of
  * 128 KiB windows into a JavaScript array took 2.7 ms against 1.4-1.7 ms out of 1 MiB
  * ones, and the kernels on windows in L2/L3 add less than that saves. Measured through
- * the library (paired, one process): plain eval, training forward and backward 0.7-0.9x
- * the time on 8-128 MB tensors, and 0.6-0.9x on 0.5-1 MB tensors, which now take the
+ * the library (paired, one process): plain eval, training forward and backward 0.75-0.95x
+ * the time on 2-51 MB tensors, and 0.75-0.90x on a 512 KiB one, which now takes the
  * one-call path (docs/performance.md, session 17).
  */
 export const STREAM_WINDOW = 1 << 18;
@@ -204,12 +204,11 @@ export function* chunksOf(d: { outer: number; channels: number; inner: number },
  * reduction streams the same way, with no outputs (and `unitMultiple` and `segment` as
  * in {@link chunksOf}: it works in blocks of rows, and in segments).
  *
- * The loop is lean on purpose: at memory speed a window takes tens of microseconds (it
- * was a few, with the 128 KiB windows this was written for), so per-window JavaScript
- * (views, arrays, closures) shows. The window
- * views are made once and remade only if the memory was replaced (a grown non-shared
- * memory detaches its old buffer), and `kernel` gets the same two pointer arrays every
- * time, rewritten in place.
+ * The loop is lean on purpose: at memory speed a window takes tens of microseconds (a
+ * few with the 128 KiB windows this was written for), so per-window JavaScript (views,
+ * arrays, closures) shows. The window views are made once and remade only if the memory
+ * was replaced (a grown non-shared memory detaches its old buffer), and `kernel` gets the
+ * same two pointer arrays every time, rewritten in place.
  */
 export function streamElementwise(
   s: Staging,

@@ -5,9 +5,9 @@
 //! within a sample) and channels-last rows (whole blocks per piece, a segment's last piece
 //! short). The (1000, 300) rows also check that grouped rows and single rows give the
 //! same bits: its pieces fit in cache and go four rows at a time, the whole tensor (above
-//! `CACHED_ELEMS`) goes a row at a time (`passes::rows_together`). The same for `grad_sums_accumulate`. Every tensor here is
-//! below the default parallel threshold; `parallel.rs` checks that the pool's results are
-//! the same bits as one thread's.
+//! `CACHED_ELEMS`) goes a row at a time (`passes::rows_together`). The same for
+//! `grad_sums_accumulate`. Every tensor here is below the default parallel threshold;
+//! `parallel.rs` checks that the pool's results are the same bits as one thread's.
 
 mod common;
 

@@ -16,9 +16,9 @@ pub mod running;
 /// Channels-last rows that the row kernels take together (each load of a per-channel
 /// vector, or of a running per-channel sum, then serves all of them) when they walk
 /// `elems` elements: 4 for data that stays in cache ([`CACHED_ELEMS`]: the plain-array
-/// path's windows), else 2 for rows of at most [`MAX_PAIRED_CHANNELS`] channels, else 1. Every
-/// kernel adds the grouped rows' terms in row order (and computes each element alone), so
-/// the grouping never changes a result.
+/// path's windows), else 2 for rows of at most [`MAX_PAIRED_CHANNELS`] channels, else 1.
+/// Every kernel adds the grouped rows' terms in row order (and computes each element
+/// alone), so the grouping never changes a result.
 ///
 /// Measured in V8 on the 2-core AMD EPYC (Zen, 48 KiB L1d, 1 MiB L2): on 12 MiB tensors
 /// two rows at a time ran the passes 1.1-1.3x faster than one while the two rows span at
