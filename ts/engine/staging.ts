@@ -223,7 +223,7 @@ export function streamElementwise(
   const bases = inputs.map((t) => (typeof t === "number" ? t : t instanceof WasmTensor ? s.input(t) : 0));
   // Chunks of those come from main memory, and must look it to the kernels: they take
   // channels-last rows four at a time in data of at most `cached_elems()` elements (the
-  // windows, in L2), and four rows read from main memory run about 2x slower (see
+  // windows, in L2 or L3), and four rows read from main memory run about 2x slower (see
   // `passes::rows_together` in the crate). So chunks with an input read in place are
   // larger than that.
   const window = bases.some((b) => b !== 0) ? Math.max(STREAM_WINDOW, 2 * s.engine.glue.cached_elems()) : STREAM_WINDOW;

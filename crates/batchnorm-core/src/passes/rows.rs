@@ -11,15 +11,13 @@
 //! corrected two-pass blocks (`moments::row_mean_var`, through `moments::merge_run`: blocks
 //! of up to 2,048 values, f64 merge across blocks, `1/n` formed once per call, and blocks
 //! after a row's first borrow the mean so far as their shift and skip their first pass): a
-//! one-pass
-//! variant about a shift sampled from 16 values was ~20% faster but its mean was up to 3x
-//! less accurate (the f32 sum of `x - s` grows with `|mean - s|`; see docs/norms.md), so it
-//! is not used. The backward does the same per row:
-//! the two row sums `sum(g*dy)`, `sum(g*dy*(x-mean))`, then `dx`, reading `dy` and `x`
-//! once; the column sums for `dgamma` / `dbeta` are accumulated on the way in f32 lanes
-//! over at most [`COL_FLUSH_ROWS`] rows and then in f64 (as batch norm's channels-last
-//! reduction). The hot loops iterate exact chunks zipped by value (no bounds checks), two
-//! quads a step.
+//! one-pass variant about a shift sampled from 16 values was ~20% faster but its mean was
+//! up to 3x less accurate (the f32 sum of `x - s` grows with `|mean - s|`; see
+//! docs/norms.md), so it is not used. The backward does the same per row: the two row
+//! sums `sum(g*dy)`, `sum(g*dy*(x-mean))`, then `dx`, reading `dy` and `x` once; the
+//! column sums for `dgamma` / `dbeta` are accumulated on the way in f32 lanes over at most
+//! [`COL_FLUSH_ROWS`] rows and then in f64 (as batch norm's channels-last reduction). The
+//! hot loops iterate exact chunks zipped by value (no bounds checks), two quads a step.
 
 use crate::inv_std;
 use crate::moments::{row_mean_var, Recip, PLANE_BLOCK};
