@@ -240,6 +240,50 @@ fn row_statistics_stay_exact_when_blocks_move_away_from_the_mean() {
     eprintln!("worst invstd error / tolerance: {worst:.3}");
 }
 
+/// Short rows are taken four at a time (`rows::forward`), with the same operations on
+/// each row as one at a time: every row's `y`, mean and invstd are the bits of that row
+/// normalised alone (a one-row call never groups), for row counts that leave 0-3 rows
+/// over, both statistics, a large offset, and GroupNorm of one value per channel, whose
+/// rows (a sample's groups) take their parameters by group: grouped across samples in
+/// the batch, one sample at a time (three groups) alone.
+#[test]
+fn short_rows_in_groups_give_the_bits_of_rows_alone() {
+    let mut rng = Rng::new(31);
+    let bits = |v: &[f32]| v.iter().map(|f| f.to_bits()).collect::<Vec<u32>>();
+    for &len in &[1, 3, 5, 64, 67, 512] {
+        for rows in [4, 9, 11] {
+            for (stat, offset) in [(Stat::Centered, 0.0), (Stat::Centered, 1e4), (Stat::MeanSquare, 0.0)] {
+                let ctx = format!("{rows} rows of {len}, {stat:?}, offset {offset}");
+                let x = rng.normal_vec(rows * len, offset, 2.0);
+                let (w, b) = (rng.uniform_vec(len, -1.5, 1.5), rng.uniform_vec(len, -1.0, 1.0));
+                let (mut y, mut mean, mut invstd) = (vec![0f32; x.len()], vec![0f32; rows], vec![0f32; rows]);
+                rows_forward(&x, &mut y, Rows::new(rows, len).unwrap(), Some(&w), Some(&b), EPS, stat, &mut mean, &mut invstd).unwrap();
+                for r in 0..rows {
+                    let row = r * len..(r + 1) * len;
+                    let (mut y1, mut m1, mut is1) = (vec![0f32; len], [0f32], [0f32]);
+                    rows_forward(&x[row.clone()], &mut y1, Rows::new(1, len).unwrap(), Some(&w), Some(&b), EPS, stat, &mut m1, &mut is1).unwrap();
+                    assert_eq!(bits(&y[row]), bits(&y1), "{ctx}: y of row {r}");
+                    assert_eq!((mean[r].to_bits(), invstd[r].to_bits()), (m1[0].to_bits(), is1[0].to_bits()), "{ctx}: statistics of row {r}");
+                }
+            }
+        }
+    }
+    let (n, c, groups) = (7, 12, 3);
+    let gd = Groups::new(n, c, 1, groups, Layout::ChannelsFirst).unwrap();
+    let x = rng.normal_vec(gd.len(), 3.0, 2.0);
+    let (w, b) = (rng.uniform_vec(c, -1.5, 1.5), rng.uniform_vec(c, -1.0, 1.0));
+    let (mut y, mut mean, mut invstd) = (vec![0f32; x.len()], vec![0f32; gd.stats()], vec![0f32; gd.stats()]);
+    groups_forward(&x, &mut y, gd, Some(&w), Some(&b), EPS, &mut mean, &mut invstd, None).unwrap();
+    for k in 0..n {
+        let one = Groups::new(1, c, 1, groups, Layout::ChannelsFirst).unwrap();
+        let (mut y1, mut m1, mut is1) = (vec![0f32; c], vec![0f32; groups], vec![0f32; groups]);
+        groups_forward(&x[k * c..(k + 1) * c], &mut y1, one, Some(&w), Some(&b), EPS, &mut m1, &mut is1, None).unwrap();
+        assert_eq!(bits(&y[k * c..(k + 1) * c]), bits(&y1), "GroupNorm of one value per channel: y of sample {k}");
+        assert_eq!(bits(&mean[k * groups..(k + 1) * groups]), bits(&m1), "GroupNorm: mean of sample {k}");
+        assert_eq!(bits(&invstd[k * groups..(k + 1) * groups]), bits(&is1), "GroupNorm: invstd of sample {k}");
+    }
+}
+
 #[test]
 fn rows_on_the_thread_pool() {
     on_pool(|| {

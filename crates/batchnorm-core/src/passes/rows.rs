@@ -27,6 +27,12 @@ use crate::simd::{q, q_mut, F32x4};
 /// Rows of f32 column sums before they go to f64 (as `moments::MAX_BLOCK_ROWS`).
 const COL_FLUSH_ROWS: usize = 256;
 
+/// Rows the forward takes [`GROUP`] at a time when they have at most this many values
+/// (four such rows, 8 KiB, stay in L1 from their statistics to their normalisation).
+const SHORT_ROW: usize = 512;
+/// See [`forward`].
+const GROUP: usize = 4;
+
 /// `rows` contiguous rows of `len` values; each row is `len / inner` runs ("planes") of
 /// `inner` values sharing one parameter; row `r` uses parameter block `r % period`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -75,14 +81,51 @@ pub(crate) fn forward(x: &[f32], y: &mut [f32], r: Rows, gamma: &[f32], beta: &[
     parallel::for_each_chunk_mut3(y, per_task * r.len, mean, per_task, invstd, per_task, par, |t, ys, ms, iss| {
         let first = t * per_task;
         let xs = &x[first * r.len..first * r.len + ys.len()];
-        for (k, (xr, yr)) in xs.chunks_exact(r.len).zip(ys.chunks_exact_mut(r.len)).enumerate() {
-            let (m, v) = row_mean_var(xr, recip);
-            let (mu, var) = match stat {
+        // The per-row statistic from the row's moments.
+        let stat_of = |(m, v): (f64, f64)| -> (f64, f64) {
+            match stat {
                 Stat::Centered => (m, v),
                 // RMSNorm's mean of the squares, `M2 / n + mean^2`: the corrected
                 // two-pass moments give it without a separate sum of squares.
                 Stat::MeanSquare => (0.0, v + m * m),
-            };
+            }
+        };
+        // Short rows of a parameter per column, GROUP at a time: each step of a row's
+        // statistics waits on the one before (sums, shift, centred sums, f64 moments,
+        // square root, division), and a short row has little work besides that chain;
+        // the group's chains run side by side (LLVM even pairs their f64 square roots).
+        // Measured in V8 (paired, rows in L2): 0.87-0.96x the time for rows of 16-128
+        // values, 1.0x from 256 up. The same operations on each row as one at a time
+        // (below), so the same bits.
+        let mut done = 0;
+        if r.inner == 1 && r.len <= SHORT_ROW {
+            let (xg, yg) = (xs.chunks_exact(GROUP * r.len), ys.chunks_exact_mut(GROUP * r.len));
+            for ((xg, yg), (ms, iss)) in xg.zip(yg).zip(ms.chunks_exact_mut(GROUP).zip(iss.chunks_exact_mut(GROUP))) {
+                let mut st = [(0f64, 0f64); GROUP];
+                for (j, s) in st.iter_mut().enumerate() {
+                    *s = stat_of(row_mean_var(&xg[j * r.len..(j + 1) * r.len], recip));
+                }
+                let mut lo = [0f32; GROUP];
+                for (j, &(mu, var)) in st.iter().enumerate() {
+                    iss[j] = inv_std(var, eps);
+                    ms[j] = mu as f32;
+                    lo[j] = (mu - ms[j] as f64) as f32;
+                }
+                for (j, yr) in yg.chunks_exact_mut(r.len).enumerate() {
+                    // GroupNorm of single values per channel has rows of inner 1 too, with
+                    // parameters that change from row to row.
+                    let p0 = if r.period == 1 { 0 } else { r.param0(first + done + j) };
+                    let p = p0..p0 + r.len;
+                    normalize_row(&xg[j * r.len..(j + 1) * r.len], yr, ms[j], lo[j], iss[j], &gamma[p.clone()], &beta[p]);
+                }
+                done += GROUP;
+            }
+        }
+        let (xs, ys) = (&xs[done * r.len..], &mut ys[done * r.len..]);
+        let (ms, iss) = (&mut ms[done..], &mut iss[done..]);
+        let first = first + done;
+        for (k, (xr, yr)) in xs.chunks_exact(r.len).zip(ys.chunks_exact_mut(r.len)).enumerate() {
+            let (mu, var) = stat_of(row_mean_var(xr, recip));
             let is = inv_std(var, eps);
             let hi = mu as f32;
             ms[k] = hi;
