@@ -28,8 +28,8 @@ use crate::simd::{q, q_mut, F32x4};
 const COL_FLUSH_ROWS: usize = 256;
 
 /// Rows the forward takes [`GROUP`] at a time when they have at most this many values
-/// (four such rows, 8 KiB, stay in L1 from their statistics to their normalisation).
-const SHORT_ROW: usize = 512;
+/// (four rows of 512 measured 1.09x the time of one at a time).
+const SHORT_ROW: usize = 256;
 /// See [`forward`].
 const GROUP: usize = 4;
 
@@ -94,9 +94,9 @@ pub(crate) fn forward(x: &[f32], y: &mut [f32], r: Rows, gamma: &[f32], beta: &[
         // statistics waits on the one before (sums, shift, centred sums, f64 moments,
         // square root, division), and a short row has little work besides that chain;
         // the group's chains run side by side (LLVM even pairs their f64 square roots).
-        // Measured in V8 (paired, rows in L2): 0.87-0.96x the time for rows of 16-128
-        // values, 1.0x from 256 up. The same operations on each row as one at a time
-        // (below), so the same bits.
+        // Measured in V8 (paired CPU time, `bench/norms-ab.mjs`, 4M values): rows of 64,
+        // 128 and 256 values 0.88-0.94x the time of one at a time. The same operations on
+        // each row as one at a time (below), so the same bits.
         let mut done = 0;
         if r.inner == 1 && r.len <= SHORT_ROW {
             let (xg, yg) = (xs.chunks_exact(GROUP * r.len), ys.chunks_exact_mut(GROUP * r.len));
