@@ -57,10 +57,15 @@ impl Rows {
         self.period * self.params_per_row()
     }
 
-    /// The first parameter index of row `r`.
+    /// The first parameter index of row `r`: 0 for LayerNorm / RMSNorm (one parameter
+    /// block) without the two integer divisions, which sit on every row's path.
     #[inline]
     fn param0(&self, r: usize) -> usize {
-        (r % self.period) * self.params_per_row()
+        if self.period == 1 {
+            0
+        } else {
+            (r % self.period) * self.params_per_row()
+        }
     }
 }
 
@@ -90,6 +95,12 @@ pub(crate) fn forward(x: &[f32], y: &mut [f32], r: Rows, gamma: &[f32], beta: &[
                 Stat::MeanSquare => (0.0, v + m * m),
             }
         };
+        // What a row saves and normalises with: the mean split into two f32s (`hi`, and
+        // `lo` = the rest of the f64 mean) and `1/sqrt(var + eps)`.
+        let saved = |(mu, var): (f64, f64)| -> (f32, f32, f32) {
+            let hi = mu as f32;
+            (hi, (mu - hi as f64) as f32, inv_std(var, eps))
+        };
         // Short rows of a parameter per column, GROUP at a time: each step of a row's
         // statistics waits on the one before (sums, shift, centred sums, f64 moments,
         // square root, division), and a short row has little work besides that chain;
@@ -102,21 +113,19 @@ pub(crate) fn forward(x: &[f32], y: &mut [f32], r: Rows, gamma: &[f32], beta: &[
             let (xg, yg) = (xs.chunks_exact(GROUP * r.len), ys.chunks_exact_mut(GROUP * r.len));
             for ((xg, yg), (ms, iss)) in xg.zip(yg).zip(ms.chunks_exact_mut(GROUP).zip(iss.chunks_exact_mut(GROUP))) {
                 let mut st = [(0f64, 0f64); GROUP];
-                for (j, s) in st.iter_mut().enumerate() {
-                    *s = stat_of(row_mean_var(&xg[j * r.len..(j + 1) * r.len], recip));
+                for (s, xr) in st.iter_mut().zip(xg.chunks_exact(r.len)) {
+                    *s = stat_of(row_mean_var(xr, recip));
                 }
                 let mut lo = [0f32; GROUP];
-                for (j, &(mu, var)) in st.iter().enumerate() {
-                    iss[j] = inv_std(var, eps);
-                    ms[j] = mu as f32;
-                    lo[j] = (mu - ms[j] as f64) as f32;
+                for (j, &s) in st.iter().enumerate() {
+                    (ms[j], lo[j], iss[j]) = saved(s);
                 }
-                for (j, yr) in yg.chunks_exact_mut(r.len).enumerate() {
+                for (j, (xr, yr)) in xg.chunks_exact(r.len).zip(yg.chunks_exact_mut(r.len)).enumerate() {
                     // GroupNorm of single values per channel has rows of inner 1 too, with
                     // parameters that change from row to row.
-                    let p0 = if r.period == 1 { 0 } else { r.param0(first + done + j) };
+                    let p0 = r.param0(first + done + j);
                     let p = p0..p0 + r.len;
-                    normalize_row(&xg[j * r.len..(j + 1) * r.len], yr, ms[j], lo[j], iss[j], &gamma[p.clone()], &beta[p]);
+                    normalize_row(xr, yr, ms[j], lo[j], iss[j], &gamma[p.clone()], &beta[p]);
                 }
                 done += GROUP;
             }
@@ -125,13 +134,11 @@ pub(crate) fn forward(x: &[f32], y: &mut [f32], r: Rows, gamma: &[f32], beta: &[
         let (ms, iss) = (&mut ms[done..], &mut iss[done..]);
         let first = first + done;
         for (k, (xr, yr)) in xs.chunks_exact(r.len).zip(ys.chunks_exact_mut(r.len)).enumerate() {
-            let (mu, var) = stat_of(row_mean_var(xr, recip));
-            let is = inv_std(var, eps);
-            let hi = mu as f32;
+            let (hi, lo, is) = saved(stat_of(row_mean_var(xr, recip)));
             ms[k] = hi;
             iss[k] = is;
-            let lo = (mu - hi as f64) as f32;
-            let p = r.param0(first + k)..r.param0(first + k) + r.params_per_row();
+            let p0 = r.param0(first + k);
+            let p = p0..p0 + r.params_per_row();
             if r.inner == 1 {
                 normalize_row(xr, yr, hi, lo, is, &gamma[p.clone()], &beta[p]);
             } else {
