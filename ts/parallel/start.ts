@@ -32,9 +32,10 @@ export const START_DEADLINES_MS: readonly number[] = [10_000, 20_000, 40_000];
  *
  * @example
  * // Start a worker that runs `await init()` (through comlink), in Firefox too:
+ * import { wrap } from "comlink";
  * const api = await startWithDeadlines(() => {
  *   const w = new Worker(new URL("./my-worker.js", import.meta.url), { type: "module" });
- *   const remote = wrap(w);
+ *   const remote = wrap<{ init(): Promise<unknown> }>(w);
  *   return { ready: remote.init().then(() => remote), abandon: () => w.terminate() };
  * });
  */
