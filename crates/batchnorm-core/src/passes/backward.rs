@@ -22,7 +22,7 @@ use crate::moments::{planar_segments, rows_per_block, segment_len, segment_rows}
 use crate::parallel;
 use crate::passes::mask::{self, bit, quad_bits};
 use crate::passes::rows_together;
-use crate::simd::{octet_quad, octet_view, q, q_mut, quad_view, quad_view_mut, quads4_mut, quads8, quads8_mut, row_pair, row_pair_mut, row_split, row_split_mut, row_tail, where_pos, zip4, F32x4, MaskWord, OctetParams, ParamQuads, RowPartsMut};
+use crate::simd::{octet_quad, octet_view, q, q_mut, quad_view, quad_view_mut, quads4_mut, quads8, quads8_mut, row_pair, row_pair_mut, row_split, row_split_mut, row_tail, where_pos, zip4, F32x4, MaskWord, OctetMask, OctetParams, ParamQuads, QuadMask, RowPartsMut};
 
 /// Where a fused ReLU passes the gradient.
 #[derive(Debug, Clone, Copy)]
@@ -430,11 +430,11 @@ fn row_sums<const G: u8, const R: usize>(
     let (s_dxm, mean) = (&mut s_dxm[..n], &mean[..n]);
     let (dy, x, gate) = (dy.map(|s| &s[..n]), x.map(|s| &s[..n]), gate.map(|s| &s[..n]));
     #[inline(always)]
-    fn quad<const G: u8, const R: usize>(a: &mut [f32; 4], b: &mut [f32; 4], d: [&[f32; 4]; R], v: [&[f32; 4]; R], g: [&[f32; 4]; R], m: &[f32; 4], mw: [MaskWord; R]) {
+    fn quad<const G: u8, const R: usize, M: QuadMask>(a: &mut [f32; 4], b: &mut [f32; 4], d: [&[f32; 4]; R], v: [&[f32; 4]; R], g: [&[f32; 4]; R], m: &[f32; 4], mw: [M; R]) {
         let m = F32x4::load(m);
         let (mut sa, mut sb) = (F32x4::load(a), F32x4::load(b));
         for r in 0..R {
-            let d = gate_word::<G>(F32x4::load(d[r]), g[r], mw[r]);
+            let d = gate_word::<G, _>(F32x4::load(d[r]), g[r], mw[r]);
             sa = sa.add(d);
             sb = sb.add(d.mul(F32x4::load(v[r]).sub(m)));
         }
@@ -447,17 +447,18 @@ fn row_sums<const G: u8, const R: usize>(
         let (a, b) = (&mut s_dy[r.clone()], &mut s_dxm[r.clone()]);
         let m = &mean[r.clone()];
         let (d, v, g) = (dy.map(|s| &s[r.clone()]), x.map(|s| &s[r.clone()]), gate.map(|s| &s[r.clone()]));
-        let mut mw: [MaskWord; R] = core::array::from_fn(|k| MaskWord::splat(if G == BITS { words[k][base / 32] } else { 0 }));
+        // A whole word, all eight quads read: the form that is cheaper a quad.
+        let mut mw: [OctetMask; R] = core::array::from_fn(|k| OctetMask::splat(if G == BITS { words[k][base / 32] } else { 0 }));
         for j in 0..8 {
             let i = 4 * j..4 * j + 4;
-            quad::<G, R>(q_mut(&mut a[i.clone()]), q_mut(&mut b[i.clone()]), quads_at(d, 4 * j), quads_at(v, 4 * j), quads_at(g, 4 * j), q(&m[i]), mw);
-            mw = mw.map(MaskWord::next);
+            quad::<G, R, _>(q_mut(&mut a[i.clone()]), q_mut(&mut b[i.clone()]), quads_at(d, 4 * j), quads_at(v, 4 * j), quads_at(g, 4 * j), q(&m[i]), mw);
+            mw = mw.map(OctetMask::next);
         }
     }
     for c in (full..n / 4 * 4).step_by(4) {
         let i = c..c + 4;
-        let mw = core::array::from_fn(|k| MaskWord::splat(mask_bits::<G>(words[k], c)));
-        quad::<G, R>(q_mut(&mut s_dy[i.clone()]), q_mut(&mut s_dxm[i.clone()]), quads_at(dy, c), quads_at(x, c), quads_at(gate, c), q(&mean[i]), mw);
+        let mw: [MaskWord; R] = core::array::from_fn(|k| MaskWord::splat(mask_bits::<G>(words[k], c)));
+        quad::<G, R, _>(q_mut(&mut s_dy[i.clone()]), q_mut(&mut s_dxm[i.clone()]), quads_at(dy, c), quads_at(x, c), quads_at(gate, c), q(&mean[i]), mw);
     }
     for c in n / 4 * 4..n {
         for r in 0..R {
@@ -645,7 +646,7 @@ fn dx_rows_zipped<const G: u8, const DZ: bool>(dy: &[f32], x: &[f32], gate: &[f3
                 if G == BITS {
                     mw = [mask_at(k, mw[0], w0), mask_at(k, mw[1], w1)];
                 }
-                let e = [0, 1].map(|r| gate_word::<G>(F32x4::load(d[r]), g[r], mw[r]));
+                let e = [0, 1].map(|r| gate_word::<G, _>(F32x4::load(d[r]), g[r], mw[r]));
                 (e, [step(e[0], v[0], p), step(e[1], v[1], p)])
             };
             let quads = o0.iter_mut().zip(o1).zip(d0.iter().zip(d1)).zip(v0.iter().zip(v1)).zip(g0.iter().zip(g1)).zip(params.clone());
@@ -694,7 +695,7 @@ fn dx_rows_bits_octets<const DZ: bool, const IP: bool>(dy: &[f32], x: &[f32], bi
     // Quad `j` of an octet: dx from the gated dy `e`.
     let step = |e: F32x4, v: &[f32; 32], p: OctetParams, j: usize| dx_quad(e, &quads8(v)[j], octet_quad(p, j));
     // Quad `j` of dy (from `dz` with IP), gated by the mask word's current quad.
-    let gated = |d: &[f32; 32], z: Option<&[f32; 32]>, mw: MaskWord, j: usize| {
+    let gated = |d: &[f32; 32], z: Option<&[f32; 32]>, mw: OctetMask, j: usize| {
         let src = if IP { z.unwrap_or(d) } else { d };
         mw.keep(F32x4::load(&quads8(src)[j]))
     };
@@ -704,9 +705,10 @@ fn dx_rows_bits_octets<const DZ: bool, const IP: bool>(dy: &[f32], x: &[f32], bi
     // Without DZ there is no dz: an empty slice, and `dz_rows` hands out empty ones.
     let (dzw, dz_last) = if DZ { dz.split_at_mut(whole) } else { (&mut [][..], &mut [][..]) };
     let mut dz_rows = dzw.chunks_exact_mut((rows * ch).max(1));
-    // One octet of one row (and its dz): the word splatted once, its eight quads unrolled.
+    // One octet of one row (and its dz): the word built once (`OctetMask`), its eight quads
+    // unrolled.
     let octet = |o: &mut [f32; 32], z: Option<&mut [f32; 32]>, d: &[f32; 32], v: &[f32; 32], w: u32, p: OctetParams| {
-        let mut mw = MaskWord::splat(w);
+        let mut mw = OctetMask::splat(w);
         let mut z = z;
         for j in 0..8 {
             let e = gated(d, z.as_deref(), mw, j);
@@ -720,7 +722,7 @@ fn dx_rows_bits_octets<const DZ: bool, const IP: bool>(dy: &[f32], x: &[f32], bi
     // Both rows' octet: each step's quads of the two rows together (shared parameters).
     let octet_pair = |o: [&mut [f32; 32]; 2], z: Option<[&mut [f32; 32]; 2]>, d: [&[f32; 32]; 2], v: [&[f32; 32]; 2], w: [u32; 2], p: OctetParams| {
         let [o0, o1] = o;
-        let mut m = w.map(MaskWord::splat);
+        let mut m = w.map(OctetMask::splat);
         let mut z = z;
         for j in 0..8 {
             let e = match z.as_ref() {
@@ -843,7 +845,7 @@ fn dx_row_zipped<'a, const G: u8, const DZ: bool>(
             if G == BITS {
                 mw = mask_at(k, mw, w);
             }
-            let e = gate_word::<G>(F32x4::load(d), g, mw);
+            let e = gate_word::<G, _>(F32x4::load(d), g, mw);
             step(e, v, p).store(o);
             e.store(z);
         }
@@ -852,7 +854,7 @@ fn dx_row_zipped<'a, const G: u8, const DZ: bool>(
             if G == BITS {
                 mw = mask_at(k, mw, w);
             }
-            step(gate_word::<G>(F32x4::load(d), g, mw), v, p).store(o);
+            step(gate_word::<G, _>(F32x4::load(d), g, mw), v, p).store(o);
         }
     }
 }
@@ -946,7 +948,7 @@ fn dx_rows<const G: u8, const IP: bool, const R: usize>(
     // the quad's four bits.
     let quad = |k: usize, mw: [MaskWord; R], d: [F32x4; R]| {
         let (kk, m, bb, cc) = (F32x4::load(&kq[k]), F32x4::load(&mq[k]), F32x4::load(&bq[k]), F32x4::load(&cq[k]));
-        let e: [F32x4; R] = core::array::from_fn(|r| gate_word::<G>(d[r], &gq[r][k], mw[r]));
+        let e: [F32x4; R] = core::array::from_fn(|r| gate_word::<G, _>(d[r], &gq[r][k], mw[r]));
         let out: [F32x4; R] = core::array::from_fn(|r| e[r].mul(kk).add(F32x4::load(&xq[r][k]).sub(m).mul(bb)).add(cc));
         (e, out)
     };
@@ -1004,7 +1006,7 @@ fn gate_quad<const G: u8>(d: F32x4, g: &[f32], words: &[u32], i: usize) -> F32x4
 /// [`gate_quad`] with the quad's mask bits as the current quad of a mask word `mw` (read
 /// only in mode BITS) and the output quad `g` (read only in mode OUT).
 #[inline(always)]
-fn gate_word<const G: u8>(d: F32x4, g: &[f32; 4], mw: MaskWord) -> F32x4 {
+fn gate_word<const G: u8, M: QuadMask>(d: F32x4, g: &[f32; 4], mw: M) -> F32x4 {
     match G {
         OUT => d.where_pos(F32x4::load(g)),
         BITS => mw.keep(d),
