@@ -28,6 +28,19 @@ pub struct Moments {
     pub m2: f64,
 }
 
+/// `v`, or +0 where it is below zero (rounding) or NaN: what `v.max(0.0)` gives, as one
+/// compare and select. Wasm's `f64.max` propagates NaN, so LLVM writes `max` out as
+/// compares and selects for NaN, and V8's code for them branched (`ucomisd`, `jp`, `je`)
+/// on every plane's and row's chain.
+#[inline(always)]
+fn non_negative(v: f64) -> f64 {
+    if v > 0.0 {
+        v
+    } else {
+        0.0
+    }
+}
+
 impl Moments {
     pub const EMPTY: Moments = Moments { count: 0.0, mean: 0.0, m2: 0.0 };
 
@@ -37,7 +50,7 @@ impl Moments {
     pub(crate) fn from_shifted(r: Recip, shift: f32, sum_d: f32, sum_d2: f32) -> Moments {
         let (s1, s2) = (sum_d as f64, sum_d2 as f64);
         let q = s1 * r.inv;
-        Moments { count: r.len as f64, mean: shift as f64 + q, m2: (s2 - s1 * q).max(0.0) }
+        Moments { count: r.len as f64, mean: shift as f64 + q, m2: non_negative(s2 - s1 * q) }
     }
 
     /// Chan, Golub & LeVeque's pairwise combination: exact in exact arithmetic for any
@@ -419,7 +432,7 @@ fn merge_block(out: &mut [Moments], shift: &mut [f32], s1: &[f32], s2: &[f32], n
     for ((o, sh), (&a, &b)) in out.iter_mut().zip(shift.iter_mut()).zip(s1.iter().zip(s2)) {
         let (a, b) = (a as f64, b as f64);
         let mean = *sh as f64 + a * inv_nb;
-        let m2 = (b - a * a * inv_nb).max(0.0);
+        let m2 = non_negative(b - a * a * inv_nb);
         *o = if na == 0.0 {
             Moments { count: nb, mean, m2 }
         } else {
