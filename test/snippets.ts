@@ -79,6 +79,11 @@ const STAND_INS = new Set(["sgdStep", "rowsOfBatch"]);
 
 const FREE_NAME = new Set([2304, 2552, 18004]); // "Cannot find name", "...Did you mean", shorthand property without a value
 
+/** The name a free-name diagnostic is about (undefined for any other diagnostic). */
+function freeName(d: ts.Diagnostic): string | undefined {
+  return FREE_NAME.has(d.code) ? /'([^']+)'/.exec(ts.flattenDiagnosticMessageText(d.messageText, " "))?.[1] : undefined;
+}
+
 /** Type-checks `snippets` against the declarations at `types` (the package's index.d.ts). */
 export function checkSnippets(snippets: Snippet[], types: string): SnippetReport[] {
   const exported = packageExports(types);
@@ -124,8 +129,8 @@ export function checkSnippets(snippets: Snippet[], types: string): SnippetReport
     for (const st of states) {
       const sf = program.getSourceFile(st.file)!;
       st.diagnostics = [...program.getSyntacticDiagnostics(sf), ...program.getSemanticDiagnostics(sf)];
-      for (const d of st.diagnostics.filter((d) => FREE_NAME.has(d.code))) {
-        const name = /'([^']+)'/.exec(ts.flattenDiagnosticMessageText(d.messageText, " "))?.[1];
+      for (const d of st.diagnostics) {
+        const name = freeName(d);
         if (!name || st.free.has(name)) continue;
         st.free.add(name);
         if (!exported.has(name) && !STAND_INS.has(name) && isCallee(sf, d.start!)) st.unknownCalls.add(name);
@@ -137,7 +142,7 @@ export function checkSnippets(snippets: Snippet[], types: string): SnippetReport
   return states.map((st) => {
     const headLines = st.head.split("\n").length - 1;
     const errors = st.diagnostics
-      .filter((d) => !FREE_NAME.has(d.code) || st.unknownCalls.has(/'([^']+)'/.exec(ts.flattenDiagnosticMessageText(d.messageText, " "))?.[1] ?? ""))
+      .filter((d) => !FREE_NAME.has(d.code) || st.unknownCalls.has(freeName(d) ?? ""))
       .map((d) => {
         const line = d.file ? d.file.getLineAndCharacterOfPosition(d.start!).line - headLines + 1 : 0;
         const what = FREE_NAME.has(d.code) ? "called, but not exported by batchnorm-wasm nor defined in the snippet: " : "";
