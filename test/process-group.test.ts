@@ -3,6 +3,7 @@
  * every rank, in rank order), mismatched calls, and faults (a rank terminated or crashed
  * mid-collective, a timeout, dispose).
  */
+import { availableParallelism } from "node:os";
 import { Worker } from "node:worker_threads";
 import { afterEach, describe, expect, it } from "vitest";
 import { ProcessGroup, WorkerError, InvalidOptionError, type ProcessGroupOptions } from "../dist/index.js";
@@ -183,6 +184,54 @@ describe.each(["shared", "message"] as const)("process group over %s", (transpor
   });
 });
 
+// A rank that reaches a shared-memory barrier first polls for up to `spinMs` before it
+// sleeps: the polling must see every arrival (no sleep at all, or one far past the test)
+// and must still give way to a dead rank, a timeout and a disposed group.
+describe.each([0, 60_000])("shared memory with spinMs %i", (spinMs) => {
+  it("collectives and barriers as without polling", async () => {
+    const { ranks } = await start(3, { transport: "shared", spinMs, slotBytes: 1 << 16 });
+    for (const [len, op] of [[128, "sum"], [100_000, "mean"]] as const) {
+      const parts = ranks.map((_, i) => spread(rng(len + i).normals(len), true));
+      const want = rankOrderSum(parts as Float32Array[], op === "mean", true);
+      for (const g of await Promise.all(ranks.map((k, i) => k.allReduce(parts[i], op)))) expect(firstBitDifference(g, want)).toBe(-1);
+    }
+    let passed = 0;
+    const first = [ranks[0].barrier(), ranks[1].barrier()].map((p) => p.then(() => passed++));
+    await new Promise((r) => setTimeout(r, 200));
+    expect(passed).toBe(0);
+    await Promise.all([...first, ranks[2].barrier()]);
+    expect(passed).toBe(2);
+  });
+
+  it("the group keeps the spinMs it was given", async () => {
+    const { group } = await start(2, { transport: "shared", spinMs });
+    expect(group.spinMs).toBe(spinMs);
+  });
+
+  it("a rank terminated while the others poll: they reject at once, not after spinMs", async () => {
+    const { ranks, group } = await start(3, { transport: "shared", spinMs });
+    const t0 = performance.now();
+    const pending = [ranks[0].outcome("allReduce", new Float32Array(10)), ranks[1].outcome("barrier")];
+    await new Promise((r) => setTimeout(r, 100));
+    group.terminate(2);
+    for (const s of await Promise.all(pending)) expect(s).toMatchObject({ ok: false, name: "WorkerError", message: expect.stringMatching(/rank 2/) });
+    expect(performance.now() - t0).toBeLessThan(10_000);
+  });
+
+  it("polling stops at timeoutMs", async () => {
+    const { ranks } = await start(2, { transport: "shared", spinMs, timeoutMs: 300 });
+    const t0 = performance.now();
+    expect(await ranks[0].outcome("barrier")).toMatchObject({ ok: false, name: "CollectiveTimeoutError", message: expect.stringMatching(/rank 0 waited 300 ms/) });
+    expect(performance.now() - t0).toBeLessThan(10_000);
+  });
+});
+
+it("spinMs by default: 0.2 ms, or 0 with more ranks than logical cores", async () => {
+  expect((await start(1, { transport: "shared" })).group.spinMs).toBe(0.2);
+  const cores = availableParallelism();
+  expect((await start(cores + 1, { transport: "shared" })).group.spinMs).toBe(0);
+});
+
 describe("bucketed gradient all-reduce and parameter broadcast", () => {
   const seeded = (seed: number, sizes: number[]) => {
     let s = seed; // as test/workers/rank.mjs makes them
@@ -215,6 +264,9 @@ describe("ProcessGroup.create", () => {
     await expect(ProcessGroup.create([], { transport: "carrier" as never })).rejects.toThrow(InvalidOptionError);
     await expect(ProcessGroup.create([], { timeout: 3 } as never)).rejects.toThrow(/unknown option "timeout" \(did you mean "timeoutMs"\?\)/);
     await expect(ProcessGroup.create([], { slotBytes: 12 })).rejects.toThrow(/slotBytes must be a positive multiple of 8/);
+    for (const spinMs of [-1, Number.NaN, Number.POSITIVE_INFINITY, "1"]) {
+      await expect(ProcessGroup.create([], { spinMs } as never)).rejects.toThrow(/spinMs must be a number of milliseconds >= 0/);
+    }
   });
 
   it("workers that asked to join before the group was created are answered", async () => {

@@ -167,7 +167,8 @@ export async function supportedBuilds(): Promise<BuildName[]> {
   return out;
 }
 
-async function defaultThreads(): Promise<number> {
+/** The machine's logical cores (Node), or what the browser reports (4 where it does not). */
+export async function logicalCores(): Promise<number> {
   if (isNode) {
     const os = await import("node:os");
     return os.availableParallelism?.() ?? os.cpus().length;
@@ -247,7 +248,7 @@ async function instantiate(build: BuildName, threads: number | undefined): Promi
   const input = isNode ? { module_or_path: await (await import("node:fs/promises")).readFile(wasmUrlOf[build]()) } : undefined;
   const { memory } = await glue.default(input);
   if (build !== "simd-threads") return { glue, memory, build, threads: glue.thread_count() };
-  await startPool(glue, threads ?? (await defaultThreads()));
+  await startPool(glue, threads ?? (await logicalCores()));
   return { glue, memory, build, threads: glue.thread_count(), unshared: await createEngine("simd") };
 }
 

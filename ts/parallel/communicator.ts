@@ -53,7 +53,7 @@ export class Communicator {
     const tellCoordinator = (reason: string) => control.postMessage({ t: "broken", reason } satisfies ToCoordinator);
     this.#impl =
       init.transport === "shared"
-        ? new SharedTransport(init.shared!, init.rank, init.timeoutMs, tellCoordinator)
+        ? new SharedTransport(init.shared!, init.rank, init.timeoutMs, init.spinMs, tellCoordinator)
         : new MessageTransport(init.rank, init.worldSize, init.ports!, init.timeoutMs, tellCoordinator);
     control.addEventListener("message", (e) => {
       const m = e.data as ToRank;

@@ -24,6 +24,8 @@ export type ToRank =
       worldSize: number;
       transport: TransportName;
       timeoutMs: number;
+      /** Shared memory: how long a rank polls at a barrier before it sleeps (ms). */
+      spinMs: number;
       shared?: SharedLayout;
       /** ports[r]: the port to rank r (message transport). */
       ports?: (PortLike | undefined)[];
