@@ -7,7 +7,7 @@ import { availableParallelism } from "node:os";
 import { Worker } from "node:worker_threads";
 import { afterEach, describe, expect, it } from "vitest";
 import { ProcessGroup, WorkerError, InvalidOptionError, type ProcessGroupOptions } from "../dist/index.js";
-import { wrap } from "comlink";
+import { wrap, type Remote } from "comlink";
 import nodeEndpoint from "comlink/dist/esm/node-adapter.mjs";
 import { rng } from "./reference.js";
 import { RANK, disposeAll, startGroup, type RankApi } from "./workers/start.js";
@@ -39,6 +39,16 @@ function firstBitDifference(a: Float32Array | Float64Array, b: Float32Array | Fl
   const y = new Uint8Array(b.buffer, b.byteOffset, b.byteLength);
   for (let i = 0; i < x.length; i++) if (x[i] !== y[i]) return Math.floor(i / a.BYTES_PER_ELEMENT);
   return -1;
+}
+
+/** Ranks 0 and 1 of 3 enter a barrier; neither passes in 300 ms, both do once rank 2 enters. */
+async function expectBarrierHolds(ranks: Remote<RankApi>[]): Promise<void> {
+  let passed = 0;
+  const first = [ranks[0].barrier(), ranks[1].barrier()].map((p) => p.then(() => passed++));
+  await new Promise((r) => setTimeout(r, 300));
+  expect(passed).toBe(0);
+  await Promise.all([...first, ranks[2].barrier()]);
+  expect(passed).toBe(2);
 }
 
 describe.each(["shared", "message"] as const)("process group over %s", (transport) => {
@@ -112,13 +122,7 @@ describe.each(["shared", "message"] as const)("process group over %s", (transpor
   });
 
   it("barrier: no rank passes before every rank arrived", async () => {
-    const { ranks } = await start(3, { transport });
-    let passed = 0;
-    const first = [ranks[0].barrier(), ranks[1].barrier()].map((p) => p.then(() => passed++));
-    await new Promise((r) => setTimeout(r, 300));
-    expect(passed).toBe(0);
-    await Promise.all([...first, ranks[2].barrier()]);
-    expect(passed).toBe(2);
+    await expectBarrierHolds((await start(3, { transport })).ranks);
   });
 
   it("mismatched calls are an error on every rank; the group stays usable", async () => {
@@ -195,12 +199,7 @@ describe.each([0, 60_000])("shared memory with spinMs %i", (spinMs) => {
       const want = rankOrderSum(parts as Float32Array[], op === "mean", true);
       for (const g of await Promise.all(ranks.map((k, i) => k.allReduce(parts[i], op)))) expect(firstBitDifference(g, want)).toBe(-1);
     }
-    let passed = 0;
-    const first = [ranks[0].barrier(), ranks[1].barrier()].map((p) => p.then(() => passed++));
-    await new Promise((r) => setTimeout(r, 200));
-    expect(passed).toBe(0);
-    await Promise.all([...first, ranks[2].barrier()]);
-    expect(passed).toBe(2);
+    await expectBarrierHolds(ranks);
   });
 
   it("the group keeps the spinMs it was given", async () => {

@@ -12,7 +12,7 @@
  *
  * A rank that reaches a barrier first polls the arrival count for up to `spinMs` before it
  * sleeps in `Atomics.wait`: waking a sleeping thread took 36-66 us (median) on a 2-core VM,
- * more than most barriers of a balanced training step wait (see {@link DEFAULT_SPIN_MS}).
+ * paid at every barrier where a rank slept (see {@link DEFAULT_SPIN_MS}).
  *
  * No wait is unbounded: the poll is bounded by `spinMs`, and every `Atomics.wait` has a
  * time slice, after which the rank re-checks the abort word (set by the coordinator when a
