@@ -38,13 +38,15 @@ export const AbortCode = { died: 1, disposed: 2, timedOut: 3 } as const;
 /** All-reduces up to this many elements skip the reduce-scatter phase. */
 export const SMALL = 4096;
 /**
- * How long a rank polls at a barrier before it sleeps, by default (ms). Data-parallel MNIST
- * on 2 workers (6 barriers a step, ~3.5 ms apart) against 1 worker, 5 alternating runs of
- * 1,000 steps in one process on a 2-core VM, median steps/s ratio over the whole training:
- * 1.49x polling ~15 us, 1.65x at 0.2 ms, 1.60x at 1 ms, 1.47x at 3 ms. A rank that had
- * gone to sleep woke 36-66 us (median) after the last arrival; polling much longer keeps
- * the core from V8's compiler and garbage-collector threads, which then preempt a rank
- * that is still working. With more ranks than cores, `spinMs: 0` (sleep at once).
+ * How long a rank polls at a barrier before it sleeps, by default (ms). A rank that had
+ * gone to sleep woke 36-66 us (median; p90 up to 121 us) after the notify on a 2-core VM.
+ * Data-parallel MNIST on 2 workers (6 barriers a step, ~3.5 ms apart) against 1 worker,
+ * paired rounds of 1,000 steps: 0.2 ms beat the old ~15 us poll in 20 of 27 rounds, by
+ * +0.05 in the whole-run ratio on average (rounds spread 0.8-1.9x on that noisy host);
+ * a 3 ms poll lost to 0.2 ms in the steady part in all 5 of its rounds, holding a core
+ * that V8's compile and GC threads then took from the rank still working. With 4 ranks
+ * on 2 cores, polling lost outright (1.11x sleeping at once, 0.90x at 0.2 ms), hence no
+ * poll by default when there are more ranks than cores. docs/data-parallel.md, session 20.
  */
 export const DEFAULT_SPIN_MS = 0.2;
 /** Polls between two reads of the clock while spinning (~0.5 us of Atomics.load). */
