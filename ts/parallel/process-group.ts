@@ -127,18 +127,16 @@ export class ProcessGroup {
     if (want === "shared" && !canShareMemory()) {
       throw new InvalidOptionError(`transport "shared" needs SharedArrayBuffer and a cross-origin isolated page (or Node)`);
     }
-    const timeoutMs = positive("timeoutMs", opts.timeoutMs ?? 120_000);
-    const joinTimeoutMs = positive("joinTimeoutMs", opts.joinTimeoutMs ?? 60_000);
+    const timeoutMs = milliseconds("timeoutMs", opts.timeoutMs ?? 120_000);
+    const joinTimeoutMs = milliseconds("joinTimeoutMs", opts.joinTimeoutMs ?? 60_000);
+    const givenSpinMs = opts.spinMs === undefined ? undefined : milliseconds("spinMs", opts.spinMs, true);
     const slotBytes = opts.slotBytes ?? 1 << 20;
     if (!Number.isSafeInteger(slotBytes) || slotBytes < 8 || slotBytes % 8 !== 0) {
       throw new InvalidOptionError(`slotBytes must be a positive multiple of 8, got ${String(slotBytes)}`);
     }
-    if (opts.spinMs !== undefined && (typeof opts.spinMs !== "number" || !(opts.spinMs >= 0) || !Number.isFinite(opts.spinMs))) {
-      throw new InvalidOptionError(`spinMs must be a number of milliseconds >= 0, got ${String(opts.spinMs)}`);
-    }
     if (!Array.isArray(workers) || workers.length < 1) throw new InvalidArgumentError("ProcessGroup.create needs a non-empty array of workers");
     // More ranks than cores: a polling rank would hold a core that a working rank needs.
-    const spinMs = opts.spinMs ?? (workers.length <= (await logicalCores()) ? DEFAULT_SPIN_MS : 0);
+    const spinMs = givenSpinMs ?? (workers.length <= (await logicalCores()) ? DEFAULT_SPIN_MS : 0);
     const transport: TransportName = want === "auto" ? (canShareMemory() ? "shared" : "message") : want;
     const N = workers.length;
     const shared = transport === "shared" ? createSharedLayout(N, slotBytes) : undefined;
@@ -259,8 +257,11 @@ export class ProcessGroup {
   }
 }
 
-function positive(name: string, v: unknown): number {
-  if (typeof v !== "number" || !(v > 0) || !Number.isFinite(v)) throw new InvalidOptionError(`${name} must be a positive number of milliseconds, got ${String(v)}`);
+/** `v` as an option in milliseconds: a finite number, above zero (or at least zero with `orZero`). */
+function milliseconds(name: string, v: unknown, orZero = false): number {
+  if (typeof v !== "number" || !Number.isFinite(v) || !(orZero ? v >= 0 : v > 0)) {
+    throw new InvalidOptionError(`${name} must be ${orZero ? "a number of milliseconds >= 0" : "a positive number of milliseconds"}, got ${String(v)}`);
+  }
   return v;
 }
 

@@ -192,9 +192,8 @@ export class SharedTransport {
    * Stops early, false, when the group is aborted: the caller's wait loop reports it.
    */
   #spin(target: number): boolean {
-    const ctl = this.#ctl;
-    if (reached(Atomics.load(ctl, ARRIVALS), target)) return true;
     if (!(this.spinMs > 0)) return false;
+    const ctl = this.#ctl;
     const until = performance.now() + Math.min(this.spinMs, this.timeoutMs);
     do {
       for (let i = 0; i < POLLS_PER_CLOCK; i++) if (reached(Atomics.load(ctl, ARRIVALS), target)) return true;
