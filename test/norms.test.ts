@@ -168,6 +168,45 @@ describe.each(builds)("build %s", (build: BuildName) => {
     fc.assert(fc.property(groupArb(4, 6), (c) => checkGroups(engine, c, true)), { numRuns: 40 });
   });
 
+  it("short rows, taken four at a time, give the bits of each row normalised alone", () => {
+    // rows::forward takes rows of <= 256 values four at a time, their statistics' horizontal
+    // sums and f64 steps in vector lanes; a call of one row (or three) never groups. Row
+    // counts that leave 0-3 rows over; a large offset; GroupNorm channels-first with rows of
+    // planes (3 groups of 4 planes of 5, 2 of 3 planes of 49), grouped across samples.
+    const bits = (a: Float32Array) => new Uint32Array(a.buffer, a.byteOffset, a.length);
+    const same = (ctx: string, got: ArrayLike<number> & { length: number }, want: Float32Array) =>
+      expect(bits(got as Float32Array), ctx).toEqual(bits(want));
+    const r = rng(77);
+    for (const len of [8, 13, 64, 100, 256]) {
+      for (const rows of [9, 12]) {
+        for (const [fn, offset] of [[layerNorm, 0], [layerNorm, 1e4], [rmsNorm, 0]] as const) {
+          const ctx = `${fn.name} ${rows} rows of ${len}, offset ${offset}`;
+          const x = r.normals(rows * len, offset, 2);
+          const weight = r.normals(len, 1, 0.5);
+          const all = fn(x, [rows, len], len, { weight, engine });
+          for (let k = 0; k < rows; k++) {
+            const one = fn(x.subarray(k * len, (k + 1) * len), [1, len], len, { weight, engine });
+            same(`${ctx}: y of row ${k}`, (all.y as Float32Array).subarray(k * len, (k + 1) * len), one.y as Float32Array);
+            same(`${ctx}: mean of row ${k}`, all.mean.subarray(k, k + 1), one.mean);
+            same(`${ctx}: invStd of row ${k}`, all.invStd.subarray(k, k + 1), one.invStd);
+          }
+        }
+      }
+    }
+    for (const [n, C, S, G] of [[7, 12, 5, 3], [5, 6, 49, 2]]) {
+      const x = r.normals(n * C * S, 3, 2);
+      const weight = r.normals(C, 1, 0.5);
+      const bias = r.normals(C, 0, 0.5);
+      const all = groupNorm(x, [n, C, S], G, { weight, bias, engine });
+      for (let k = 0; k < n; k++) {
+        const one = groupNorm(x.subarray(k * C * S, (k + 1) * C * S), [1, C, S], G, { weight, bias, engine });
+        same(`GroupNorm(${G}, ${C}) on planes of ${S}: y of sample ${k}`, (all.y as Float32Array).subarray(k * C * S, (k + 1) * C * S), one.y as Float32Array);
+        same(`GroupNorm: mean of sample ${k}`, all.mean.subarray(k * G, (k + 1) * G), one.mean);
+        same(`GroupNorm: invStd of sample ${k}`, all.invStd.subarray(k * G, (k + 1) * G), one.invStd);
+      }
+    }
+  });
+
   it("on the thread pool (70k-200k elements)", () => {
     fc.assert(
       fc.property(rowArb(1, 1).chain((c) => fc.record({ rows: fc.integer({ min: 20, max: 400 }), len: fc.constantFrom(64, 255, 768, 3000) }).map((d) => ({ ...c, lead: [Math.ceil(70_000 / d.len) + d.rows], ns: [d.len] }))), (c) => checkRows(engine, c)),

@@ -118,6 +118,69 @@ mod imp {
         }
     }
 
+    impl F32x4 {
+        /// Four horizontal sums in one vector: lane `r` is `v[r].hsum()`, its lanes added
+        /// in the same pairs, so the same bits (six shuffles and three adds for what four
+        /// `hsum`s do in twelve lane extracts and twelve scalar adds).
+        #[inline(always)]
+        pub fn from_array(a: [f32; 4]) -> Self {
+            Self(f32x4(a[0], a[1], a[2], a[3]))
+        }
+        #[inline(always)]
+        pub fn hsum4(v: [Self; 4]) -> Self {
+            // [v0.0 + v0.1, v1.0 + v1.1, v0.2 + v0.3, v1.2 + v1.3], and the same of v2, v3.
+            let pairs = |a: v128, b: v128| f32x4_add(i32x4_shuffle::<0, 4, 2, 6>(a, b), i32x4_shuffle::<1, 5, 3, 7>(a, b));
+            let (a, b) = (pairs(v[0].0, v[1].0), pairs(v[2].0, v[3].0));
+            Self(f32x4_add(i32x4_shuffle::<0, 1, 4, 5>(a, b), i32x4_shuffle::<2, 3, 6, 7>(a, b)))
+        }
+    }
+
+    /// Two f64 lanes: the per-row f64 steps of four short rows, two rows a vector.
+    #[derive(Clone, Copy)]
+    pub struct F64x2(v128);
+
+    impl F64x2 {
+        #[inline(always)]
+        pub fn splat(v: f64) -> Self {
+            Self(f64x2_splat(v))
+        }
+        #[inline(always)]
+        pub fn add(self, o: Self) -> Self {
+            Self(f64x2_add(self.0, o.0))
+        }
+        #[inline(always)]
+        pub fn sub(self, o: Self) -> Self {
+            Self(f64x2_sub(self.0, o.0))
+        }
+        #[inline(always)]
+        pub fn mul(self, o: Self) -> Self {
+            Self(f64x2_mul(self.0, o.0))
+        }
+        #[inline(always)]
+        pub fn div(self, o: Self) -> Self {
+            Self(f64x2_div(self.0, o.0))
+        }
+        #[inline(always)]
+        pub fn sqrt(self) -> Self {
+            Self(f64x2_sqrt(self.0))
+        }
+        /// `v` where `v > 0`, else +0 (NaN included): `moments::non_negative` a lane.
+        #[inline(always)]
+        pub fn non_negative(self) -> Self {
+            Self(v128_and(self.0, f64x2_gt(self.0, f64x2_splat(0.0))))
+        }
+        /// Lanes 0-1 and 2-3 of `v`, widened (exact).
+        #[inline(always)]
+        pub fn widen(v: F32x4) -> [Self; 2] {
+            [Self(f64x2_promote_low_f32x4(v.0)), Self(f64x2_promote_low_f32x4(i32x4_shuffle::<2, 3, 2, 3>(v.0, v.0)))]
+        }
+        /// `a`'s lanes then `b`'s, each rounded to the nearest f32 (as `as f32`).
+        #[inline(always)]
+        pub fn narrow(a: Self, b: Self) -> F32x4 {
+            F32x4(i32x4_shuffle::<0, 1, 4, 5>(f32x4_demote_f64x2_zero(a.0), f32x4_demote_f64x2_zero(b.0)))
+        }
+    }
+
     /// A 32-bit mask word splatted to every lane ([`QuadMask`]): one splat to build, for
     /// words of which a row reads only a few quads; [`OctetMask`] is cheaper a quad.
     /// Expanding the bits in the vector unit takes an and and a compare a quad, where
@@ -238,6 +301,65 @@ mod imp {
         }
     }
 
+    impl F32x4 {
+        #[inline(always)]
+        pub fn from_array(a: [f32; 4]) -> Self {
+            Self(a)
+        }
+        #[inline(always)]
+        pub fn hsum4(v: [Self; 4]) -> Self {
+            Self(v.map(|q| q.hsum()))
+        }
+    }
+
+    #[derive(Clone, Copy)]
+    pub struct F64x2([f64; 2]);
+
+    #[allow(clippy::should_implement_trait)]
+    impl F64x2 {
+        #[inline(always)]
+        pub fn splat(v: f64) -> Self {
+            Self([v; 2])
+        }
+        #[inline(always)]
+        fn zip(self, o: Self, f: impl Fn(f64, f64) -> f64) -> Self {
+            Self([f(self.0[0], o.0[0]), f(self.0[1], o.0[1])])
+        }
+        #[inline(always)]
+        pub fn add(self, o: Self) -> Self {
+            self.zip(o, |a, b| a + b)
+        }
+        #[inline(always)]
+        pub fn sub(self, o: Self) -> Self {
+            self.zip(o, |a, b| a - b)
+        }
+        #[inline(always)]
+        pub fn mul(self, o: Self) -> Self {
+            self.zip(o, |a, b| a * b)
+        }
+        #[inline(always)]
+        pub fn div(self, o: Self) -> Self {
+            self.zip(o, |a, b| a / b)
+        }
+        #[inline(always)]
+        pub fn sqrt(self) -> Self {
+            Self(self.0.map(f64::sqrt))
+        }
+        #[inline(always)]
+        pub fn non_negative(self) -> Self {
+            Self(self.0.map(|v| if v > 0.0 { v } else { 0.0 }))
+        }
+        #[inline(always)]
+        pub fn widen(v: F32x4) -> [Self; 2] {
+            let a = v.0;
+            [Self([a[0] as f64, a[1] as f64]), Self([a[2] as f64, a[3] as f64])]
+        }
+        #[inline(always)]
+        pub fn narrow(a: Self, b: Self) -> F32x4 {
+            F32x4([a.0[0] as f32, a.0[1] as f32, b.0[0] as f32, b.0[1] as f32])
+        }
+    }
+
     /// See the wasm SIMD version: here the word itself, shifted down a quad at a time.
     #[derive(Clone, Copy)]
     pub struct MaskWord(u32);
@@ -261,7 +383,7 @@ mod imp {
     }
 }
 
-pub use imp::{F32x4, MaskWord, OctetMask};
+pub use imp::{F32x4, F64x2, MaskWord, OctetMask};
 
 /// A 32-bit ReLU mask word read a quad (four bits) at a time: lane `i` of the current quad
 /// is bit `i`, and [`next`](Self::next) moves to the next four bits. Two forms on wasm

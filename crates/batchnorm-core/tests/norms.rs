@@ -243,25 +243,33 @@ fn row_statistics_stay_exact_when_blocks_move_away_from_the_mean() {
 /// Short rows are taken four at a time (`rows::forward`), with the same operations on
 /// each row as one at a time: every row's `y`, mean and invstd are the bits of that row
 /// normalised alone (a one-row call never groups), for row counts that leave 0-3 rows
-/// over, both statistics, a large offset, and GroupNorm of one value per channel, whose
+/// over, both statistics, a large offset, rows of planes (GroupNorm and InstanceNorm
+/// channels-first: a parameter per plane, by group), and GroupNorm of one value per channel, whose
 /// rows (a sample's groups) take their parameters by group: grouped across samples in
 /// the batch, one sample at a time (three groups) alone.
 #[test]
 fn short_rows_in_groups_give_the_bits_of_rows_alone() {
     let mut rng = Rng::new(31);
     let bits = |v: &[f32]| v.iter().map(|f| f.to_bits()).collect::<Vec<u32>>();
-    for &len in &[1, 3, 5, 64, 67, 256] {
+    // (len, inner, period): LayerNorm's rows (a parameter per value), then GroupNorm's
+    // channels-first rows (a parameter per plane of `inner` values, by group).
+    let shapes = [1, 3, 5, 64, 67, 256].map(|len| (len, 1, 1)).into_iter().chain([(20, 5, 3), (49, 49, 12), (256, 64, 2)]);
+    for (len, inner, period) in shapes {
+        let per_row = len / inner;
         for rows in [4, 9, 11] {
             for (stat, offset) in [(Stat::Centered, 0.0), (Stat::Centered, 1e4), (Stat::MeanSquare, 0.0)] {
-                let ctx = format!("{rows} rows of {len}, {stat:?}, offset {offset}");
+                let ctx = format!("{rows} rows of {len} (planes of {inner}, {period} groups), {stat:?}, offset {offset}");
                 let x = rng.normal_vec(rows * len, offset, 2.0);
-                let (w, b) = (rng.uniform_vec(len, -1.5, 1.5), rng.uniform_vec(len, -1.0, 1.0));
+                let (w, b) = (rng.uniform_vec(period * per_row, -1.5, 1.5), rng.uniform_vec(period * per_row, -1.0, 1.0));
                 let (mut y, mut mean, mut invstd) = (vec![0f32; x.len()], vec![0f32; rows], vec![0f32; rows]);
-                rows_forward(&x, &mut y, Rows::new(rows, len).unwrap(), Some(&w), Some(&b), EPS, stat, &mut mean, &mut invstd).unwrap();
+                let all = Rows::planes(rows, len, inner, period).unwrap();
+                rows_forward(&x, &mut y, all, Some(&w), Some(&b), EPS, stat, &mut mean, &mut invstd).unwrap();
                 for r in 0..rows {
                     let row = r * len..(r + 1) * len;
+                    let p = (r % period) * per_row..(r % period + 1) * per_row;
                     let (mut y1, mut m1, mut is1) = (vec![0f32; len], [0f32], [0f32]);
-                    rows_forward(&x[row.clone()], &mut y1, Rows::new(1, len).unwrap(), Some(&w), Some(&b), EPS, stat, &mut m1, &mut is1).unwrap();
+                    let one = Rows::planes(1, len, inner, 1).unwrap();
+                    rows_forward(&x[row.clone()], &mut y1, one, Some(&w[p.clone()]), Some(&b[p]), EPS, stat, &mut m1, &mut is1).unwrap();
                     assert_eq!(bits(&y[row]), bits(&y1), "{ctx}: y of row {r}");
                     assert_eq!((mean[r].to_bits(), invstd[r].to_bits()), (m1[0].to_bits(), is1[0].to_bits()), "{ctx}: statistics of row {r}");
                 }

@@ -18,7 +18,7 @@
 use crate::dims::Dims;
 use crate::parallel;
 use crate::passes::{rows_together, touch, STRIP_QUADS};
-use crate::simd::{q, q_mut, quad_view, quad_view_mut, quads, F32x4};
+use crate::simd::{q, q_mut, quad_view, quad_view_mut, quads, F32x4, F64x2};
 
 /// Count, mean and sum of squared deviations from the mean of a set of values.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -321,6 +321,18 @@ fn block_moments(xs: &[f32], r: Recip) -> Moments {
 /// parallelism.
 #[inline]
 pub(crate) fn sum(xs: &[f32]) -> f32 {
+    let (lanes, tail) = sum_lanes(xs);
+    let mut total = lanes.hsum();
+    for &v in tail {
+        total += v;
+    }
+    total
+}
+
+/// [`sum`] before its horizontal sum: the lanes of its accumulators added, and the values
+/// after the last whole quad, which [`sum`] adds one by one.
+#[inline(always)]
+fn sum_lanes(xs: &[f32]) -> (F32x4, &[f32]) {
     let mut acc = [F32x4::zero(); 4];
     let steps = xs.chunks_exact(16);
     let rest = steps.remainder();
@@ -333,16 +345,26 @@ pub(crate) fn sum(xs: &[f32]) -> f32 {
     for v in body {
         acc[0] = acc[0].add(F32x4::load(q(v)));
     }
-    let mut total = acc[0].add(acc[1]).add(acc[2].add(acc[3])).hsum();
-    for &v in tail {
-        total += v;
-    }
-    total
+    (acc[0].add(acc[1]).add(acc[2].add(acc[3])), tail)
 }
 
 /// `(sum(x - s), sum((x - s)^2))` in f32x4 lanes.
 #[inline]
 fn centered_sums(xs: &[f32], shift: f32) -> (f32, f32) {
+    let (l1, l2, rest) = centered_lanes(xs, shift);
+    let (mut s1, mut s2) = (l1.hsum(), l2.hsum());
+    for &v in rest {
+        let d = v - shift;
+        s1 += d;
+        s2 += d * d;
+    }
+    (s1, s2)
+}
+
+/// [`centered_sums`] before its horizontal sums: the lanes of `x - s` and `(x - s)^2`, and
+/// the values after the last whole octet, which [`centered_sums`] adds one by one.
+#[inline(always)]
+fn centered_lanes(xs: &[f32], shift: f32) -> (F32x4, F32x4, &[f32]) {
     let s = F32x4::splat(shift);
     let (mut a1, mut a2, mut b1, mut b2) = (F32x4::zero(), F32x4::zero(), F32x4::zero(), F32x4::zero());
     let steps = xs.chunks_exact(8);
@@ -355,13 +377,45 @@ fn centered_sums(xs: &[f32], shift: f32) -> (f32, f32) {
         b1 = b1.add(d1);
         b2 = b2.add(d1.mul(d1));
     }
-    let (mut s1, mut s2) = (a1.add(b1).hsum(), a2.add(b2).hsum());
-    for &v in rest {
-        let d = v - shift;
-        s1 += d;
-        s2 += d * d;
+    (a1.add(b1), a2.add(b2), rest)
+}
+
+/// [`row_mean_var`] of four rows of the same `r.len <= PLANE_BLOCK` values at once: per
+/// lane, the row's mean and biased variance as two f64 pairs (rows 0-1, rows 2-3). The
+/// same operations on each row in the same order, so the same bits; but the horizontal
+/// sums go four rows to a vector ([`F32x4::hsum4`]), the scalar tails a row's lane each,
+/// and the f64 steps ([`Moments::from_shifted`]) two rows to a vector. A short row has
+/// little work besides that chain (LayerNorm over 64 features: 16 quads).
+#[inline(always)]
+pub(crate) fn row_mean_var4(rows: [&[f32]; 4], r: Recip) -> ([F64x2; 2], [F64x2; 2]) {
+    debug_assert!(r.len <= PLANE_BLOCK && rows.iter().all(|x| x.len() == r.len));
+    // The tails' k-th values of the four rows, as one vector.
+    let column = |tails: [&[f32]; 4], k: usize| F32x4::from_array(tails.map(|t| t[k]));
+    let sums = rows.map(sum_lanes);
+    let mut total = F32x4::hsum4(sums.map(|s| s.0));
+    let tails = sums.map(|s| s.1);
+    for k in 0..tails[0].len() {
+        total = total.add(column(tails, k));
     }
-    (s1, s2)
+    let shift = total.mul(F32x4::splat(r.inv32));
+    let sh = shift.to_array();
+    let c: [(F32x4, F32x4, &[f32]); 4] = core::array::from_fn(|j| centered_lanes(rows[j], sh[j]));
+    let (mut s1, mut s2) = (F32x4::hsum4(c.map(|c| c.0)), F32x4::hsum4(c.map(|c| c.1)));
+    let rests = c.map(|c| c.2);
+    for k in 0..rests[0].len() {
+        let d = column(rests, k).sub(shift);
+        s1 = s1.add(d);
+        s2 = s2.add(d.mul(d));
+    }
+    // Moments::from_shifted and row_mean_var, a pair of rows at a time.
+    let (s1, s2, shift) = (F64x2::widen(s1), F64x2::widen(s2), F64x2::widen(shift));
+    let inv = F64x2::splat(r.inv);
+    let pair = |j: usize| {
+        let q = s1[j].mul(inv);
+        (shift[j].add(q), s2[j].sub(s1[j].mul(q)).non_negative().mul(inv))
+    };
+    let (p0, p1) = (pair(0), pair(1));
+    ([p0.0, p1.0], [p0.1, p1.1])
 }
 
 /// Moments of channels-last rows (`x.len() == rows * channels`), block by block.

@@ -20,9 +20,9 @@
 //! hot loops iterate exact chunks zipped by value (no bounds checks), two quads a step.
 
 use crate::inv_std;
-use crate::moments::{row_mean_var, Recip, PLANE_BLOCK};
+use crate::moments::{row_mean_var, row_mean_var4, Recip, PLANE_BLOCK};
 use crate::parallel;
-use crate::simd::{q, q_mut, F32x4};
+use crate::simd::{q, q_mut, F32x4, F64x2};
 
 /// Rows of f32 column sums before they go to f64 (as `moments::MAX_BLOCK_ROWS`).
 const COL_FLUSH_ROWS: usize = 256;
@@ -101,43 +101,9 @@ pub(crate) fn forward(x: &[f32], y: &mut [f32], r: Rows, gamma: &[f32], beta: &[
             let hi = mu as f32;
             (hi, (mu - hi as f64) as f32, inv_std(var, eps))
         };
-        // Short rows of a parameter per column, GROUP at a time: each step of a row's
-        // statistics waits on the one before (sums, shift, centred sums, f64 moments,
-        // square root, division), and a short row has little work besides that chain;
-        // the group's chains run side by side (LLVM even pairs their f64 square roots).
-        // Measured in V8 (paired CPU time, `bench/norms-ab.mjs`, 4M values): rows of 64,
-        // 128 and 256 values 0.88-0.94x the time of one at a time. The same operations on
-        // each row as one at a time (below), so the same bits.
-        let mut done = 0;
-        if r.inner == 1 && r.len <= SHORT_ROW {
-            let (xg, yg) = (xs.chunks_exact(GROUP * r.len), ys.chunks_exact_mut(GROUP * r.len));
-            for ((xg, yg), (ms, iss)) in xg.zip(yg).zip(ms.chunks_exact_mut(GROUP).zip(iss.chunks_exact_mut(GROUP))) {
-                let mut st = [(0f64, 0f64); GROUP];
-                for (s, xr) in st.iter_mut().zip(xg.chunks_exact(r.len)) {
-                    *s = stat_of(row_mean_var(xr, recip));
-                }
-                let mut lo = [0f32; GROUP];
-                for (j, &s) in st.iter().enumerate() {
-                    (ms[j], lo[j], iss[j]) = saved(s);
-                }
-                for (j, (xr, yr)) in xg.chunks_exact(r.len).zip(yg.chunks_exact_mut(r.len)).enumerate() {
-                    // GroupNorm of single values per channel has rows of inner 1 too, with
-                    // parameters that change from row to row.
-                    let p0 = r.param0(first + done + j);
-                    let p = p0..p0 + r.len;
-                    normalize_row(xr, yr, ms[j], lo[j], iss[j], &gamma[p.clone()], &beta[p]);
-                }
-                done += GROUP;
-            }
-        }
-        let (xs, ys) = (&xs[done * r.len..], &mut ys[done * r.len..]);
-        let (ms, iss) = (&mut ms[done..], &mut iss[done..]);
-        let first = first + done;
-        for (k, (xr, yr)) in xs.chunks_exact(r.len).zip(ys.chunks_exact_mut(r.len)).enumerate() {
-            let (hi, lo, is) = saved(stat_of(row_mean_var(xr, recip)));
-            ms[k] = hi;
-            iss[k] = is;
-            let p0 = r.param0(first + k);
+        // Row `k` (of the whole tensor) normalised with its saved statistics.
+        let normalize = |k: usize, xr: &[f32], yr: &mut [f32], hi: f32, lo: f32, is: f32| {
+            let p0 = r.param0(k);
             let p = p0..p0 + r.params_per_row();
             if r.inner == 1 {
                 normalize_row(xr, yr, hi, lo, is, &gamma[p.clone()], &beta[p]);
@@ -150,6 +116,50 @@ pub(crate) fn forward(x: &[f32], y: &mut [f32], r: Rows, gamma: &[f32], beta: &[
                     normalize_plane(xp, yp, hi, sc as f32, (b as f64 - lo as f64 * sc) as f32);
                 }
             }
+        };
+        // Short rows GROUP at a time: each step of a row's statistics waits on the one
+        // before (sums, shift, centred sums, f64 moments, square root, division), and a
+        // short row has little work besides that chain. The group's chains run side by
+        // side, their horizontal sums and f64 steps in vector lanes (`row_mean_var4`).
+        // Measured in V8 (paired CPU time, `bench/norms-ab.mjs`, 4M values): four rows of
+        // 64-256 values with scalar chains took 0.88-0.94x the time of one at a time; in
+        // lanes, 0.80-0.91x that for rows of 3-128 values, 0.94-0.99x for 192-256, and
+        // InstanceNorm's rows of 49 and 196 0.84-0.88x. (The scalar build, whose "lanes"
+        // are arrays: rows of 8 1.17x, 16-32 1.05x, 64 and more 0.99-1.01x.) The same
+        // operations on each row as one at a time (below), so the same bits.
+        let mut done = 0;
+        if r.len <= SHORT_ROW {
+            let (xg, yg) = (xs.chunks_exact(GROUP * r.len), ys.chunks_exact_mut(GROUP * r.len));
+            for ((xg, yg), (ms, iss)) in xg.zip(yg).zip(ms.chunks_exact_mut(GROUP).zip(iss.chunks_exact_mut(GROUP))) {
+                let rows: [&[f32]; GROUP] = core::array::from_fn(|j| &xg[j * r.len..(j + 1) * r.len]);
+                let (mean, var) = row_mean_var4(rows, recip);
+                // `stat_of` and `saved` (above), a pair of rows at a time.
+                let (mean, var) = match stat {
+                    Stat::Centered => (mean, var),
+                    Stat::MeanSquare => ([F64x2::splat(0.0); 2], [0, 1].map(|j| var[j].add(mean[j].mul(mean[j])))),
+                };
+                let hi = F64x2::narrow(mean[0], mean[1]);
+                let hi64 = F64x2::widen(hi);
+                let lo = F64x2::narrow(mean[0].sub(hi64[0]), mean[1].sub(hi64[1]));
+                let eps = F64x2::splat(eps as f64);
+                let is = [0, 1].map(|j| F64x2::splat(1.0).div(var[j].add(eps).sqrt()));
+                let is = F64x2::narrow(is[0], is[1]);
+                hi.store(q_mut(ms));
+                is.store(q_mut(iss));
+                let (hi, lo, is) = (hi.to_array(), lo.to_array(), is.to_array());
+                for (j, (xr, yr)) in xg.chunks_exact(r.len).zip(yg.chunks_exact_mut(r.len)).enumerate() {
+                    normalize(first + done + j, xr, yr, hi[j], lo[j], is[j]);
+                }
+                done += GROUP;
+            }
+        }
+        let (xs, ys) = (&xs[done * r.len..], &mut ys[done * r.len..]);
+        let (ms, iss) = (&mut ms[done..], &mut iss[done..]);
+        for (k, (xr, yr)) in xs.chunks_exact(r.len).zip(ys.chunks_exact_mut(r.len)).enumerate() {
+            let (hi, lo, is) = saved(stat_of(row_mean_var(xr, recip)));
+            ms[k] = hi;
+            iss[k] = is;
+            normalize(first + done + k, xr, yr, hi, lo, is);
         }
     });
 }
