@@ -16,6 +16,8 @@
 // Cases: "ln" = LayerNorm (4096, 768); "gn" = GroupNorm(32, 256) on (16, 256, 28, 28);
 // "gnl" = the same channels-last, (16, 28, 28, 256); "gnl64" = GroupNorm(8, 64) on
 // channels-last (32, 56, 56, 64); "inl" = InstanceNorm channels-last on (16, 28, 28, 256);
+// "in7" / "in14" = InstanceNorm channels-first on (32, 256, 7, 7) / (16, 256, 14, 14) (rows
+// of 49 / 196 values, a row per (sample, channel));
 // "rowsD" = LayerNorm over D features, 2^22 / D rows; "bnS" = BatchNorm channels-first
 // training forward ("fwd") or backward ("bwd") on planes of S x S (bn4 (64, 64, 4, 4), bn7
 // (32, 512, 7, 7), bn14 (32, 128, 14, 14), bn28 (32, 64, 28, 28), bn56 (32, 64, 56, 56)):
@@ -61,6 +63,8 @@ const GROUPS = {
   gnl: { shape: [16, 28, 28, 256], groups: 32, layout: "NHWC" },
   gnl64: { shape: [32, 56, 56, 64], groups: 8, layout: "NHWC" },
   inl: { shape: [16, 28, 28, 256], groups: 256, layout: "NHWC" },
+  in7: { shape: [32, 256, 7, 7], groups: 256, layout: "NCHW" },
+  in14: { shape: [16, 256, 14, 14], groups: 256, layout: "NCHW" },
 };
 
 /** The BatchNorm channels-first cases (NCHW). */
