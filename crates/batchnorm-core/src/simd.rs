@@ -235,33 +235,27 @@ mod imp {
 #[cfg(not(all(target_arch = "wasm32", target_feature = "simd128")))]
 mod imp {
     use super::QuadMask;
+    use core::ops::{Add, Mul, Sub};
 
+    /// `N` lanes of `T` as an array: both vector types here, their lane-wise arithmetic
+    /// written once.
     #[derive(Clone, Copy)]
-    pub struct F32x4([f32; 4]);
+    pub struct Lanes<T, const N: usize>([T; N]);
+
+    pub type F32x4 = Lanes<f32, 4>;
+    pub type F64x2 = Lanes<f64, 2>;
 
     // `add`, `sub`, `mul` are methods, not `std::ops` impls, as in the SIMD version:
     // the kernels read as chains of the wasm instructions they become.
     #[allow(clippy::should_implement_trait)]
-    impl F32x4 {
+    impl<T: Copy + Add<Output = T> + Sub<Output = T> + Mul<Output = T>, const N: usize> Lanes<T, N> {
         #[inline(always)]
-        pub fn splat(v: f32) -> Self {
-            Self([v; 4])
+        pub fn splat(v: T) -> Self {
+            Self([v; N])
         }
         #[inline(always)]
-        pub fn zero() -> Self {
-            Self([0.0; 4])
-        }
-        #[inline(always)]
-        pub fn load(s: &[f32; 4]) -> Self {
-            Self(*s)
-        }
-        #[inline(always)]
-        pub fn store(self, s: &mut [f32; 4]) {
-            *s = self.0;
-        }
-        #[inline(always)]
-        fn zip(self, o: Self, f: impl Fn(f32, f32) -> f32) -> Self {
-            Self([f(self.0[0], o.0[0]), f(self.0[1], o.0[1]), f(self.0[2], o.0[2]), f(self.0[3], o.0[3])])
+        fn zip(self, o: Self, f: impl Fn(T, T) -> T) -> Self {
+            Self(core::array::from_fn(|i| f(self.0[i], o.0[i])))
         }
         #[inline(always)]
         pub fn add(self, o: Self) -> Self {
@@ -274,6 +268,21 @@ mod imp {
         #[inline(always)]
         pub fn mul(self, o: Self) -> Self {
             self.zip(o, |a, b| a * b)
+        }
+    }
+
+    impl F32x4 {
+        #[inline(always)]
+        pub fn zero() -> Self {
+            Self([0.0; 4])
+        }
+        #[inline(always)]
+        pub fn load(s: &[f32; 4]) -> Self {
+            Self(*s)
+        }
+        #[inline(always)]
+        pub fn store(self, s: &mut [f32; 4]) {
+            *s = self.0;
         }
         #[inline(always)]
         pub fn relu(self) -> Self {
@@ -299,9 +308,6 @@ mod imp {
         pub fn to_array(self) -> [f32; 4] {
             self.0
         }
-    }
-
-    impl F32x4 {
         #[inline(always)]
         pub fn from_array(a: [f32; 4]) -> Self {
             Self(a)
@@ -312,31 +318,7 @@ mod imp {
         }
     }
 
-    #[derive(Clone, Copy)]
-    pub struct F64x2([f64; 2]);
-
-    #[allow(clippy::should_implement_trait)]
     impl F64x2 {
-        #[inline(always)]
-        pub fn splat(v: f64) -> Self {
-            Self([v; 2])
-        }
-        #[inline(always)]
-        fn zip(self, o: Self, f: impl Fn(f64, f64) -> f64) -> Self {
-            Self([f(self.0[0], o.0[0]), f(self.0[1], o.0[1])])
-        }
-        #[inline(always)]
-        pub fn add(self, o: Self) -> Self {
-            self.zip(o, |a, b| a + b)
-        }
-        #[inline(always)]
-        pub fn sub(self, o: Self) -> Self {
-            self.zip(o, |a, b| a - b)
-        }
-        #[inline(always)]
-        pub fn mul(self, o: Self) -> Self {
-            self.zip(o, |a, b| a * b)
-        }
         #[inline(always)]
         pub fn div(self, o: Self) -> Self {
             self.zip(o, |a, b| a / b)
@@ -356,7 +338,7 @@ mod imp {
         }
         #[inline(always)]
         pub fn narrow(a: Self, b: Self) -> F32x4 {
-            F32x4([a.0[0] as f32, a.0[1] as f32, b.0[0] as f32, b.0[1] as f32])
+            Lanes([a.0[0] as f32, a.0[1] as f32, b.0[0] as f32, b.0[1] as f32])
         }
     }
 
