@@ -1,6 +1,7 @@
-//! A four-lane f32 vector with exactly the operations the kernels need.
+//! A four-lane f32 vector with exactly the operations the kernels need (and a two-lane
+//! f64 one for the f64 steps of four short rows at once).
 //!
-//! On `wasm32` with `+simd128` it is a `v128` and every method is one `f32x4.*`
+//! On `wasm32` with `+simd128` it is a `v128` and most methods are one `f32x4.*`
 //! instruction; everywhere else (the scalar wasm build, native tests) it is a `[f32; 4]`
 //! that the compiler lowers to scalar ops, or to the host's SIMD. The kernels are written
 //! once against this type, so the scalar and SIMD builds cannot drift apart numerically:
@@ -119,13 +120,13 @@ mod imp {
     }
 
     impl F32x4 {
-        /// Four horizontal sums in one vector: lane `r` is `v[r].hsum()`, its lanes added
-        /// in the same pairs, so the same bits (six shuffles and three adds for what four
-        /// `hsum`s do in twelve lane extracts and twelve scalar adds).
         #[inline(always)]
         pub fn from_array(a: [f32; 4]) -> Self {
             Self(f32x4(a[0], a[1], a[2], a[3]))
         }
+        /// Four horizontal sums in one vector: lane `r` is `v[r].hsum()`, its lanes added
+        /// in the same pairs, so the same bits (six shuffles and three adds for what four
+        /// `hsum`s do in twelve lane extracts and twelve scalar adds).
         #[inline(always)]
         pub fn hsum4(v: [Self; 4]) -> Self {
             // [v0.0 + v0.1, v1.0 + v1.1, v0.2 + v0.3, v1.2 + v1.3], and the same of v2, v3.
