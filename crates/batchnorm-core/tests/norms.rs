@@ -244,9 +244,9 @@ fn row_statistics_stay_exact_when_blocks_move_away_from_the_mean() {
 /// each row as one at a time: every row's `y`, mean and invstd are the bits of that row
 /// normalised alone (a one-row call never groups), for row counts that leave 0-3 rows
 /// over, both statistics, a large offset, rows of planes (GroupNorm and InstanceNorm
-/// channels-first: a parameter per plane, by group), and GroupNorm of one value per channel, whose
-/// rows (a sample's groups) take their parameters by group: grouped across samples in
-/// the batch, one sample at a time (three groups) alone.
+/// channels-first: a parameter per plane, by group), and GroupNorm of one value per
+/// channel, whose rows (a sample's groups) take their parameters by group: grouped across
+/// samples in the batch, one sample at a time (three groups) alone.
 #[test]
 fn short_rows_in_groups_give_the_bits_of_rows_alone() {
     let mut rng = Rng::new(31);
